@@ -1,0 +1,1 @@
+"""sall_desktop."""

@@ -1,0 +1,1 @@
+"""The only SQL in the app: the SQLite label store, its migrations and repositories."""
