@@ -1,0 +1,175 @@
+"""Entry point: ``sall-desktop`` opens the workstation; sub-commands run the same services headless.
+
+Sub-commands: ``scan``, ``import``, ``export``, ``inspect`` (and ``gui``, the default).
+Imports are deferred into each command so that starting the window never pays for the others.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+# OpenCV reads this once, when cv2 is first imported: refuse decompression bombs (R15).
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(100_000_000))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+FORMATS = ("canonical", "eyepacs", "aptos", "idrid", "messidor2", "imagefolder", "manifest")
+
+
+def _db_path(args: argparse.Namespace) -> Path:
+    from sall_desktop.services.paths import default_db_path
+
+    return Path(args.db) if args.db else default_db_path()
+
+
+def _progress(label: str) -> Callable[[int], None]:
+    def report(done: int) -> None:
+        if sys.stderr is not None and done % 50 == 0:
+            print(f"\r{label}: {done}", end="", file=sys.stderr, flush=True)
+
+    return report
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from sall_desktop.services.folder_scan import register_images, scan_folder
+    from sall_desktop.store import open_store
+
+    summary = scan_folder(args.folder, on_progress=_progress("described"))
+    print(file=sys.stderr)
+    store = open_store(_db_path(args))
+    try:
+        if store.read_only:
+            print(f"database is read-only: {store.read_only_reason}", file=sys.stderr)
+            return EXIT_FAILED
+        register_images(store, summary.records)
+    finally:
+        store.close()
+    print(summary.format())
+    return EXIT_OK
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from model_zoo.io import LoadError, read_image
+
+    try:
+        meta = read_image(args.file).meta
+    except LoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps(asdict(meta), indent=2, sort_keys=True))
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from sall_desktop.services.folder_scan import register_images, scan_folder
+    from sall_desktop.services.labels_io import import_labels
+    from sall_desktop.store import open_store
+
+    if bool(args.as_grader) == bool(args.as_reference):
+        print("error: give exactly one of --as-grader NAME or --as-reference NAME", file=sys.stderr)
+        return EXIT_USAGE
+    summary = scan_folder(args.folder, on_progress=_progress("described"))
+    print(file=sys.stderr)
+    store = open_store(_db_path(args))
+    try:
+        if store.read_only:
+            print(f"database is read-only: {store.read_only_reason}", file=sys.stderr)
+            return EXIT_FAILED
+        register_images(store, summary.records)
+        report = import_labels(
+            store,
+            Path(args.file),
+            args.format,
+            summary.records,
+            as_grader=args.as_grader,
+            as_reference=args.as_reference,
+            replace=args.replace,
+        )
+    finally:
+        store.close()
+    print(report.format_report())
+    if args.report:
+        report.write_csv(Path(args.report))
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from sall_desktop.services.labels_io import export_labels
+    from sall_desktop.store import open_store
+
+    store = open_store(_db_path(args), read_only=True)
+    try:
+        summary = export_labels(store, args.format, Path(args.out), grader=args.grader)
+    finally:
+        store.close()
+    print(summary.format())
+    return EXIT_OK
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    try:
+        from sall_desktop.app import run_gui
+    except ImportError as exc:
+        print(f"the graphical workstation is not available in this build: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return run_gui(db=args.db, folder=args.folder)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sall-desktop", description="Grading workstation for retinal fundus photographs."
+    )
+    parser.add_argument("--db", help="label database (default: the user's data folder)")
+    sub = parser.add_subparsers(dest="command")
+
+    gui = sub.add_parser("gui", help="open the workstation (default)")
+    gui.add_argument("folder", nargs="?", help="folder to open")
+    gui.set_defaults(func=cmd_gui)
+
+    scan = sub.add_parser("scan", help="register a folder's images in the database")
+    scan.add_argument("folder")
+    scan.set_defaults(func=cmd_scan)
+
+    imp = sub.add_parser("import", help="import labels from a CSV file")
+    imp.add_argument("file")
+    imp.add_argument("--format", required=True, choices=FORMATS)
+    imp.add_argument("--folder", required=True, help="folder holding the labelled images")
+    imp.add_argument("--as-grader", help="record the labels as this named grader's grades")
+    imp.add_argument("--as-reference", help="record the labels as reference labels of this source")
+    imp.add_argument("--replace", action="store_true", help="replace this grader's existing grades")
+    imp.add_argument("--report", help="write the conflict report to this CSV file")
+    imp.set_defaults(func=cmd_import)
+
+    exp = sub.add_parser("export", help="export current labels")
+    exp.add_argument("--format", required=True, choices=FORMATS)
+    exp.add_argument("--out", required=True)
+    exp.add_argument("--grader", help="export this grader's grades (default: latest human grade)")
+    exp.set_defaults(func=cmd_export)
+
+    ins = sub.add_parser("inspect", help="print an image's metadata as JSON")
+    ins.add_argument("file")
+    ins.set_defaults(func=cmd_inspect)
+    for p in (gui, scan, imp, exp, ins):
+        p.add_argument("--db", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    multiprocessing.freeze_support()
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        args = build_parser().parse_args(["gui", *(argv or sys.argv[1:])])
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""Folder catalogue: stream a folder's image files at once, identify them in the background.
+
+An image's identity is the SHA-256 of its bytes (R6), so labels follow content across renames
+and moves, and two paths with the same content are duplicates. Finding files is cheap and comes
+first (a grader sees the folder fill at once); hashing and metadata need the bytes and run on a
+small pool, reporting each file as it is described.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+from model_zoo.io import SUPPORTED_SUFFIXES, LoadError, read_image, sniff_format
+from sall_desktop.domain.grades import FieldSource, ImageRecord, Laterality
+
+THUMBNAIL_REDUCE = 8
+"""Reduced decoding factor used while describing: metadata and the hash come from one read."""
+
+
+@dataclass(frozen=True, slots=True)
+class FoundFile:
+    """A candidate image file, found before its bytes are read."""
+
+    path: Path
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class DescribedFile:
+    """The outcome of reading one file: a record, or the grader-readable reason it failed.
+
+    ``duplicate_of`` is the first path seen with the same content, when there is one.
+    """
+
+    found: FoundFile
+    record: ImageRecord | None = None
+    error: str | None = None
+    duplicate_of: Path | None = None
+
+
+def _is_candidate(entry: os.DirEntry[str]) -> bool:
+    suffix = os.path.splitext(entry.name)[1].lower()
+    if suffix in SUPPORTED_SUFFIXES:
+        return True
+    if suffix:
+        return False
+    # DICOM files from modalities often carry no suffix: sniff the 132-byte preamble.
+    try:
+        with open(entry.path, "rb") as handle:
+            return sniff_format(handle.read(132)) == "dicom"
+    except OSError:
+        return False
+
+
+def scan_files(root: str | os.PathLike[str], *, cancel: threading.Event | None = None) -> Iterator[FoundFile]:
+    """Yield image files under ``root`` recursively, in a stable (sorted) order, as they are found.
+
+    Hidden files and folders (leading dot) are skipped; symbolic links to folders are not followed
+    (a link loop would never end). Unreadable folders are skipped, not fatal.
+
+    Args:
+        root: folder to scan.
+        cancel: set it to stop the scan at the next directory entry.
+
+    Example:
+        >>> for found in scan_files("/data/fundus"):
+        ...     print(found.path)
+    """
+    stack = [os.fspath(root)]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            continue
+        subfolders = []
+        for entry in entries:
+            if cancel is not None and cancel.is_set():
+                return
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    subfolders.append(entry.path)
+                elif entry.is_file() and _is_candidate(entry):
+                    stat = entry.stat()
+                    yield FoundFile(Path(entry.path), stat.st_size, stat.st_mtime_ns)
+            except OSError:
+                continue
+        # Depth-first, in name order: push reversed so the first subfolder is scanned first.
+        stack.extend(reversed(subfolders))
+
+
+def describe_file(found: FoundFile) -> ImageRecord:
+    """Read one file once: its SHA-256 and metadata (laterality, patient id with their sources).
+
+    Raises:
+        LoadError: the file is not a readable image; the message is meant for a grader.
+    """
+    meta = read_image(found.path, reduce=THUMBNAIL_REDUCE).meta
+    return ImageRecord(
+        sha256=meta.sha256,
+        path=str(found.path),
+        width=meta.width,
+        height=meta.height,
+        file_format=meta.file_format,
+        laterality=Laterality(meta.laterality),
+        laterality_source=FieldSource(meta.laterality_source),
+        patient_id=meta.patient_id,
+        patient_id_source=FieldSource(meta.patient_id_source),
+        study_date=meta.study_date,
+        modality=meta.modality,
+        sop_instance_uid=meta.sop_instance_uid,
+        frames=meta.frames,
+    )
+
+
+class FolderCatalogue:
+    """Scans a folder on a background thread; describes files on a small worker pool.
+
+    Callbacks run on worker threads and must only hand data on (a Qt bridge re-emits them on
+    the GUI thread). ``on_found`` receives batches so a view can grow in steps, not per file.
+
+    Args:
+        root: folder to scan.
+        on_found: called with each batch of found files (at most ``batch`` per call).
+        on_described: called once per file with its record or error.
+        workers: threads that hash and read headers (decoders release the GIL).
+        describe: the function that reads one file (tests substitute a failing one).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        on_found: Callable[[list[FoundFile]], None] | None = None,
+        on_described: Callable[[DescribedFile], None] | None = None,
+        workers: int = 2,
+        batch: int = 256,
+        describe: Callable[[FoundFile], ImageRecord] = describe_file,
+    ) -> None:
+        self.root = Path(root)
+        self._on_found = on_found
+        self._on_described = on_described
+        self._workers = workers
+        self._batch = batch
+        self._describe = describe
+        self._cancel = threading.Event()
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._first_path_by_sha: dict[str, Path] = {}
+        self._results: list[DescribedFile] = []
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="catalogue-scan", daemon=True)
+
+    def start(self) -> FolderCatalogue:
+        self._thread.start()
+        return self
+
+    def cancel(self) -> None:
+        """Stop scanning and describing; files already described stay reported."""
+        self._cancel.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the scan and all descriptions finished (or were cancelled)."""
+        finished = self._done.wait(timeout)
+        if finished and self._error is not None:
+            raise self._error
+        return finished
+
+    @property
+    def results(self) -> list[DescribedFile]:
+        with self._lock:
+            return list(self._results)
+
+    def _run(self) -> None:
+        try:
+            with ThreadPoolExecutor(self._workers, thread_name_prefix="catalogue-describe") as pool:
+                pending: set[Future[DescribedFile]] = set()
+                batch: list[FoundFile] = []
+                for found in scan_files(self.root, cancel=self._cancel):
+                    batch.append(found)
+                    pending.add(pool.submit(self._describe_one, found))
+                    if len(batch) >= self._batch:
+                        self._emit_found(batch)
+                        batch = []
+                    # Bound the queue so a huge folder does not hold every future in memory.
+                    if len(pending) > 4 * self._batch:
+                        _, pending = wait(pending, return_when=FIRST_COMPLETED)
+                if batch:
+                    self._emit_found(batch)
+                if self._cancel.is_set():
+                    for future in pending:
+                        future.cancel()
+        except BaseException as exc:  # reported through wait(); a scan thread must not die silently
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def _emit_found(self, batch: list[FoundFile]) -> None:
+        if self._on_found is not None:
+            self._on_found(batch)
+
+    def _describe_one(self, found: FoundFile) -> DescribedFile:
+        if self._cancel.is_set():
+            return DescribedFile(found, error="cancelled")
+        try:
+            record = self._describe(found)
+        except LoadError as exc:
+            result = DescribedFile(found, error=str(exc))
+        except OSError as exc:
+            result = DescribedFile(found, error=f"{found.path.name} could not be read: {exc.strerror}")
+        except Exception as exc:  # a decoder bug must cost one file, not the whole folder
+            result = DescribedFile(found, error=f"{found.path.name}: unexpected error ({exc!r})")
+        else:
+            with self._lock:
+                first = self._first_path_by_sha.setdefault(record.sha256, found.path)
+            result = DescribedFile(found, record, duplicate_of=None if first == found.path else first)
+        with self._lock:
+            self._results.append(result)
+        if self._on_described is not None:
+            self._on_described(result)
+        return result

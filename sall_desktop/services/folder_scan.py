@@ -1,0 +1,78 @@
+"""Register a folder's images in the label store (the headless ``scan`` and ``import`` paths)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sall_desktop.domain.grades import ImageRecord
+from sall_desktop.services.catalogue import DescribedFile, FolderCatalogue
+from sall_desktop.store import SqliteLabelStore
+
+
+@dataclass(frozen=True, slots=True)
+class ScanSummary:
+    """What a scan found: readable images, files that failed (with reasons) and duplicates."""
+
+    folder: Path
+    records: tuple[ImageRecord, ...]
+    failures: tuple[tuple[Path, str], ...] = field(default=())
+    duplicates: tuple[tuple[Path, Path], ...] = field(default=())
+
+    def format(self) -> str:
+        unique = len({r.sha256 for r in self.records})
+        lines = [
+            f"{self.folder}: {len(self.records)} images ({unique} distinct), "
+            f"{len(self.failures)} unreadable, {len(self.duplicates)} duplicates"
+        ]
+        lines += [f"  unreadable: {path}: {reason}" for path, reason in self.failures]
+        lines += [f"  duplicate: {path} has the same content as {first}" for path, first in self.duplicates]
+        return "\n".join(lines)
+
+
+def scan_folder(
+    folder: str | os.PathLike[str],
+    *,
+    on_progress: Callable[[int], None] | None = None,
+    workers: int = 2,
+) -> ScanSummary:
+    """Describe every image under ``folder`` (hash + metadata), in a stable path order.
+
+    Args:
+        folder: the folder to scan recursively.
+        on_progress: called with the number of files described so far.
+        workers: describing threads.
+    """
+    done = 0
+
+    def described(_: DescribedFile) -> None:
+        nonlocal done
+        done += 1
+        if on_progress is not None:
+            on_progress(done)
+
+    catalogue = FolderCatalogue(folder, on_described=described, workers=workers).start()
+    catalogue.wait()
+    results = sorted(catalogue.results, key=lambda d: str(d.found.path))
+    # Duplicates are decided on the sorted list so the "original" is the first path by name,
+    # whatever order the workers finished in.
+    first_by_sha: dict[str, Path] = {}
+    records, failures, duplicates = [], [], []
+    for item in results:
+        if item.record is None:
+            failures.append((item.found.path, item.error or "unreadable"))
+            continue
+        records.append(item.record)
+        first = first_by_sha.setdefault(item.record.sha256, item.found.path)
+        if first != item.found.path:
+            duplicates.append((item.found.path, first))
+    return ScanSummary(Path(folder), tuple(records), tuple(failures), tuple(duplicates))
+
+
+def register_images(store: SqliteLabelStore, records: tuple[ImageRecord, ...] | list[ImageRecord]) -> int:
+    """Upsert each record (by SHA-256) and its current path; return how many were written."""
+    for record in records:
+        store.upsert_image(record)
+    return len(records)
