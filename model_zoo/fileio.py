@@ -1,4 +1,4 @@
-"""Atomic file replacement (R3): a reader sees the old file or the complete new one, never a torn one.
+"""Atomic file replacement (R3): readers see the old file or the complete new one, never a torn one.
 
 Standard library only, so every layer (model_zoo, training, the app's services) can share it.
 """
@@ -28,7 +28,9 @@ def _fsync_dir(directory: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike[str], mode: str = "w", **open_kwargs: object) -> Iterator[IO[Any]]:
+def atomic_writer(
+    path: str | os.PathLike[str], mode: str = "w", **open_kwargs: object
+) -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; on clean exit flush, fsync and ``os.replace`` it.
 
     On any exception (including a failed replace, e.g. a Windows sharing violation while the

@@ -105,7 +105,9 @@ class Grading:
     created_at: str = field(default_factory=utc_now)
 
     def __post_init__(self) -> None:
-        if len(self.image_sha256) != 64 or any(c not in "0123456789abcdef" for c in self.image_sha256):
+        if len(self.image_sha256) != 64 or any(
+            c not in "0123456789abcdef" for c in self.image_sha256
+        ):
             raise ValueError("image_sha256 must be 64 lowercase hex characters")
         if not self.grader.strip():
             raise ValueError("a grading needs a named grader")

@@ -58,7 +58,9 @@ def _is_candidate(entry: os.DirEntry[str]) -> bool:
         return False
 
 
-def scan_files(root: str | os.PathLike[str], *, cancel: threading.Event | None = None) -> Iterator[FoundFile]:
+def scan_files(
+    root: str | os.PathLike[str], *, cancel: threading.Event | None = None
+) -> Iterator[FoundFile]:
     """Yield image files under ``root`` recursively, in a stable (sorted) order, as they are found.
 
     Hidden files and folders (leading dot) are skipped; symbolic links to folders are not followed
@@ -216,13 +218,17 @@ class FolderCatalogue:
         except LoadError as exc:
             result = DescribedFile(found, error=str(exc))
         except OSError as exc:
-            result = DescribedFile(found, error=f"{found.path.name} could not be read: {exc.strerror}")
+            result = DescribedFile(
+                found, error=f"{found.path.name} could not be read: {exc.strerror}"
+            )
         except Exception as exc:  # a decoder bug must cost one file, not the whole folder
             result = DescribedFile(found, error=f"{found.path.name}: unexpected error ({exc!r})")
         else:
             with self._lock:
                 first = self._first_path_by_sha.setdefault(record.sha256, found.path)
-            result = DescribedFile(found, record, duplicate_of=None if first == found.path else first)
+            result = DescribedFile(
+                found, record, duplicate_of=None if first == found.path else first
+            )
         with self._lock:
             self._results.append(result)
         if self._on_described is not None:

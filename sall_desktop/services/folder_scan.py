@@ -28,7 +28,10 @@ class ScanSummary:
             f"{len(self.failures)} unreadable, {len(self.duplicates)} duplicates"
         ]
         lines += [f"  unreadable: {path}: {reason}" for path, reason in self.failures]
-        lines += [f"  duplicate: {path} has the same content as {first}" for path, first in self.duplicates]
+        lines += [
+            f"  duplicate: {path} has the same content as {first}"
+            for path, first in self.duplicates
+        ]
         return "\n".join(lines)
 
 
@@ -71,7 +74,9 @@ def scan_folder(
     return ScanSummary(Path(folder), tuple(records), tuple(failures), tuple(duplicates))
 
 
-def register_images(store: SqliteLabelStore, records: tuple[ImageRecord, ...] | list[ImageRecord]) -> int:
+def register_images(
+    store: SqliteLabelStore, records: tuple[ImageRecord, ...] | list[ImageRecord]
+) -> int:
     """Upsert each record (by SHA-256) and its current path; return how many were written."""
     for record in records:
         store.upsert_image(record)

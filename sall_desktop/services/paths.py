@@ -22,7 +22,9 @@ def data_dir() -> Path:
     if override:
         folder = Path(override)
     elif sys.platform == "win32":
-        folder = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / APP_DIR_NAME
+        folder = (
+            Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / APP_DIR_NAME
+        )
     elif sys.platform == "darwin":
         folder = Path.home() / "Library" / "Application Support" / APP_DIR_NAME
     else:

@@ -66,12 +66,16 @@ def test_catalogue_describes_each_file_with_identity_and_filename_laterality(fol
     by_name = {d.found.path.name: d for d in catalogue.results}
     left = by_name["10_left.jpg"].record
     assert left is not None
-    assert left.laterality is Laterality.LEFT and left.laterality_source is FieldSource.FILENAME_RULE
+    assert (
+        left.laterality is Laterality.LEFT and left.laterality_source is FieldSource.FILENAME_RULE
+    )
     assert left.patient_id == "10"
     assert len(left.sha256) == 64 and left.width == 48 and left.height == 48
 
 
-def test_duplicate_content_is_flagged_and_renames_keep_identity(folder: Path, tmp_path: Path) -> None:
+def test_duplicate_content_is_flagged_and_renames_keep_identity(
+    folder: Path, tmp_path: Path
+) -> None:
     original = folder / "10_left.jpg"
     copy = folder / "zz_copy.jpg"
     copy.write_bytes(original.read_bytes())
