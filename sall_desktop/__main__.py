@@ -107,7 +107,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     store = open_store(_db_path(args), read_only=True)
     try:
-        summary = export_labels(store, args.format, Path(args.out), grader=args.grader)
+        summary = export_labels(
+            store,
+            args.format,
+            Path(args.out),
+            grader=args.grader,
+            identified=args.identified,
+            include_notes=args.include_notes,
+            accept_lossy=args.accept_lossy,
+            task=args.task,
+        )
     finally:
         store.close()
     print(summary.format())
@@ -152,6 +161,16 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--format", required=True, choices=FORMATS)
     exp.add_argument("--out", required=True)
     exp.add_argument("--grader", help="export this grader's grades (default: latest human grade)")
+    exp.add_argument(
+        "--identified",
+        action="store_true",
+        help="keep file names, hashes and patient ids (default: keyed pseudonyms, R19)",
+    )
+    exp.add_argument("--include-notes", action="store_true", help="export free-text notes")
+    exp.add_argument(
+        "--accept-lossy", action="store_true", help="accept the documented lossy scale mappings"
+    )
+    exp.add_argument("--task", default="dr", choices=("dr", "amd"), help="imagefolder: which task")
     exp.set_defaults(func=cmd_export)
 
     ins = sub.add_parser("inspect", help="print an image's metadata as JSON")

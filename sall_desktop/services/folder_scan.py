@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sall_desktop.domain.grades import ImageRecord
 from sall_desktop.services.catalogue import DescribedFile, FolderCatalogue
-from sall_desktop.store import SqliteLabelStore
+from sall_desktop.store.repository import LabelRepository
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +74,7 @@ def scan_folder(
     return ScanSummary(Path(folder), tuple(records), tuple(failures), tuple(duplicates))
 
 
-def register_images(
-    store: SqliteLabelStore, records: tuple[ImageRecord, ...] | list[ImageRecord]
-) -> int:
-    """Upsert each record (by SHA-256) and its current path; return how many were written."""
-    for record in records:
-        store.upsert_image(record)
+def register_images(store: LabelRepository, records: Sequence[ImageRecord]) -> int:
+    """Upsert the records (by SHA-256) and their current paths in one transaction."""
+    store.upsert_images(records)
     return len(records)

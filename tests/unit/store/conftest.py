@@ -1,0 +1,49 @@
+"""Builders shared by the label-store tests."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sall_desktop.domain.grades import Grading
+from sall_desktop.store import SqliteLabelStore, open_store
+
+
+def _sha(n: int | str) -> str:
+    return hashlib.sha256(str(n).encode()).hexdigest()
+
+
+@pytest.fixture
+def sha() -> Callable[[int | str], str]:
+    """A valid image SHA-256 per label: sha(1), sha("left.jpg")."""
+    return _sha
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "labels.sqlite3"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[SqliteLabelStore]:
+    s = open_store(db_path, app_version="9.9.9-test")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def grading() -> Callable[..., Grading]:
+    """Grading builder with test defaults: grading(1, "Dr A", dr_grade=2)."""
+
+    def build(image: int | str = 1, grader: str = "Dr A", **fields: Any) -> Grading:
+        fields.setdefault("dr_grade", 1)
+        fields.setdefault("amd_grade", 0)
+        if fields.get("gradable") is False:
+            fields["dr_grade"] = fields["amd_grade"] = None
+        return Grading(image_sha256=_sha(image), grader=grader, **fields)
+
+    return build

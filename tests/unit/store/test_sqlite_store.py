@@ -1,0 +1,269 @@
+"""Behaviour of the SQLite label store: images, graders, gradings, predictions, settings."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from sall_desktop.domain.grades import (
+    FieldSource,
+    GraderRole,
+    GradingSource,
+    ImageRecord,
+    Laterality,
+    UngradableReason,
+)
+from sall_desktop.domain.predictions import Prediction
+from sall_desktop.store import LabelRepository, SqliteLabelStore, StoreWriteError, open_store
+
+
+def test_store_satisfies_the_repository_protocol(store: SqliteLabelStore) -> None:
+    repo: LabelRepository = store  # mypy checks the structure; this checks the attributes
+    for name in LabelRepository.__dict__:
+        if not name.startswith("_"):
+            assert hasattr(repo, name), name
+
+
+def test_fresh_store_is_writable_and_empty(store: SqliteLabelStore) -> None:
+    assert not store.read_only and store.read_only_reason == ""
+    assert store.warnings == []
+    assert store.startup_check == "ok"
+    assert store.list_images() == [] and store.current_gradings() == [] and store.audit_log() == []
+
+
+def test_images_are_keyed_by_content_and_keep_every_path(store, sha) -> None:
+    store.upsert_image(ImageRecord(sha256=sha(1), path="/a/1.jpg", width=30, height=20))
+    store.upsert_image(ImageRecord(sha256=sha(1), path="/moved/renamed.jpg"))
+    store.upsert_image(ImageRecord(sha256=sha(2), path="/a/2.jpg"))
+    image = store.get_image(sha(1))
+    assert image is not None
+    assert image.path == "/moved/renamed.jpg"
+    assert (image.width, image.height) == (30, 20)  # a blank rescan keeps what was known
+    assert store.image_paths(sha(1)) == ["/moved/renamed.jpg", "/a/1.jpg"]
+    assert [i.sha256 for i in store.list_images()] == [sha(1), sha(2)]
+    assert store.get_image(sha(3)) is None
+
+
+def test_a_file_name_guess_never_overrules_the_graders_laterality(store, sha) -> None:
+    user = ImageRecord(
+        sha256=sha(1), path="p", laterality=Laterality.LEFT, laterality_source=FieldSource.USER
+    )
+    guess = ImageRecord(
+        sha256=sha(1),
+        path="p",
+        laterality=Laterality.RIGHT,
+        laterality_source=FieldSource.FILENAME_RULE,
+    )
+    store.upsert_image(user)
+    store.upsert_image(guess)
+    image = store.get_image(sha(1))
+    assert image is not None and image.laterality is Laterality.LEFT
+    assert image.laterality_source is FieldSource.USER
+
+
+def test_graders_and_roles(store) -> None:
+    store.add_grader("Dr A")
+    store.add_grader("Dr B", GraderRole.SECONDARY)
+    store.add_grader("Dr A", GraderRole.ARBITER)
+    assert store.graders() == ["Dr A", "Dr B"]
+    assert store.grader_roles("Dr A") == {GraderRole.PRIMARY, GraderRole.ARBITER}
+    assert store.grader_roles("nobody") == set()
+    with pytest.raises(StoreWriteError, match="needs a name"):
+        store.add_grader("  ")
+
+
+def test_gradings_are_append_only_and_current_is_the_latest(store, grading, sha) -> None:
+    first = store.add_grading(grading(1, "Dr A", dr_grade=1))
+    second = store.add_grading(grading(1, "Dr A", dr_grade=3, notes="haemorrhages"))
+    other = store.add_grading(grading(1, "Dr B", dr_grade=2, role=GraderRole.SECONDARY))
+    assert first < second < other
+    current = store.current_grading(sha(1), "Dr A")
+    assert current is not None and current.dr_grade == 3 and current.notes == "haemorrhages"
+    # Grader B's grade is separate: it never overwrites A's (R9).
+    b = store.current_grading(sha(1), "Dr B")
+    assert b is not None and b.dr_grade == 2 and b.role is GraderRole.SECONDARY
+    assert [g.dr_grade for g in store.grading_history(sha(1))] == [1, 3, 2]
+    assert {(g.grader, g.dr_grade) for g in store.current_gradings()} == {("Dr A", 3), ("Dr B", 2)}
+    assert [g.grader for g in store.current_gradings(grader="Dr B")] == ["Dr B"]
+
+
+def test_the_stored_grading_round_trips_every_field(store, grading, sha) -> None:
+    g = grading(
+        7,
+        "Dr Ünïcode",
+        dr_grade=4,
+        amd_grade=3,
+        dme=2,
+        notes="line1\nline2 ☃",
+        model_version="m" * 64,
+        role=GraderRole.ARBITER,
+        source=GradingSource.ACCEPTED_PREDICTION,
+    )
+    store.add_grading(g)
+    assert store.current_grading(sha(7), "Dr Ünïcode") == g
+
+
+def test_ungradable_is_stored_as_blank_grades_never_zero(store, grading, sha, db_path) -> None:
+    store.add_grading(grading(1, gradable=False, ungradable_reason=UngradableReason.BLUR))
+    g = store.current_grading(sha(1), "Dr A")
+    assert g is not None and not g.gradable and g.dr_grade is None and g.amd_grade is None
+    raw = sqlite3.connect(db_path)
+    row = raw.execute("SELECT gradable, dr_grade, amd_grade, dme FROM gradings").fetchone()
+    raw.close()
+    assert row == (0, None, None, None)
+
+
+def test_retraction_removes_the_current_grading_but_keeps_history(store, grading, sha) -> None:
+    store.add_grading(grading(1, "Dr A", dr_grade=2))
+    row_id = store.retract_grading(sha(1), "Dr A", reason="undo")
+    assert store.current_grading(sha(1), "Dr A") is None
+    rows = store.grading_rows(sha(1))
+    assert [r.retracted for r in rows] == [False, True] and rows[-1].id == row_id
+    assert rows[-1].grading is None
+    assert len(store.grading_history(sha(1))) == 1
+    with pytest.raises(StoreWriteError, match="no grade") as err:
+        store.retract_grading(sha(1), "Dr A")
+    assert not err.value.retryable
+    store.add_grading(grading(1, "Dr A", dr_grade=4))
+    current = store.current_grading(sha(1), "Dr A")
+    assert current is not None and current.dr_grade == 4
+
+
+def _raw(db_path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE gradings SET dr_grade = 0",
+        "DELETE FROM gradings",
+        "UPDATE predictions SET model_id = 'x'",
+        "DELETE FROM predictions",
+        "UPDATE audit_log SET new_value = '0'",
+        "DELETE FROM audit_log",
+    ],
+)
+def test_append_only_tables_refuse_update_and_delete(store, grading, sha, db_path, sql) -> None:
+    store.add_grading(grading(1))
+    store.add_prediction(
+        Prediction(image_sha256=sha(1), model_id="m", probabilities={"dr": (1.0,)})
+    )
+    conn = _raw(db_path)
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute(sql)
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    ("columns", "values"),
+    [
+        # no grade without a grader
+        (
+            "image_id, grader_id, role, source, gradable, created_at",
+            "1, NULL, 'primary', 'human', 1, 't'",
+        ),
+        # grades outside their scales
+        (
+            "image_id, grader_id, role, source, gradable, dr_grade, created_at",
+            "1, 1, 'primary', 'human', 1, 5, 't'",
+        ),
+        (
+            "image_id, grader_id, role, source, gradable, amd_grade, created_at",
+            "1, 1, 'primary', 'human', 1, 4, 't'",
+        ),
+        (
+            "image_id, grader_id, role, source, gradable, dr_grade, created_at",
+            "1, 1, 'primary', 'human', 1, '2x', 't'",
+        ),
+        # ungradable with a 0 grade, or without a reason
+        (
+            "image_id, grader_id, role, source, gradable, ungradable_reason, dr_grade, created_at",
+            "1, 1, 'primary', 'human', 0, 'blur', 0, 't'",
+        ),
+        (
+            "image_id, grader_id, role, source, gradable, created_at",
+            "1, 1, 'primary', 'human', 0, 't'",
+        ),
+        # a grading that is neither gradable nor ungradable
+        ("image_id, grader_id, role, source, created_at", "1, 1, 'primary', 'human', 't'"),
+        # unknown role, unknown grader
+        (
+            "image_id, grader_id, role, source, gradable, created_at",
+            "1, 1, 'boss', 'human', 1, 't'",
+        ),
+        (
+            "image_id, grader_id, role, source, gradable, created_at",
+            "1, 99, 'primary', 'human', 1, 't'",
+        ),
+    ],
+)
+def test_the_schema_refuses_invalid_gradings(store, grading, db_path, columns, values) -> None:
+    store.add_grading(grading(1))  # image 1 and grader 1 exist
+    conn = _raw(db_path)
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute(f"INSERT INTO gradings ({columns}) VALUES ({values})")
+    conn.close()
+
+
+def test_the_schema_refuses_an_empty_grader_name(store, db_path) -> None:
+    conn = _raw(db_path)
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute("INSERT INTO graders (name, created_at) VALUES ('  ', 't')")
+    conn.close()
+
+
+def test_predictions_are_appended_and_the_latest_is_returned(store, sha) -> None:
+    def pred(model: str, p: float) -> Prediction:
+        return Prediction(
+            image_sha256=sha(1),
+            model_id=model,
+            probabilities={"dr": (p, 1 - p), "amd": (1.0,)},
+            gradable_probability=0.25,
+        )
+
+    p1, p2, p3 = pred("m1", 0.1), pred("m2", 0.3), pred("m1", 0.7)
+    first = store.add_prediction(p1)
+    assert store.add_predictions([p2, p3]) == 2
+    assert store.latest_prediction(sha(1)) == p3  # every field, floats exactly
+    assert store.latest_prediction(sha(1), "m2") == p2
+    assert store.latest_prediction(sha(2)) is None
+    assert store.predictions() == [p1, p2, p3]
+    assert store.predictions(model_id="m1") == [p1, p3]
+    assert first >= 1
+
+
+def test_settings_and_import_extras(store, sha) -> None:
+    assert store.get_setting("last_image") is None
+    store.set_setting("last_image", sha(1))
+    store.set_setting("last_image", sha(2))
+    assert store.get_setting("last_image") == sha(2)
+    extras = {sha(1): {"Risk of macular edema ": "1", "site": "x"}}
+    assert store.add_import_extras("import-1", extras) == 2
+    assert store.import_extras(sha(1)) == {"import-1": {"Risk of macular edema ": "1", "site": "x"}}
+    assert store.import_extras(sha(2)) == {}
+
+
+def test_backup_is_a_verified_standalone_database(store, grading, tmp_path) -> None:
+    store.add_grading(grading(1))
+    dest = tmp_path / "backups" / "labels-backup.sqlite3"
+    store.backup_to(dest)
+    store.add_grading(grading(2))  # later changes are not in the backup
+    assert not dest.with_name(dest.name + "-wal").exists()
+    with open_store(dest, read_only=True) as copy:
+        assert copy.integrity_check() == "ok"
+        assert len(copy.current_gradings()) == 1
+        assert copy.verify_chain().ok
+    assert not list(dest.parent.glob(".sall-tmp-*"))
+
+
+def test_closed_store_refuses_work_with_a_clear_error(db_path, grading) -> None:
+    s = open_store(db_path)
+    s.close()
+    s.close()  # idempotent
+    with pytest.raises(StoreWriteError, match="closed"):
+        s.add_grading(grading(1))
