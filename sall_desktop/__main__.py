@@ -1,6 +1,6 @@
 """Entry point: ``sall-desktop`` opens the workstation; sub-commands run the same services headless.
 
-Sub-commands: ``scan``, ``import``, ``export``, ``inspect`` (and ``gui``, the default).
+Sub-commands: ``scan``, ``import``, ``export``, ``grade``, ``inspect`` (and ``gui``, the default).
 Imports are deferred into each command so that starting the window never pays for the others.
 """
 
@@ -123,6 +123,72 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_grade(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+    import time
+
+    from model_zoo.checkpoints import CheckpointError
+    from sall_desktop.services.batch_grading import GradingProgress, grade_paths
+    from sall_desktop.services.folder_scan import register_images, scan_folder
+    from sall_desktop.services.inference import load_predictor
+    from sall_desktop.store import open_store
+
+    try:
+        predictor = load_predictor(Path(args.model), device=args.device)
+    except (CheckpointError, OSError, ValueError) as exc:
+        print(f"error: the model could not be loaded: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"model {predictor.card.name} ({predictor.card.id[:12]}) on {predictor.device_note}")
+    summary = scan_folder(args.folder, on_progress=_progress("described"))
+    cancel = threading.Event()
+
+    def stop(signum: int, frame: object) -> None:
+        # First Ctrl+C: finish the batch in flight and commit it; a second one aborts.
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        print("\nstopping after the current batch (Ctrl+C again to abort)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, stop)
+    started = time.perf_counter()
+
+    def progress(p: GradingProgress) -> None:
+        if sys.stderr is None or not p.total:
+            return
+        width = 30
+        filled = width * p.done // p.total
+        rate = p.done / max(time.perf_counter() - started, 1e-9)
+        bar = "#" * filled + "-" * (width - filled)
+        line = f"\r[{bar}] {p.done}/{p.total} ({p.failed} unreadable) {rate:.1f} img/s"
+        print(line, end="", file=sys.stderr, flush=True)
+
+    store = open_store(_db_path(args))
+    try:
+        if store.read_only:
+            print(f"database is read-only: {store.read_only_reason}", file=sys.stderr)
+            return EXIT_FAILED
+        register_images(store, summary.records)
+        known = {r.path: r.sha256 for r in summary.records}
+        result = grade_paths(
+            store,
+            predictor,
+            [Path(r.path) for r in summary.records],
+            known_sha256=known,
+            batch_size=args.batch_size,
+            cancel=cancel,
+            on_progress=progress,
+            csv_out=Path(args.out) if args.out else None,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        store.close()
+    print(file=sys.stderr)
+    print(summary.format())
+    print(result.format())
+    return EXIT_OK if not result.cancelled else 130
+
+
 def cmd_gui(args: argparse.Namespace) -> int:
     try:
         from sall_desktop.app import run_gui
@@ -173,10 +239,18 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--task", default="dr", choices=("dr", "amd"), help="imagefolder: which task")
     exp.set_defaults(func=cmd_export)
 
+    grade = sub.add_parser("grade", help="grade a folder with a model version (predictions)")
+    grade.add_argument("folder")
+    grade.add_argument("--model", required=True, help="model folder or its card.json")
+    grade.add_argument("--out", help="also write this run's predictions to a CSV file")
+    grade.add_argument("--batch-size", type=int, default=8)
+    grade.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps")
+    grade.set_defaults(func=cmd_grade)
+
     ins = sub.add_parser("inspect", help="print an image's metadata as JSON")
     ins.add_argument("file")
     ins.set_defaults(func=cmd_inspect)
-    for p in (gui, scan, imp, exp, ins):
+    for p in (gui, scan, imp, exp, grade, ins):
         p.add_argument("--db", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
