@@ -1,0 +1,450 @@
+"""DICOM decoding with pydicom: strict, allowlisted and bounded (R14).
+
+Order of checks, cheapest first, so a hostile file is refused before anything large is built:
+
+1. the File Meta group is walked by hand (SOP class and transfer syntax, no pydicom yet);
+2. SOP class allowlist (grading-conventions §6), transfer syntax allowlist (a decoder must be
+   installed for it);
+3. Deflated Explicit VR LE is inflated here in chunks under a cap (pydicom would inflate the
+   whole body with no cap: a 0.6 MB file costs 1.2 GB);
+4. ``dcmread`` without ``force``;
+5. Pixel Data present; Rows × Columns × Frames against ``max_pixels``; native Pixel Data length;
+6. decode frame 1 only: JPEG Baseline/Extended 8-bit through OpenCV (fast path, reduced
+   decoding for thumbnails), everything else through pydicom's decoders.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import warnings
+import zlib
+from typing import Any
+
+import cv2
+import numpy as np
+import pydicom
+import pydicom.uid as uids
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import get_frame
+from pydicom.filereader import read_dataset
+from pydicom.pixels.decoders.base import get_decoder
+from pydicom.pixels.processing import apply_color_lut
+from pydicom.pixels.utils import as_pixel_options
+
+from model_zoo.io.errors import LoadError, fail
+from model_zoo.io.headers import HeaderError, JpegHeader, jpeg_is_complete, probe_jpeg
+from model_zoo.io.pixels import JPEG_FLAGS, grey_to_rgb, reduce_area, scale_to_uint8
+
+#: SOP classes we accept (grading-conventions §6, the R14 allowlist).
+ALLOWED_SOP_CLASSES: dict[str, str] = {
+    "1.2.840.10008.5.1.4.1.1.77.1.5.1": "Ophthalmic Photography 8 Bit Image",
+    "1.2.840.10008.5.1.4.1.1.77.1.5.2": "Ophthalmic Photography 16 Bit Image",
+    "1.2.840.10008.5.1.4.1.1.77.1.5.5": "Wide Field Ophthalmic Photography Stereographic Image",
+    "1.2.840.10008.5.1.4.1.1.77.1.4": "VL Photographic Image",
+    "1.2.840.10008.5.1.4.1.1.7": "Secondary Capture Image",
+}
+_FAST_JPEG = frozenset({uids.JPEGBaseline8Bit, uids.JPEGExtended12Bit})
+#: Deflated bodies may inflate to at most this many times the compressed size ...
+DEFLATE_RATIO_CAP = 32
+#: ... but a small file may always inflate to this much (headers, tiny images) ...
+DEFLATE_FLOOR_BYTES = 32 << 20
+_INFLATE_CHUNK = 1 << 20
+_COLOUR_PHOTOMETRICS = frozenset({"RGB", "YBR_FULL", "YBR_FULL_422"})
+_GREY_PHOTOMETRICS = frozenset({"MONOCHROME1", "MONOCHROME2"})
+_PIXEL_DATA_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10")  # (7FE0,0010) LE, BE
+
+
+def _meta_group(path: str | os.PathLike[str], data: bytes) -> tuple[int, dict[int, str]]:
+    """Walk the (always explicit VR little endian) File Meta group; return its end and UIDs."""
+    offset = 132
+    values: dict[int, str] = {}
+    long_vrs = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"}
+    while offset + 8 <= len(data):
+        group, element = struct.unpack("<HH", data[offset : offset + 4])
+        if group != 0x0002:
+            break
+        vr = data[offset + 4 : offset + 6]
+        if vr in long_vrs:
+            if offset + 12 > len(data):
+                break
+            length = struct.unpack("<I", data[offset + 8 : offset + 12])[0]
+            start = offset + 12
+        else:
+            length = struct.unpack("<H", data[offset + 6 : offset + 8])[0]
+            start = offset + 8
+        if length == 0xFFFFFFFF or start + length > len(data):
+            raise fail(path, "truncated", "is a damaged DICOM file (its header is cut short)")
+        if element in (0x0002, 0x0010):
+            values[element] = data[start : start + length].decode("ascii", "replace")
+            values[element] = values[element].rstrip("\x00 ")
+        offset = start + length
+    if offset + 8 > len(data):
+        raise fail(path, "truncated", "is a damaged DICOM file (it ends after its header)")
+    if 0x0010 not in values:
+        raise fail(path, "corrupt", "is a damaged DICOM file (no transfer syntax in its header)")
+    return offset, values
+
+
+def _decoder_available(transfer_syntax: uids.UID) -> bool:
+    """Whether pydicom has a working decoder (with its plugin installed) for the syntax."""
+    try:
+        return bool(get_decoder(transfer_syntax).is_available)
+    except NotImplementedError:
+        return False
+
+
+def _printable(text: str) -> str:
+    clean = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return clean if len(clean) <= 64 else clean[:61] + "..."
+
+
+def _syntax_name(transfer_syntax: str) -> str:
+    uid = uids.UID(transfer_syntax)
+    if uid.is_valid and uid.name != str(uid):
+        return str(uid.name)
+    return f"'{_printable(transfer_syntax)}'"
+
+
+def _inflate(path: str | os.PathLike[str], body: bytes, max_pixels: int) -> bytes:
+    """Inflate a Deflated data set in 1 MiB steps, refusing output beyond the cap."""
+    cap = min(
+        max(DEFLATE_FLOOR_BYTES, DEFLATE_RATIO_CAP * len(body)),
+        6 * max_pixels + DEFLATE_FLOOR_BYTES,  # the largest legitimate image plus headers
+    )
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    chunks: list[bytes] = []
+    produced = 0
+    pending = body
+    try:
+        while True:
+            chunk = inflater.decompress(pending, _INFLATE_CHUNK)
+            produced += len(chunk)
+            if produced > cap:
+                raise fail(
+                    path,
+                    "deflate_bomb",
+                    f"is a compressed DICOM file that expands to more than {cap >> 20} MB "
+                    "(a decompression bomb); it was not opened",
+                )
+            chunks.append(chunk)
+            pending = inflater.unconsumed_tail
+            # eof: trailing pad bytes stay in unconsumed_tail; no output: nothing left to do.
+            if not pending or inflater.eof or not chunk:
+                break
+        chunks.append(inflater.flush())
+    except zlib.error as error:
+        raise fail(path, "corrupt", f"is a damaged deflated DICOM file ({error})") from None
+    return b"".join(chunks)
+
+
+def _parse(path: str | os.PathLike[str], data: bytes) -> Dataset:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(io.BytesIO(data), force=False)
+            _check_declared_length(path, ds)
+            ds.get("PixelData")  # materialise now, so parse errors surface here
+    except LoadError:
+        raise
+    except EOFError:
+        raise fail(path, "truncated", "is a DICOM file that is cut short") from None
+    except Exception as error:  # noqa: BLE001 - any parser failure is a damaged file
+        raise fail(path, "corrupt", f"is a damaged DICOM file ({_short(error)})") from None
+    return ds
+
+
+def _check_declared_length(path: str | os.PathLike[str], ds: Dataset) -> None:
+    """Refuse Pixel Data whose declared length runs past the end of the file.
+
+    pydicom reads what is there and keeps quiet (the pydicom #1274 family: a length field
+    that overflowed or lies), so the declared length is compared with the bytes read.
+    """
+    raw = ds.get_item(0x7FE00010)
+    declared = getattr(raw, "length", None)
+    value = getattr(raw, "value", None)
+    if declared is None or declared == 0xFFFFFFFF or not isinstance(value, bytes | bytearray):
+        return
+    if len(value) < declared:
+        raise fail(
+            path,
+            "truncated",
+            f"is a damaged DICOM file (its pixel data declares {declared} bytes, "
+            f"but only {len(value)} are in the file)",
+        )
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _int(ds: Dataset, keyword: str, default: int | None = None) -> int:
+    value = ds.get(keyword, default)
+    if value is None or value == "":
+        if default is None:
+            raise ValueError(f"missing {keyword}")
+        return default
+    return int(value)
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom warns on invalid values; we only read
+            value = ds.get(keyword, "")
+            return str(value).strip() if value is not None else ""
+    except Exception:  # noqa: BLE001 - an undecodable text tag is just absent metadata
+        return ""
+
+
+def _fast_jpeg(
+    path: str | os.PathLike[str],
+    frame: bytes,
+    header: JpegHeader,
+    photometric: str,
+    reduce: int,
+) -> np.ndarray | None:
+    """Decode a JPEG frame with OpenCV; ``None`` where only pydicom gets the colours right.
+
+    libjpeg converts YCbCr to RGB when the codestream says so (JFIF marker, Adobe transform
+    1, or neither marker with component ids other than "RGB"). The one case it gets wrong is a
+    codestream with no marker whose DICOM photometric says RGB: the samples are RGB but
+    libjpeg would transform them; pydicom decodes it raw, so it takes that case.
+    """
+    colour = header.channels == 3
+    if photometric not in (_COLOUR_PHOTOMETRICS if colour else _GREY_PHOTOMETRICS):
+        return None  # e.g. PALETTE COLOR: pydicom applies the lookup table
+    if colour and not (header.jfif or header.adobe_transform is not None):
+        rgb_ids = header.component_ids == (82, 71, 66)
+        lower_ids = header.component_ids == (114, 103, 98)
+        if lower_ids or (photometric == "RGB" and not rgb_ids):
+            return None
+    if not jpeg_is_complete(frame, header):
+        raise fail(path, "truncated", "is a DICOM file whose JPEG image is cut short")
+    flags = JPEG_FLAGS[reduce][0 if colour else 1]
+    image = cv2.imdecode(np.frombuffer(frame, np.uint8), flags)
+    if image is None:
+        raise fail(path, "corrupt", "is a DICOM file whose JPEG image is damaged")
+    if not colour:
+        if photometric == "MONOCHROME1":
+            image = 255 - image
+        image = grey_to_rgb(image)
+    return np.asarray(image)
+
+
+def _decode_pydicom(path: str | os.PathLike[str], ds: Dataset, syntax: str) -> np.ndarray:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            decoder = get_decoder(uids.UID(syntax))
+            arr, props = decoder.as_array(ds, index=0, validate=True, **as_pixel_options(ds))
+            photometric = str(props.get("photometric_interpretation", ""))
+            palette = photometric == "PALETTE COLOR"
+            if palette:
+                arr = apply_color_lut(arr, ds)
+                photometric = "RGB"
+    except LoadError:
+        raise
+    except Exception as error:  # noqa: BLE001 - decoder failures are damaged files
+        reason = "truncated" if "less than expected" in str(error) else "corrupt"
+        raise fail(
+            path, reason, f"has pixel data that could not be decoded ({_short(error)})"
+        ) from None
+    if palette:
+        bits = 8 * arr.dtype.itemsize  # LUT entries are 8 or 16 bits wide
+    else:
+        stored = _int(ds, "BitsStored", _int(ds, "BitsAllocated", 8))
+        bits = max(1, min(stored, 8 * arr.dtype.itemsize))
+    if arr.dtype.kind == "i":
+        # Signed samples: shift the signed range onto 0 .. 2**bits - 1 before scaling.
+        arr = arr.astype(np.int32) + (1 << (bits - 1))
+    image = scale_to_uint8(np.clip(arr, 0, (1 << bits) - 1), bits)
+    if photometric in ("MONOCHROME1", "MONOCHROME2"):
+        if image.ndim == 3:
+            image = image[:, :, 0]
+        if photometric == "MONOCHROME1":
+            image = 255 - image
+        return grey_to_rgb(image)
+    if photometric != "RGB" or image.ndim != 3 or image.shape[2] != 3:
+        raise fail(
+            path,
+            "unsupported_format",
+            f"uses photometric interpretation {photometric or '(none)'}, which is not supported",
+        )
+    return image
+
+
+def decode_dicom(
+    path: str | os.PathLike[str], data: bytes, reduce: int, max_pixels: int
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Decode frame 1 of a DICOM file held in ``data``.
+
+    Returns:
+        ``(rgb, fields)``: H×W×3 uint8 RGB (reduced by ``reduce``) and the :class:`ImageMeta`
+        fields read from the data set (everything except sha256 and the name rules).
+
+    Raises:
+        LoadError: Any refusal listed in the module docstring.
+    """
+    with warnings.catch_warnings():
+        # pydicom warns about every invalid value it meets; the outcome is a LoadError or an
+        # image, and warnings from hostile files would only flood the decode worker's log.
+        warnings.simplefilter("ignore")
+        return _decode_dicom(path, data, reduce, max_pixels)
+
+
+def _decode_dicom(
+    path: str | os.PathLike[str], data: bytes, reduce: int, max_pixels: int
+) -> tuple[np.ndarray, dict[str, Any]]:
+    meta_end, file_meta = _meta_group(path, data)
+    sop_meta, syntax = file_meta.get(0x0002, ""), file_meta[0x0010]
+    if sop_meta and sop_meta not in ALLOWED_SOP_CLASSES:
+        raise _sop_refusal(path, sop_meta)
+    if syntax == uids.DeflatedExplicitVRLittleEndian:
+        inflated = _inflate(path, data[meta_end:], max_pixels)
+        ds = _parse_inflated(path, inflated)
+        body = inflated
+    else:
+        if syntax not in (
+            uids.ImplicitVRLittleEndian,
+            uids.ExplicitVRLittleEndian,
+            uids.ExplicitVRBigEndian,
+        ):
+            if not _decoder_available(uids.UID(syntax)):
+                raise fail(
+                    path,
+                    "unsupported_transfer_syntax",
+                    f"is compressed as {_syntax_name(syntax)}, and no decoder for it is installed",
+                )
+        ds = _parse(path, data)
+        body = data[meta_end:]
+    sop_dataset = _text(ds, "SOPClassUID")
+    if sop_meta and sop_dataset and sop_dataset != sop_meta:
+        raise fail(
+            path,
+            "corrupt",
+            "is a damaged DICOM file (its header and body name different SOP classes)",
+        )
+    sop = sop_meta or sop_dataset
+    if sop not in ALLOWED_SOP_CLASSES:
+        raise _sop_refusal(path, sop)
+    if "PixelData" not in ds:
+        if any(tag in body for tag in _PIXEL_DATA_TAGS):
+            # pydicom drops an element that runs past the end of the file without an error.
+            raise fail(path, "truncated", "is a DICOM file that is cut short (in its pixel data)")
+        kind = "Float Pixel Data" if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds else ""
+        detail = (
+            f"holds {kind}, which is not supported" if kind else "contains no image (no pixel data)"
+        )
+        raise fail(path, "no_pixel_data", detail)
+    try:
+        rows, cols = _int(ds, "Rows"), _int(ds, "Columns")
+        samples = _int(ds, "SamplesPerPixel", 1)
+        bits_allocated = _int(ds, "BitsAllocated")
+        frames = _int(ds, "NumberOfFrames", 1) or 1
+    except (ValueError, TypeError) as error:
+        raise fail(path, "corrupt", f"is a damaged DICOM file ({_short(error)})") from None
+    if samples not in (1, 3):
+        raise fail(
+            path, "unsupported_format", f"has {samples} samples per pixel, which is not supported"
+        )
+    if rows <= 0 or cols <= 0 or frames < 0:
+        raise fail(
+            path,
+            "corrupt",
+            f"is a damaged DICOM file (Rows {rows}, Columns {cols}, Number of Frames {frames})",
+        )
+    if bits_allocated not in (8, 16):
+        raise fail(
+            path, "unsupported_format", f"has {bits_allocated}-bit samples, which are not supported"
+        )
+    total = rows * cols * frames
+    if total > max_pixels:
+        raise fail(
+            path,
+            "too_large",
+            f"declares {cols} × {rows} pixels × {frames} frame(s) "
+            f"({total / 1e6:.0f} Mpx), above the {max_pixels / 1e6:.0f} Mpx limit",
+        )
+    photometric = _text(ds, "PhotometricInterpretation").upper()
+    image: np.ndarray | None = None
+    if syntax in _FAST_JPEG and bits_allocated == 8:
+        try:
+            frame = get_frame(ds.PixelData, 0, number_of_frames=frames)
+            header = probe_jpeg(frame)
+        except HeaderError as error:
+            raise fail(
+                path,
+                "truncated" if error.truncated else "corrupt",
+                f"is a DICOM file whose JPEG image is damaged ({error})",
+            ) from None
+        except Exception as error:  # noqa: BLE001 - broken encapsulation
+            raise fail(
+                path, "corrupt", f"is a DICOM file whose image data is damaged ({_short(error)})"
+            ) from None
+        if (header.width, header.height, header.channels) != (cols, rows, samples):
+            raise fail(
+                path,
+                "corrupt",
+                f"is a damaged DICOM file (its JPEG image is {header.width} × {header.height} × "
+                f"{header.channels}, but the header says {cols} × {rows} × {samples})",
+            )
+        if header.bit_depth == 8:
+            image = _fast_jpeg(path, frame, header, photometric, reduce)
+    if image is None:
+        # After inflation the data set is plain Explicit VR LE: decode it as such.
+        effective = str(ds.file_meta.get("TransferSyntaxUID", syntax))
+        image = reduce_area(_decode_pydicom(path, ds, effective), reduce)
+    fields: dict[str, Any] = {
+        "width": cols,
+        "height": rows,
+        "bit_depth": _int(ds, "BitsStored", bits_allocated),
+        "study_date": _date(_text(ds, "StudyDate")),
+        "modality": _text(ds, "Modality"),
+        "sop_class_uid": sop,
+        "sop_instance_uid": _text(ds, "SOPInstanceUID"),
+        "transfer_syntax": syntax,
+        "frames": max(frames, 1),
+        "burned_in_annotation": _text(ds, "BurnedInAnnotation").upper(),
+        "laterality": _laterality(ds),
+        "patient_id": _text(ds, "PatientID"),
+    }
+    return np.ascontiguousarray(image), fields
+
+
+def _parse_inflated(path: str | os.PathLike[str], inflated: bytes) -> Dataset:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = read_dataset(io.BytesIO(inflated), is_implicit_VR=False, is_little_endian=True)
+            ds.file_meta = FileMetaDataset()
+            ds.file_meta.TransferSyntaxUID = uids.ExplicitVRLittleEndian
+            _check_declared_length(path, ds)
+            ds.get("PixelData")
+    except LoadError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any parser failure is a damaged file
+        raise fail(path, "corrupt", f"is a damaged DICOM file ({_short(error)})") from None
+    return ds
+
+
+def _sop_refusal(path: str | os.PathLike[str], sop: str) -> LoadError:
+    name = uids.UID(sop).name if sop else ""
+    label = f"{name} ({sop})" if name and name != sop else (_printable(sop) or "none")
+    return fail(
+        path,
+        "unsupported_sop_class",
+        f"is a DICOM object of an unsupported SOP class: {label}; only ophthalmic and "
+        "VL photographs and secondary captures are read",
+    )
+
+
+def _laterality(ds: Dataset) -> str:
+    value = _text(ds, "ImageLaterality").upper()
+    return value if value in ("R", "L", "B") else ""
+
+
+def _date(value: str) -> str:
+    return value if len(value) == 8 and value.isdigit() else ""
