@@ -35,7 +35,9 @@ def make_folder(root: Path, n: int) -> None:
     for i in range(n):
         folder = root / f"patient_{i // 100:03d}"
         folder.mkdir(exist_ok=True)
-        (folder / f"{i}_{'left' if i % 2 else 'right'}.jpg").write_bytes(data + i.to_bytes(4, "little"))
+        (folder / f"{i}_{'left' if i % 2 else 'right'}.jpg").write_bytes(
+            data + i.to_bytes(4, "little")
+        )
 
 
 def time_to_first_entries(root: Path) -> tuple[float, float]:

@@ -22,7 +22,9 @@ PACKAGES = ("sall_desktop", "model_zoo", "training")
 def _copy_tree(dest: Path) -> None:
     for package in PACKAGES:
         shutil.copytree(
-            ROOT / package, dest / package, ignore=shutil.ignore_patterns("__pycache__", "*.safetensors")
+            ROOT / package,
+            dest / package,
+            ignore=shutil.ignore_patterns("__pycache__", "*.safetensors"),
         )
     shutil.copy(ROOT / "pyproject.toml", dest / "pyproject.toml")
 
@@ -30,7 +32,12 @@ def _copy_tree(dest: Path) -> None:
 def _lint(cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(cwd)}
     return subprocess.run(
-        [str(LINT_IMPORTS), "--no-cache"], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+        [str(LINT_IMPORTS), "--no-cache"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -39,7 +46,11 @@ def _lint(cwd: Path) -> subprocess.CompletedProcess[str]:
     ("module", "line", "contract"),
     [
         ("model_zoo/_planted.py", "import PySide6.QtCore\n", "Qt lives only in sall_desktop.gui"),
-        ("training/engine/_planted.py", "import sall_desktop.domain\n", "Libraries never import the app"),
+        (
+            "training/engine/_planted.py",
+            "import sall_desktop.domain\n",
+            "Libraries never import the app",
+        ),
         ("sall_desktop/gui/_planted.py", "import sall_desktop.store\n", "only through services"),
         ("training/protocol/_planted.py", "import numpy\n", "training.protocol stays light"),
     ],
