@@ -1,0 +1,179 @@
+"""The SALL multi-task student (sall-method.md §3): shared backbone, one head per task.
+
+A single-task teacher is the same class with one :class:`TaskSpec`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from torch import Tensor, nn
+
+from model_zoo.architectures.backbones import Backbone, WeightsUnavailableError, data_config
+from model_zoo.architectures.tasks import (
+    DEFAULT_GRADING_SCALES,
+    DEFAULT_TASKS,
+    TaskSpec,
+    validate_tasks,
+)
+from model_zoo.cards import ModelCard, Provenance
+from model_zoo.registry import get_backbone, register_model
+
+__all__ = [
+    "DEFAULT_TASKS",
+    "MultiTaskOutput",
+    "SallStudent",
+    "TaskSpec",
+    "WeightsUnavailableError",
+    "card_template",
+    "sall_student",
+]
+
+
+class MultiTaskOutput(NamedTuple):
+    """What :meth:`SallStudent.forward` returns.
+
+    Attributes:
+        logits: task name -> raw logits ``[B, C_k]``. No temperature is applied in the graph;
+            training and calibration apply their own (sall-method.md §3, §8).
+        features: the shared globally pooled feature ``[B, F]``.
+    """
+
+    logits: dict[str, Tensor]
+    features: Tensor
+
+
+class SallStudent(nn.Module):
+    """Shared backbone, global pooling, and one ``Dropout(p) -> Linear(F, C_k)`` head per task.
+
+    Args:
+        backbone: a :class:`~model_zoo.architectures.backbones.Backbone` (pooled ``[B, F]``).
+        tasks: the heads, in order; names unique.
+        dropout: dropout probability of every head, in [0, 1).
+    """
+
+    def __init__(self, backbone: Backbone, tasks: Sequence[TaskSpec], *, dropout: float) -> None:
+        super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.tasks: tuple[TaskSpec, ...] = validate_tasks(tuple(tasks))
+        self.backbone = backbone
+        self.feature_dim: int = backbone.feature_dim
+        self.backbone_name: str = backbone.name
+        self.heads = nn.ModuleDict(
+            {
+                task.name: nn.Sequential(
+                    nn.Dropout(dropout), nn.Linear(self.feature_dim, task.num_classes)
+                )
+                for task in self.tasks
+            }
+        )
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Pooled feature ``[B, F]`` of a normalised float batch ``[B, 3, H, W]``."""
+        return self.backbone(x)  # type: ignore[no-any-return]
+
+    def forward(self, x: Tensor) -> MultiTaskOutput:
+        """Raw logits per task and the pooled feature of a normalised ``[B, 3, H, W]`` batch."""
+        features = self.forward_features(x)
+        logits = {name: head(features) for name, head in self.heads.items()}
+        return MultiTaskOutput(logits=logits, features=features)
+
+    def cam_target_layer(self) -> nn.Module:
+        """The backbone's last convolutional block (Grad-CAM target layer)."""
+        return self.backbone.cam_target_layer()
+
+
+@register_model("sall_student")
+def sall_student(
+    *,
+    backbone: str = "resnet18",
+    tasks: Sequence[TaskSpec] = DEFAULT_TASKS,
+    pretrained: bool = False,
+    dropout: float = 0.5,
+) -> SallStudent:
+    """Build a SALL student (or, with one task, a single-task teacher).
+
+    Args:
+        backbone: registered backbone name (see :func:`model_zoo.registry.list_backbones`).
+        tasks: one :class:`TaskSpec` per head; DR (5) + AMD (4) by default.
+        pretrained: start the backbone from ImageNet weights (torch hub cache, else download;
+            :class:`~model_zoo.architectures.backbones.WeightsUnavailableError` when offline).
+        dropout: dropout before each head's linear layer.
+
+    Returns:
+        The model in training mode.
+
+    Example:
+        >>> from model_zoo.registry import get_model
+        >>> model = get_model("sall_student", backbone="resnet18").eval()
+        >>> out = model(torch.zeros(1, 3, 224, 224))
+        >>> out.logits["dr"].shape, out.features.shape
+        (torch.Size([1, 5]), torch.Size([1, 512]))
+    """
+    trunk = get_backbone(backbone, pretrained=pretrained)
+    if not isinstance(trunk, Backbone):
+        raise TypeError(f"backbone {backbone!r} builder returned {type(trunk).__name__}")
+    return SallStudent(trunk, tasks, dropout=dropout)
+
+
+def card_template(
+    *,
+    name: str,
+    version: str,
+    licence: str,
+    intended_use: str,
+    backbone: str = "resnet18",
+    tasks: Sequence[TaskSpec] = DEFAULT_TASKS,
+    dropout: float = 0.5,
+    input_size: int | None = None,
+    fundus_crop: bool = False,
+    grading_scales: dict[str, str] | None = None,
+    provenance: Provenance | None = None,
+) -> ModelCard:
+    """A card (``id=""``) for a ``sall_student``, with the backbone weights' mean/std.
+
+    Mean, std and the default input size come from torchvision's weights metadata for
+    ``backbone`` (sall-method.md §3: never typed in); temperatures start at 1.0 (uncalibrated).
+
+    Args:
+        name: human model name.
+        version: human version label.
+        licence: licence of the weights.
+        intended_use: e.g. :data:`model_zoo.cards.SYNTHETIC_INTENDED_USE`.
+        backbone: registered backbone name.
+        tasks: the heads.
+        dropout: head dropout recorded for rebuilding.
+        input_size: square input side in pixels; default the weights' crop size (224, 299...).
+        fundus_crop: crop to the fundus circle before resizing.
+        grading_scales: head -> scale label; default the known DR/AMD scales.
+        provenance: default: empty provenance with the current library versions.
+
+    Example:
+        >>> card = card_template(name="demo", version="1", licence="Apache-2.0",
+        ...                      intended_use=SYNTHETIC_INTENDED_USE, input_size=256)
+    """
+    config = data_config(backbone)
+    task_tuple = validate_tasks(tuple(tasks))
+    names = [t.name for t in task_tuple]
+    if grading_scales is None:
+        grading_scales = {k: v for k, v in DEFAULT_GRADING_SCALES.items() if k in names}
+    return ModelCard(
+        id="",
+        name=name,
+        version=version,
+        architecture="sall_student",
+        architecture_kwargs={"backbone": backbone, "dropout": dropout},
+        tasks=task_tuple,
+        grading_scales=grading_scales,
+        input_size=config.input_size if input_size is None else input_size,
+        mean=config.mean,
+        std=config.std,
+        interpolation=config.interpolation,
+        preprocessing={"fundus_crop": fundus_crop},
+        temperatures=dict.fromkeys(names, 1.0),
+        provenance=Provenance() if provenance is None else provenance,
+        licence=licence,
+        intended_use=intended_use,
+    )

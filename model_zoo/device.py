@@ -1,0 +1,70 @@
+"""Compute device choice: CUDA, then Apple MPS, then CPU, with a note the user can read."""
+
+from __future__ import annotations
+
+import torch
+
+
+def _cuda_usable(index: int) -> str | None:
+    """None when CUDA device ``index`` works, else why not (drivers can be present but broken)."""
+    if not torch.cuda.is_available():
+        return "no CUDA GPU is available"
+    if index >= torch.cuda.device_count():
+        return f"there is no CUDA device {index} ({torch.cuda.device_count()} found)"
+    try:
+        torch.zeros(1, device=f"cuda:{index}").add_(1)
+    except RuntimeError as exc:
+        return f"the CUDA GPU failed to start ({str(exc).splitlines()[0]})"
+    return None
+
+
+def _mps_usable() -> str | None:
+    mps = getattr(torch.backends, "mps", None)
+    if mps is None or not mps.is_available():
+        return "no Apple GPU (MPS) is available"
+    try:
+        torch.zeros(1, device="mps").add_(1)
+    except RuntimeError as exc:
+        return f"the Apple GPU failed to start ({str(exc).splitlines()[0]})"
+    return None
+
+
+def select_device(prefer: str | None = None) -> tuple[torch.device, str]:
+    """Pick the device to run models on.
+
+    Args:
+        prefer: ``None`` or ``"auto"`` (CUDA -> MPS -> CPU), ``"cuda"``, ``"cuda:N"``, ``"mps"``
+            or ``"cpu"``. A requested accelerator that is missing or broken falls back to the CPU.
+
+    Returns:
+        ``(device, note)``; the note is for the status bar, e.g. ``"GPU: NVIDIA H100"``,
+        ``"Apple GPU (MPS)"`` or ``"CPU — slower (no CUDA GPU is available)"``.
+
+    Raises:
+        ValueError: ``prefer`` is not one of the forms above.
+
+    Example:
+        >>> device, note = select_device()
+    """
+    choice = (prefer or "auto").strip().lower()
+    reasons: list[str] = []
+    if choice in ("auto", "cuda") or choice.startswith("cuda:"):
+        try:
+            index = int(choice.split(":", 1)[1]) if ":" in choice else 0
+        except ValueError:
+            raise ValueError(f"unknown device {prefer!r}") from None
+        problem = _cuda_usable(index)
+        if problem is None:
+            return torch.device("cuda", index), f"GPU: {torch.cuda.get_device_name(index)}"
+        reasons.append(problem)
+    if choice in ("auto", "mps"):
+        problem = _mps_usable()
+        if problem is None:
+            return torch.device("mps"), "Apple GPU (MPS)"
+        if choice == "mps":
+            reasons.append(problem)
+    if choice not in ("auto", "cpu", "mps", "cuda") and not choice.startswith("cuda:"):
+        raise ValueError(f"unknown device {prefer!r}; use auto, cuda, cuda:N, mps or cpu")
+    if choice == "cpu":
+        return torch.device("cpu"), "CPU (as requested)"
+    return torch.device("cpu"), f"CPU — slower ({'; '.join(reasons)})"
