@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 TEMP_PREFIX = ".sall-tmp-"
+NEW_FILE_MODE = 0o644
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -45,6 +46,13 @@ def atomic_writer(
     fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=target.suffix, dir=target.parent)
     tmp = Path(tmp_name)
     try:
+        # mkstemp makes 0600 files; a replaced file keeps its mode, a new one gets the usual 0644.
+        try:
+            file_mode = target.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            file_mode = NEW_FILE_MODE
+        if os.name == "posix":
+            os.fchmod(fd, file_mode)
         with os.fdopen(fd, mode, **open_kwargs) as handle:  # type: ignore[call-overload]
             yield handle
             handle.flush()
