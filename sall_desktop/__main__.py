@@ -198,11 +198,26 @@ def cmd_gui(args: argparse.Namespace) -> int:
     return run_gui(db=args.db, folder=args.folder)
 
 
+def cmd_self_test(args: argparse.Namespace) -> int:
+    from sall_desktop.services.self_test import run_self_test
+
+    report = run_self_test(Path(args.model) if args.model else None)
+    print(report.format())
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sall-desktop", description="Grading workstation for retinal fundus photographs."
     )
     parser.add_argument("--db", help="label database (default: the user's data folder)")
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="load the bundled model, decode, grade and explain one generated image, "
+        "open a scratch database, then exit (0 = healthy)",
+    )
+    parser.add_argument("--model", help="with --self-test: check this model instead")
     sub = parser.add_subparsers(dest="command")
 
     gui = sub.add_parser("gui", help="open the workstation (default)")
@@ -258,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     multiprocessing.freeze_support()
     args = build_parser().parse_args(argv)
+    if args.self_test:
+        return cmd_self_test(args)
     if args.command is None:
         args = build_parser().parse_args(["gui", *(argv or sys.argv[1:])])
     result: int = args.func(args)
