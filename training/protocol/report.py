@@ -1,0 +1,387 @@
+"""``report.json``: the evaluation report the GUI shows, and the promotion gate arithmetic.
+
+Written by ``sall-train evaluate``, ``sall`` and ``finetune`` (sall-method.md §9): per head
+accuracy, quadratic weighted kappa, macro-F1, one-vs-rest AUC, NLL, ECE at T = 1 (10 equal-width
+bins, comparable with the paper, and 15 equal-mass bins, the gate's variant, R23) and the same
+after temperature scaling fitted on the validation split, per-class recall, the confusion matrix,
+and for the DR head the referable-DR (ICDR >= 2) sensitivity, specificity and AUC.
+
+The gate (:func:`decide_gate`) is pure arithmetic on two evaluations of the same locked hold-out,
+so the app can recompute it from the report without torch. Standard library only.
+
+Undefined metrics (e.g. AUC when a class is absent) are ``None`` (``null`` in JSON).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias, Union
+
+REPORT_SCHEMA = 1
+"""Version of the ``report.json`` layout."""
+
+ReportKind: TypeAlias = Literal["evaluate", "sall", "finetune"]
+REFERABLE_DR_MIN = 2
+"""ICDR >= 2 (moderate NPDR or worse) is referable DR."""
+SENSITIVITY_TOLERANCE = 1e-12
+"""Float slack when comparing sensitivities, which are ratios of the same integer counts."""
+
+
+class ReportError(ValueError):
+    """``report.json`` is not valid for this schema."""
+
+
+@dataclass(frozen=True)
+class ReferableReport:
+    """Binary referable DR (ICDR >= 2 vs < 2) from the DR head.
+
+    Attributes:
+        n: images with a DR ground truth.
+        positives: of those, referable ones.
+        sensitivity: recall of referable images (predicted grade >= 2), ``None`` with no positive.
+        specificity: recall of non-referable images, ``None`` with no negative.
+        auc: ROC AUC of P(grade >= 2), ``None`` when one class is absent.
+    """
+
+    n: int
+    positives: int
+    sensitivity: float | None
+    specificity: float | None
+    auc: float | None
+
+
+@dataclass(frozen=True)
+class HeadReport:
+    """Metrics of one head on the images that have ground truth for it.
+
+    Attributes:
+        task: head name (``dr``, ``amd``).
+        classes: class names in index order.
+        n: images with ground truth for this head.
+        accuracy: top-1 accuracy in [0, 1].
+        qwk: quadratic weighted kappa in [-1, 1].
+        macro_f1: unweighted mean of per-class F1.
+        auc: one-vs-rest macro ROC AUC over the classes present.
+        nll: mean negative log-likelihood at T = 1 (nats).
+        ece: ECE at T = 1, equal-width bins (``ece_bins`` of them).
+        ece_mass: ECE at T = 1, equal-mass bins (``gate_ece_bins`` of them).
+        temperature: T_cal fitted by NLL on the validation split (1.0 when none was available).
+        nll_calibrated: NLL at ``temperature``.
+        ece_calibrated: equal-width ECE at ``temperature``.
+        ece_mass_calibrated: equal-mass ECE at ``temperature``.
+        per_class_recall: recall per class (``None`` for classes absent from the ground truth).
+        confusion: confusion matrix, rows = truth, columns = prediction.
+        reliability: per equal-width bin at T = 1: ``[mean confidence, accuracy, count]``.
+        referable: referable-DR figures (DR head only).
+    """
+
+    task: str
+    classes: tuple[str, ...]
+    n: int
+    accuracy: float | None
+    qwk: float | None
+    macro_f1: float | None
+    auc: float | None
+    nll: float | None
+    ece: float | None
+    ece_mass: float | None
+    temperature: float
+    nll_calibrated: float | None
+    ece_calibrated: float | None
+    ece_mass_calibrated: float | None
+    per_class_recall: tuple[float | None, ...]
+    confusion: tuple[tuple[int, ...], ...]
+    reliability: tuple[tuple[float | None, float | None, int], ...] = ()
+    referable: ReferableReport | None = None
+
+
+@dataclass(frozen=True)
+class ModelEvaluation:
+    """One model evaluated on one split of one manifest.
+
+    Attributes:
+        model_id: SHA-256 of the model's weights.
+        model_name: human name from the card.
+        split: evaluated split (``test``, ``holdout``...).
+        n_images: images evaluated (gradable rows of the split).
+        heads: one report per head, in the model's head order.
+        ece_bins: equal-width bins used for ``ece``.
+        gate_ece_bins: equal-mass bins used for ``ece_mass``.
+    """
+
+    model_id: str
+    model_name: str
+    split: str
+    n_images: int
+    heads: tuple[HeadReport, ...]
+    ece_bins: int = 10
+    gate_ece_bins: int = 15
+
+    def head(self, task: str) -> HeadReport | None:
+        """Return the head called ``task`` or ``None``."""
+        return next((h for h in self.heads if h.task == task), None)
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    """One acceptance criterion of the promotion gate.
+
+    Attributes:
+        name: ``qwk_drop`` or ``referable_sensitivity``.
+        task: head the check is about.
+        parent: the parent's value on the hold-out.
+        candidate: the candidate's value on the hold-out.
+        allowed_drop: largest accepted decrease (delta for QWK, 0 for sensitivity).
+        passed: verdict of this check.
+        message: one line a person can read.
+    """
+
+    name: str
+    task: str
+    parent: float | None
+    candidate: float | None
+    allowed_drop: float
+    passed: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    """The promotion gate's verdict: passed only if every check passed."""
+
+    passed: bool
+    checks: tuple[GateCheck, ...]
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One point of a learning curve.
+
+    Attributes:
+        stage: training stage (``teacher-dr``, ``student``...).
+        epoch: 0-based epoch.
+        train_loss: mean training loss.
+        val_loss: validation loss (``None`` without a validation split).
+        lr: learning rate at the end of the epoch.
+    """
+
+    stage: str
+    epoch: int
+    train_loss: float | None
+    val_loss: float | None
+    lr: float
+
+
+@dataclass(frozen=True)
+class Report:
+    """Contents of ``report.json``.
+
+    Attributes:
+        kind: the command that wrote it.
+        run_id: training run id.
+        created_at: UTC ISO-8601 time of writing.
+        manifest_digest: SHA-256 of the manifest the evaluation read.
+        model: the evaluated model (the candidate, for ``finetune``).
+        parent: the parent model on the same split (``finetune`` only).
+        gate: the promotion gate verdict (``finetune`` only).
+        plots: plot name -> PNG path relative to the report's folder.
+        history: learning curves of the run's stages (empty for ``evaluate``).
+        notes: remarks for the reader (e.g. "no validation split: T_cal = 1").
+        schema: layout version, :data:`REPORT_SCHEMA`.
+    """
+
+    kind: ReportKind
+    run_id: str
+    created_at: str
+    manifest_digest: str
+    model: ModelEvaluation
+    parent: ModelEvaluation | None = None
+    gate: GateVerdict | None = None
+    plots: dict[str, str] = field(default_factory=dict)
+    history: tuple[EpochRecord, ...] = ()
+    notes: tuple[str, ...] = ()
+    schema: int = REPORT_SCHEMA
+
+
+# ----------------------------------------------------------------------------- gate
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def decide_gate(
+    parent: ModelEvaluation, candidate: ModelEvaluation, *, max_qwk_drop: float = 0.01
+) -> GateVerdict:
+    """Apply the fine-tuning promotion gate (issue 4, R12).
+
+    The candidate passes only if, on the same hold-out, no head's QWK is lower than the parent's
+    by more than ``max_qwk_drop`` and the referable-DR sensitivity is not lower at all. A metric
+    the candidate cannot be scored on while the parent could (``None``) fails its check.
+
+    Args:
+        parent: the active model's evaluation.
+        candidate: the fine-tuned model's evaluation on the same split.
+        max_qwk_drop: delta, the tolerated QWK decrease per head (>= 0).
+
+    Returns:
+        The verdict with one check per head plus the sensitivity check when a ``dr`` head exists.
+    """
+    if parent.split != candidate.split:
+        raise ReportError(f"gate compares different splits: {parent.split} vs {candidate.split}")
+    checks: list[GateCheck] = []
+    for head in candidate.heads:
+        before = parent.head(head.task)
+        p = _finite(before.qwk) if before else None
+        c = _finite(head.qwk)
+        if p is None:
+            ok, msg = True, f"{head.task}: parent QWK undefined on the hold-out; not compared"
+        elif c is None:
+            ok, msg = False, f"{head.task}: candidate QWK undefined, parent {p:.4f}"
+        else:
+            ok = c >= p - max_qwk_drop
+            msg = f"{head.task}: QWK {p:.4f} -> {c:.4f} (allowed drop {max_qwk_drop:g})"
+        checks.append(GateCheck("qwk_drop", head.task, p, c, max_qwk_drop, ok, msg))
+    dr = candidate.head("dr")
+    dr_parent = parent.head("dr")
+    if dr is not None and dr_parent is not None:
+        p = _finite(dr_parent.referable.sensitivity) if dr_parent.referable else None
+        c = _finite(dr.referable.sensitivity) if dr.referable else None
+        if p is None:
+            ok, msg = True, "referable DR: no referable image in the hold-out; not compared"
+        elif c is None:
+            ok, msg = False, f"referable DR: candidate sensitivity undefined, parent {p:.4f}"
+        else:
+            ok = c >= p - SENSITIVITY_TOLERANCE
+            msg = f"referable DR: sensitivity {p:.4f} -> {c:.4f} (must not drop)"
+        checks.append(GateCheck("referable_sensitivity", "dr", p, c, 0.0, ok, msg))
+    return GateVerdict(passed=all(c.passed for c in checks), checks=tuple(checks))
+
+
+# ----------------------------------------------------------------------------- JSON
+
+
+def _to_json(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [_to_json(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _to_json(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def report_to_dict(report: Report) -> dict[str, Any]:
+    """Return the JSON-compatible dict of ``report`` (NaN/inf written as ``None``)."""
+    return _to_json(report)  # type: ignore[no-any-return]
+
+
+def report_to_json(report: Report) -> str:
+    """Serialise ``report`` as indented JSON text (the content of ``report.json``)."""
+    return json.dumps(report_to_dict(report), indent=2, allow_nan=False) + "\n"
+
+
+def _from_json(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        errors = []
+        for a in non_none:
+            try:
+                return _from_json(value, a, where)
+            except ReportError as exc:
+                errors.append(str(exc))
+        raise ReportError(errors[0] if errors else f"{where}: unexpected null")
+    if origin is Literal:
+        if value not in args:
+            raise ReportError(f"{where}: {value!r} is not one of {args}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ReportError(f"{where}: expected a list")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_from_json(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ReportError(f"{where}: expected {len(args)} items")
+        pairs = enumerate(zip(value, args, strict=True))
+        return tuple(_from_json(v, a, f"{where}[{i}]") for i, (v, a) in pairs)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ReportError(f"{where}: expected an object")
+        return {str(k): _from_json(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ReportError(f"{where}: expected an object")
+        hints = typing.get_type_hints(hint)
+        kwargs = {}
+        for f in dataclasses.fields(hint):
+            if f.name in value:
+                kwargs[f.name] = _from_json(value[f.name], hints[f.name], f"{where}.{f.name}")
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ReportError(f"{where}: missing field {f.name!r}")
+        return hint(**kwargs)  # type: ignore[operator]
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ReportError(f"{where}: expected a number")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ReportError(f"{where}: expected an integer")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ReportError(f"{where}: expected true/false")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ReportError(f"{where}: expected a string")
+        return value
+    raise TypeError(f"unsupported report annotation {hint!r}")  # a bug here, not bad input
+
+
+def report_from_json(text: str) -> Report:
+    """Parse ``report.json`` text; unknown fields are ignored (forward compatible).
+
+    Raises:
+        ReportError: invalid JSON, a newer schema, or a missing or mistyped field.
+    """
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ReportError(f"report is not JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise ReportError("report is not a JSON object")
+    schema = data.get("schema", REPORT_SCHEMA)
+    if not isinstance(schema, int) or schema > REPORT_SCHEMA:
+        raise ReportError(f"report schema {schema!r} is newer than this app understands")
+    return _from_json(data, Report, "report")  # type: ignore[no-any-return]
+
+
+__all__ = [
+    "REFERABLE_DR_MIN",
+    "REPORT_SCHEMA",
+    "EpochRecord",
+    "GateCheck",
+    "GateVerdict",
+    "HeadReport",
+    "ModelEvaluation",
+    "ReferableReport",
+    "Report",
+    "ReportError",
+    "ReportKind",
+    "decide_gate",
+    "report_from_json",
+    "report_to_dict",
+    "report_to_json",
+]
