@@ -4,11 +4,13 @@ Sub-modules: ``io`` (decoding, torch-free), ``cards`` (torch-free), ``registry``
 model is built), ``architectures``, ``checkpoints``, ``transforms``, ``device``, ``predictor``,
 ``explain``, ``metrics``, ``datasets``.
 
-Importing the package imports ``model_zoo.io`` (OpenCV, pydicom; never torch), so the GUI process
-reaches the decoders without loading torch. Keep torch out of this file.
+Importing the package imports nothing but ``os``: cards and the registry stay readable without
+numpy, OpenCV or torch, and the GUI reaches ``model_zoo.io`` without loading torch.
 """
 
-# OpenCV reads its pixel cap once, when cv2 is first imported (R15). model_zoo.io sets it before
-# importing cv2, and every model_zoo sub-module runs this file first, so none can import cv2
-# ahead of the cap.
-import model_zoo.io  # noqa: F401
+import os as _os
+
+# OpenCV reads its pixel cap once, when cv2 is first imported (R15), and several sub-modules
+# import cv2; every one of them runs this file first. Same value as
+# model_zoo.io.limits.DEFAULT_MAX_PIXELS (tests/unit/model_zoo/test_fileio.py checks they agree).
+_os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", "100000000")

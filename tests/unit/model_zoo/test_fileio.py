@@ -69,3 +69,16 @@ def test_stale_temp_files_are_removed_and_nothing_else(tmp_path: Path) -> None:
     removed = remove_stale_temp_files(tmp_path)
     assert [p.name for p in removed] == [f"{TEMP_PREFIX}abc.csv"]
     assert (tmp_path / "labels.sqlite-wal").exists()
+
+
+def test_package_sets_the_same_opencv_pixel_cap_as_the_decoder() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import os; os.environ.pop('OPENCV_IO_MAX_IMAGE_PIXELS', None)\n"
+        "import model_zoo, model_zoo.io.limits as l\n"
+        "assert os.environ['OPENCV_IO_MAX_IMAGE_PIXELS'] == str(l.DEFAULT_MAX_PIXELS)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_IO_MAX_IMAGE_PIXELS"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)

@@ -1,0 +1,137 @@
+"""Composition root: open the store, build the services, build the main window, wire them.
+
+This is the one module that constructs concrete objects. ``run_gui`` shows the window before
+anything slow happens (P7: no torch import, no scan, no demo generation before the window is up),
+then opens the folder given, the last folder at the last image (R7), or the demo folder.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import shiboken6
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from model_zoo.fileio import remove_stale_temp_files
+from sall_desktop.gui.errors import ErrorRelay, connect_relay, install_error_hooks
+from sall_desktop.gui.main_window import MainWindow
+from sall_desktop.gui.session import WorkstationServices
+from sall_desktop.gui.settings import AppSettings
+from sall_desktop.gui.theme import apply_theme
+from sall_desktop.services.background import background_priority
+from sall_desktop.services.demo import ensure_demo_folder
+from sall_desktop.services.grading import GradingService
+from sall_desktop.services.images import ImageService
+from sall_desktop.services.paths import data_dir, default_db_path
+from sall_desktop.services.thumbnails import ThumbnailService
+from sall_desktop.store import StoreError, StoreThread
+
+APP_VERSION = "0.1.0"
+GIL_SWITCH_INTERVAL_S = 0.001
+
+
+@dataclass
+class Workstation:
+    """Everything ``run_gui`` builds, so tests and the crash driver can drive and close it."""
+
+    store: StoreThread
+    services: WorkstationServices
+    settings: AppSettings
+    window: MainWindow
+
+    def shutdown(self) -> list[object]:
+        """Stop every background thread and close the store (after the window closed).
+
+        Returns the grading writes that never committed (the user chose to quit anyway).
+        """
+        self.window.stop_timers()
+        self.window.catalogue_bridge.stop()
+        self.services.thumbnails.close()
+        self.services.images.close()
+        lost: list[object] = list(self.services.grading.close())
+        self.services.jobs.shutdown(wait=True, cancel_futures=True)
+        self.store.close()
+        # Every worker has stopped; deleting the window now also drops the results they queued
+        # for it, which would otherwise reach controllers whose services are closed.
+        shiboken6.delete(self.window)
+        return lost
+
+
+def create_workstation(
+    db: str | os.PathLike[str] | None = None,
+    *,
+    settings: AppSettings | None = None,
+    retry_delays: tuple[float, ...] | None = None,
+) -> Workstation:
+    """Open the database and build the services and the main window (not shown yet).
+
+    Args:
+        db: the label database (default: the user's data folder).
+        settings: preferences (default: ``settings.ini`` in the data folder).
+        retry_delays: seconds between automatic retries of failed writes (tests shorten them).
+
+    Raises:
+        StoreError: the database cannot be opened at all (the message says why).
+    """
+    # Worker threads (hashing, decoding) hold the GIL for up to the switch interval each time the
+    # GUI thread releases it; 1 ms instead of 5 ms keeps the GUI thread's waits short (R24, P6).
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    home = data_dir()
+    remove_stale_temp_files(home)
+    db_path = Path(db) if db is not None else default_db_path()
+    store = StoreThread(db_path, app_version=APP_VERSION)
+    try:
+        opened = store.wait_open()
+    except BaseException:
+        store.close()
+        raise
+    settings = settings if settings is not None else AppSettings()
+    kwargs = {} if retry_delays is None else {"retry_delays": retry_delays}
+    services = WorkstationServices(
+        grading=GradingService(store, **kwargs),  # type: ignore[arg-type]
+        thumbnails=ThumbnailService(home / "thumbnails", max_side=settings.thumbnail_size),
+        images=ImageService(),
+        # Jobs (demo generation, ...) and the threads they start run below the GUI's priority.
+        jobs=ThreadPoolExecutor(1, thread_name_prefix="sall-jobs", initializer=background_priority),
+        read_only_reason=opened.read_only_reason if opened.read_only else "",
+        warnings=list(opened.warnings),
+        unclean_shutdown=bool(getattr(opened, "unclean_shutdown", False)),
+        demo_folder=ensure_demo_folder,
+    )
+    window = MainWindow(services, settings)
+    return Workstation(store, services, settings, window)
+
+
+def run_gui(db: str | None, folder: str | None) -> int:
+    """Run the workstation until its window closes; return the process exit code."""
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
+    app.setApplicationName("SALL Desktop")
+    app.setApplicationVersion(APP_VERSION)
+    settings = AppSettings()
+    apply_theme(app, settings.theme)
+    try:
+        workstation = create_workstation(db, settings=settings)
+    except (StoreError, OSError) as exc:
+        QMessageBox.critical(
+            None, "SALL Desktop cannot start", f"The label database cannot be opened.\n\n{exc}"
+        )
+        return 1
+    window = workstation.window
+    relay = ErrorRelay(window)
+    connect_relay(relay, lambda message: window.show_error("error", message))
+    install_error_hooks(relay)
+    window.show()
+    # Open the folder on the next turn of the event loop: the window paints first.
+    QTimer.singleShot(0, lambda: window.start(folder))
+    window.closed.connect(app.quit)
+    try:
+        code = app.exec()
+    finally:
+        workstation.shutdown()
+    return int(code)

@@ -1,0 +1,299 @@
+"""The grading panel (a view): grader sign-in, DR/AMD/gradability/DME buttons, notes, save state.
+
+It shows a :class:`Draft` and emits what the grader clicked; :mod:`grading_controller` decides
+what that means. Buttons never take keyboard focus: the keyboard belongs to the shortcuts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
+
+from sall_desktop.domain.grades import AMD_NAMES, DME_GRADES, DR_NAMES, Grading, UngradableReason
+from sall_desktop.gui.shortcuts import AMD_KEYS, UNGRADABLE_REASONS
+from sall_desktop.gui.theme import AMD_COLOURS, DR_COLOURS, UNGRADABLE_COLOUR
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """The grading being edited for the current image (not yet a row in the store)."""
+
+    dr_grade: int | None = None
+    amd_grade: int | None = None
+    gradable: bool = True
+    reason: UngradableReason | None = None
+    dme: int | None = None
+    notes: str = ""
+
+    @classmethod
+    def of(cls, grading: Grading | None) -> Draft:
+        if grading is None:
+            return cls()
+        return cls(
+            grading.dr_grade,
+            grading.amd_grade,
+            grading.gradable,
+            grading.ungradable_reason,
+            grading.dme,
+            grading.notes,
+        )
+
+    @property
+    def complete(self) -> bool:
+        return (not self.gradable and self.reason is not None) or (
+            self.gradable and self.dr_grade is not None and self.amd_grade is not None
+        )
+
+    @property
+    def empty(self) -> bool:
+        return self == Draft()
+
+    @property
+    def valid(self) -> bool:
+        """A grading can be made of it (an ungradable draft needs its reason first)."""
+        return self.gradable or self.reason is not None
+
+
+def _section(text: str) -> QLabel:
+    label = QLabel(text.upper())
+    label.setObjectName("sectionTitle")
+    return label
+
+
+def _grade_button(text: str, tip: str, colour: str = "") -> QPushButton:
+    button = QPushButton(text)
+    button.setObjectName("gradeButton")
+    if colour:  # severity colour on the left edge, as on the thumbnails' grade chips
+        button.setStyleSheet(f"QPushButton#gradeButton {{ border-left-color: {colour}; }}")
+    button.setCheckable(True)
+    button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+    button.setToolTip(tip)
+    return button
+
+
+class GradingPanel(QWidget):
+    """Right-hand panel. All state comes in through :meth:`show_draft` and friends."""
+
+    dr_clicked = Signal(int)
+    amd_clicked = Signal(int)
+    ungradable_clicked = Signal()
+    reason_clicked = Signal(object)  # UngradableReason
+    dme_clicked = Signal(object)  # int | None
+    notes_edited = Signal(str)
+    commit_clicked = Signal()
+    next_ungraded_clicked = Signal()
+    sign_in = Signal(str)
+    switch_grader = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("panel")
+        self.setMinimumWidth(270)
+        body = QWidget()
+        body.setObjectName("panel")
+        layout = QVBoxLayout(body)
+        layout.setContentsMargins(12, 8, 12, 12)
+        layout.setSpacing(4)
+
+        # Grader: sign-in box or the signed-in name.
+        layout.addWidget(_section("Grader"))
+        self.sign_in_box = QWidget()
+        sign_in = QHBoxLayout(self.sign_in_box)
+        sign_in.setContentsMargins(0, 0, 0, 0)
+        self.grader_name = QLineEdit()
+        self.grader_name.setPlaceholderText("Your name, e.g. Dr A. Patel")
+        self.sign_in_button = QPushButton("Start grading")
+        self.sign_in_button.setObjectName("primary")
+        sign_in.addWidget(self.grader_name, 1)
+        sign_in.addWidget(self.sign_in_button)
+        layout.addWidget(self.sign_in_box)
+        self.grader_box = QWidget()
+        grader_row = QHBoxLayout(self.grader_box)
+        grader_row.setContentsMargins(0, 0, 0, 0)
+        self.grader_label = QLabel()
+        self.grader_label.setObjectName("imageTitle")
+        self.switch_button = QPushButton("Switch")
+        self.switch_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        grader_row.addWidget(self.grader_label, 1)
+        grader_row.addWidget(self.switch_button)
+        layout.addWidget(self.grader_box)
+        self.notice = QLabel()
+        self.notice.setObjectName("muted")
+        self.notice.setWordWrap(True)
+        layout.addWidget(self.notice)
+
+        layout.addWidget(_section("Image"))
+        self.image_title = QLabel("No image")
+        self.image_title.setObjectName("imageTitle")
+        self.image_title.setWordWrap(True)
+        self.image_meta = QLabel()
+        self.image_meta.setObjectName("muted")
+        self.image_meta.setWordWrap(True)
+        self.save_state = QLabel()
+        self.save_state.setObjectName("saveState")
+        layout.addWidget(self.image_title)
+        layout.addWidget(self.image_meta)
+        layout.addWidget(self.save_state)
+
+        self.controls = QWidget()
+        controls = QVBoxLayout(self.controls)
+        controls.setContentsMargins(0, 0, 0, 0)
+        controls.setSpacing(3)
+        controls.addWidget(_section("Diabetic retinopathy · ICDR"))
+        self.dr_buttons = []
+        for grade, name in enumerate(DR_NAMES):
+            button = _grade_button(
+                f"{grade}   {name}", f"DR {grade} (key {grade})", DR_COLOURS[grade]
+            )
+            button.clicked.connect(lambda _=False, g=grade: self.dr_clicked.emit(g))
+            controls.addWidget(button)
+            self.dr_buttons.append(button)
+        controls.addWidget(_section("AMD"))
+        self.amd_buttons = []
+        for grade, name in enumerate(AMD_NAMES):
+            button = _grade_button(
+                f"{AMD_KEYS[grade]}   {grade} · {name}",
+                f"AMD {grade} (key {AMD_KEYS[grade]})",
+                AMD_COLOURS[grade],
+            )
+            button.clicked.connect(lambda _=False, g=grade: self.amd_clicked.emit(g))
+            controls.addWidget(button)
+            self.amd_buttons.append(button)
+        controls.addWidget(_section("Gradability"))
+        self.ungradable_button = _grade_button(
+            "U   Ungradable…", "Ungradable, then the reason 1-6 (key U)", UNGRADABLE_COLOUR
+        )
+        self.ungradable_button.clicked.connect(self.ungradable_clicked)
+        controls.addWidget(self.ungradable_button)
+        self.reason_box = QWidget()
+        reasons = QGridLayout(self.reason_box)
+        reasons.setContentsMargins(12, 0, 0, 0)
+        reasons.setSpacing(3)
+        self.reason_buttons: dict[UngradableReason, QPushButton] = {}
+        for i, (reason, text) in enumerate(UNGRADABLE_REASONS):
+            button = _grade_button(f"{i + 1}  {text}", f"key {i + 1} after U")
+            button.clicked.connect(lambda _=False, r=reason: self.reason_clicked.emit(r))
+            reasons.addWidget(button, i, 0)
+            self.reason_buttons[reason] = button
+        controls.addWidget(self.reason_box)
+        controls.addWidget(_section("DME (optional) · M then 0–2"))
+        dme_row = QHBoxLayout()
+        self.dme_buttons = []
+        for grade in DME_GRADES:
+            button = _grade_button(str(grade), f"DME {grade} (M then {grade})")
+            button.clicked.connect(lambda _=False, g=grade: self.dme_clicked.emit(g))
+            dme_row.addWidget(button)
+            self.dme_buttons.append(button)
+        clear = QPushButton("Clear")
+        clear.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        clear.clicked.connect(lambda: self.dme_clicked.emit(None))
+        dme_row.addWidget(clear)
+        controls.addLayout(dme_row)
+        controls.addWidget(_section("Notes · N"))
+        self.notes = QPlainTextEdit()
+        self.notes.setPlaceholderText("Optional note (Esc returns to grading)")
+        self.notes.setFixedHeight(64)
+        self.notes.setTabChangesFocus(True)
+        self.notes.textChanged.connect(lambda: self.notes_edited.emit(self.notes.toPlainText()))
+        controls.addWidget(self.notes)
+        buttons = QHBoxLayout()
+        self.commit_button = QPushButton("Save  ⏎")
+        self.commit_button.setObjectName("primary")
+        self.commit_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.commit_button.clicked.connect(self.commit_clicked)
+        self.next_button = QPushButton("Next ungraded  G")
+        self.next_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.next_button.clicked.connect(self.next_ungraded_clicked)
+        buttons.addWidget(self.commit_button)
+        buttons.addWidget(self.next_button)
+        controls.addLayout(buttons)
+        layout.addWidget(self.controls)
+        self.progress = QLabel()
+        self.progress.setObjectName("muted")
+        layout.addWidget(self.progress)
+        layout.addStretch(1)
+
+        scroll = QScrollArea()
+        scroll.setWidget(body)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+
+        self.sign_in_button.clicked.connect(self.submit_sign_in)
+        self.grader_name.returnPressed.connect(self.submit_sign_in)
+        self.switch_button.clicked.connect(self.switch_grader)
+        self.show_grader(None)
+        self.reason_box.hide()
+
+    def submit_sign_in(self) -> None:
+        name = self.grader_name.text().strip()
+        if name:
+            self.sign_in.emit(name)
+
+    # ------------------------------------------------------------------ state in
+    def show_grader(self, name: str | None, *, read_only: bool = False) -> None:
+        """Show who grades; without a name (or read-only) the grade controls are disabled."""
+        self.sign_in_box.setVisible(name is None and not read_only)
+        self.grader_box.setVisible(name is not None)
+        self.grader_label.setText(name or "")
+        self.switch_button.setEnabled(not read_only)
+        self.controls.setEnabled(name is not None and not read_only)
+        if read_only:
+            self.notice.setText("Read-only: grades cannot be saved in this window.")
+        elif name is None:
+            self.notice.setText("Grades are always signed. Enter your name to start grading.")
+            self.grader_name.setFocus()
+        else:
+            self.notice.setText("")
+        self.notice.setVisible(bool(self.notice.text()))
+
+    def show_image(self, title: str, meta: str) -> None:
+        self.image_title.setText(title)
+        self.image_meta.setText(meta)
+        self.image_meta.setVisible(bool(meta))
+
+    def show_draft(
+        self, draft: Draft, *, reason_prompt: bool = False, dme_prompt: bool = False
+    ) -> None:
+        for grade, button in enumerate(self.dr_buttons):
+            button.setChecked(draft.gradable and draft.dr_grade == grade)
+        for grade, button in enumerate(self.amd_buttons):
+            button.setChecked(draft.gradable and draft.amd_grade == grade)
+        self.ungradable_button.setChecked(not draft.gradable or reason_prompt)
+        self.reason_box.setVisible(not draft.gradable or reason_prompt)
+        for reason, button in self.reason_buttons.items():
+            button.setChecked(not draft.gradable and draft.reason is reason)
+        for grade, button in enumerate(self.dme_buttons):
+            button.setChecked(draft.dme == grade)
+            button.setEnabled(draft.gradable)
+            button.setProperty("prompt", dme_prompt)
+        if self.notes.toPlainText() != draft.notes:
+            self.notes.blockSignals(True)
+            self.notes.setPlainText(draft.notes)
+            self.notes.blockSignals(False)
+
+    def show_save_state(self, state: str, text: str) -> None:
+        """``state`` is "saved", "pending", "failed", "draft" or "" (nothing to say)."""
+        self.save_state.setProperty("state", state)
+        self.save_state.setText(text)
+        self.save_state.setVisible(bool(text))
+        self.save_state.style().unpolish(self.save_state)
+        self.save_state.style().polish(self.save_state)
+
+    def show_progress(self, graded: int, total: int) -> None:
+        self.progress.setText(f"{graded} of {total} images graded by you" if total else "")

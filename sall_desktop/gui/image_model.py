@@ -1,0 +1,418 @@
+"""The image list model: every image of the open folder, filtered and sorted, grown in batches.
+
+Rows appear as soon as the scan finds files (identity and metadata arrive later, as dataChanged),
+the view fetches rows in batches through ``canFetchMore``/``fetchMore``, and thumbnails are asked
+for only when a row is painted and delivered later as ``dataChanged`` on ``DecorationRole``
+(architecture.md §10 rule 2).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtGui import QImage
+
+from sall_desktop.domain.grades import Grading, Laterality
+from sall_desktop.gui.image_entry import (
+    ImageEntry,
+    ImageFilter,
+    SortKey,
+    describe_grading,
+    sort_key,
+)
+from sall_desktop.services.catalogue import DescribedFile, FoundFile
+from sall_desktop.services.grading import SaveState
+
+FETCH_BATCH = 200
+THUMBNAIL_MEMORY_ITEMS = 1500
+"""Thumbnails kept as QImages; older ones are re-read from the disk cache when scrolled back to."""
+
+AnyIndex = QModelIndex | QPersistentModelIndex
+
+
+class Role(enum.IntEnum):
+    ENTRY = Qt.ItemDataRole.UserRole + 1
+    SHA256 = Qt.ItemDataRole.UserRole + 2
+    PATH = Qt.ItemDataRole.UserRole + 3
+    SAVE_STATE = Qt.ItemDataRole.UserRole + 4
+    GRADING = Qt.ItemDataRole.UserRole + 5
+    ERROR = Qt.ItemDataRole.UserRole + 6
+
+
+class ImageListModel(QAbstractListModel):
+    """Flat list of :class:`ImageEntry` rows with filter, sort and incremental fetching.
+
+    Args:
+        request_thumbnail: called (GUI thread) with an entry whose thumbnail is needed; the
+            result comes back through :meth:`set_thumbnails`.
+        batch: rows added per ``fetchMore``.
+    """
+
+    more_available = Signal()
+    """Rows exist beyond ``rowCount``: a view scrolled to its end should fetch them."""
+    entries_changed = Signal()
+    """Counts changed (rows found, described or graded): status bars recount."""
+
+    def __init__(
+        self,
+        request_thumbnail: Callable[[ImageEntry], None] | None = None,
+        *,
+        batch: int = FETCH_BATCH,
+        parent: Any = None,
+    ) -> None:
+        super().__init__(parent)
+        self._request_thumbnail = request_thumbnail
+        self._batch = batch
+        self._entries: list[ImageEntry] = []
+        self._by_path: dict[str, ImageEntry] = {}
+        self._by_sha: dict[str, list[ImageEntry]] = {}
+        self._by_patient: dict[str, list[ImageEntry]] = {}
+        self._order: list[ImageEntry] = []
+        self._row_of: dict[int, int] = {}
+        self._fetched = 0
+        self._inserting = False
+        self._filter = ImageFilter()
+        self._sort = SortKey.PATH
+        # The signed-in grader's current gradings by image, also for images described later.
+        self._gradings: dict[str, Grading] = {}
+        self._states: dict[str, SaveState] = {}
+        self._thumbs: OrderedDict[str, QImage] = OrderedDict()
+        self._requested: set[str] = set()
+        self._placeholder = QImage()
+
+    # ------------------------------------------------------------------ Qt model API
+    def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008, N802
+        return 0 if parent.isValid() else self._fetched
+
+    def canFetchMore(self, parent: AnyIndex) -> bool:  # noqa: N802
+        return not parent.isValid() and not self._inserting and self._fetched < len(self._order)
+
+    def fetchMore(self, parent: AnyIndex) -> None:  # noqa: N802
+        if parent.isValid() or self._inserting:
+            return  # views may ask again from inside rowsAboutToBeInserted: one insert at a time
+        first = self._fetched
+        last = min(len(self._order), first + self._batch) - 1  # inclusive, as Qt wants
+        if last < first:
+            return
+        self._inserting = True
+        try:
+            self.beginInsertRows(QModelIndex(), first, last)
+            self._fetched = last + 1
+            self.endInsertRows()
+        finally:
+            self._inserting = False
+
+    def flags(self, index: AnyIndex) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return (
+            Qt.ItemFlag.ItemIsEnabled
+            | Qt.ItemFlag.ItemIsSelectable
+            | Qt.ItemFlag.ItemNeverHasChildren
+        )
+
+    def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or index.row() >= self._fetched:
+            return None
+        entry = self._order[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return entry.name
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self._thumbnail(entry)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self._tooltip(entry)
+        if role == Role.ENTRY:
+            return entry
+        if role == Role.SHA256:
+            return entry.sha256
+        if role == Role.PATH:
+            return entry.path
+        if role == Role.SAVE_STATE:
+            return None if entry.save_state is None else str(entry.save_state)
+        if role == Role.GRADING:
+            return entry.grading
+        if role == Role.ERROR:
+            return entry.error or entry.thumbnail_error
+        return None
+
+    # ------------------------------------------------------------------ content
+    def clear(self) -> None:
+        self.beginResetModel()
+        self._entries, self._order, self._row_of = [], [], {}
+        self._by_path, self._by_sha, self._by_patient = {}, {}, {}
+        self._fetched = 0
+        self._states = {
+            sha: state for sha, state in self._states.items() if state is not SaveState.SAVED
+        }
+        self._thumbs.clear()
+        self._requested.clear()
+        self._end_reset()
+        self.entries_changed.emit()
+
+    def add_found(self, found: Iterable[FoundFile]) -> None:
+        """Append newly found files (rows become visible through fetchMore)."""
+        added = 0
+        for item in found:
+            path = str(item.path)
+            if path in self._by_path:
+                continue
+            entry = ImageEntry(path, index=len(self._entries))
+            self._entries.append(entry)
+            self._by_path[path] = entry
+            if self._filter.accepts(entry):
+                self._row_of[id(entry)] = len(self._order)
+                self._order.append(entry)
+            added += 1
+        if not added:
+            return
+        # The first screen fills itself; later rows wait for the view to scroll to them.
+        if self._fetched < self._batch and self.canFetchMore(QModelIndex()):
+            self.fetchMore(QModelIndex())
+        if self.canFetchMore(QModelIndex()):
+            self.more_available.emit()
+        self.entries_changed.emit()
+
+    def add_described(self, described: Iterable[DescribedFile]) -> list[ImageEntry]:
+        """Attach records (or read errors) to their rows; return the entries updated."""
+        updated = []
+        for item in described:
+            entry = self._by_path.get(str(item.found.path))
+            if entry is None:
+                entry = ImageEntry(str(item.found.path), index=len(self._entries))
+                self._entries.append(entry)
+                self._by_path[entry.path] = entry
+                self._row_of[id(entry)] = len(self._order)
+                self._order.append(entry)
+            entry.record = item.record
+            entry.error = item.error or ""
+            entry.duplicate_of = str(item.duplicate_of) if item.duplicate_of else ""
+            if item.record is not None:
+                sha = item.record.sha256
+                self._by_sha.setdefault(sha, []).append(entry)
+                if item.record.patient_id:
+                    self._by_patient.setdefault(item.record.patient_id, []).append(entry)
+                entry.grading = self._gradings.get(sha)
+                entry.save_state = self._states.get(sha)
+            updated.append(entry)
+            self._entry_changed(entry)
+        if updated:
+            self.entries_changed.emit()
+        return updated
+
+    def set_gradings(self, gradings: dict[str, Grading]) -> None:
+        """Set every entry's current grading from the store (a grader signed in)."""
+        self._gradings = dict(gradings)
+        self._states = {sha: SaveState.SAVED for sha in gradings}
+        for entry in self._entries:
+            sha = entry.sha256
+            entry.grading = gradings.get(sha) if sha else None
+            entry.save_state = SaveState.SAVED if entry.grading is not None else None
+            entry.version += 1
+        if self._fetched:
+            self.dataChanged.emit(self.index(0), self.index(self._fetched - 1))
+        self.entries_changed.emit()
+
+    def set_grading(self, sha256: str, grading: Grading | None, state: SaveState | None) -> None:
+        if grading is None:
+            self._gradings.pop(sha256, None)
+        else:
+            self._gradings[sha256] = grading
+        if state is None:
+            self._states.pop(sha256, None)
+        else:
+            self._states[sha256] = state
+        for entry in self._by_sha.get(sha256, ()):
+            entry.grading = grading
+            entry.save_state = state
+            self._entry_changed(entry)
+        self.entries_changed.emit()
+
+    def set_save_state(self, sha256: str, state: SaveState) -> None:
+        if sha256 in self._states or sha256 in self._gradings:
+            self._states[sha256] = state
+        for entry in self._by_sha.get(sha256, ()):
+            if entry.save_state is not state:
+                entry.save_state = state
+                self._entry_changed(entry)
+
+    def set_thumbnails(self, images: Iterable[tuple[str, QImage]]) -> None:
+        for sha, image in images:
+            self._requested.discard(sha)
+            self._thumbs[sha] = image
+            self._thumbs.move_to_end(sha)
+            for entry in self._by_sha.get(sha, ()):
+                self._entry_changed(entry, [Qt.ItemDataRole.DecorationRole])
+        while len(self._thumbs) > THUMBNAIL_MEMORY_ITEMS:
+            self._thumbs.popitem(last=False)
+
+    def set_thumbnail_errors(self, errors: Iterable[tuple[str, str]]) -> None:
+        for sha, message in errors:
+            self._requested.discard(sha)
+            for entry in self._by_sha.get(sha, ()):
+                entry.thumbnail_error = message
+                self._entry_changed(entry)
+
+    def forget_thumbnail_requests(self) -> None:
+        """Requests were cancelled (e.g. the thumbnail size changed): ask again when painted."""
+        self._requested.clear()
+        self._thumbs.clear()
+        if self._fetched:
+            self.dataChanged.emit(
+                self.index(0),
+                self.index(self._fetched - 1),
+                [Qt.ItemDataRole.DecorationRole],
+            )
+
+    # ------------------------------------------------------------------ filter / sort
+    @property
+    def image_filter(self) -> ImageFilter:
+        return self._filter
+
+    @property
+    def sort_key(self) -> SortKey:
+        return self._sort
+
+    def set_view(
+        self, image_filter: ImageFilter | None = None, sort: SortKey | None = None
+    ) -> None:
+        """Re-filter and re-sort every entry (a model reset)."""
+        self.beginResetModel()
+        if image_filter is not None:
+            self._filter = image_filter
+        if sort is not None:
+            self._sort = sort
+        order = [e for e in self._entries if self._filter.accepts(e)]
+        if self._sort is not SortKey.PATH:
+            order.sort(key=sort_key(self._sort))
+        self._order = order
+        self._row_of = {id(e): i for i, e in enumerate(order)}
+        self._fetched = min(len(order), self._batch)
+        self._end_reset()
+        if self.canFetchMore(QModelIndex()):
+            self.more_available.emit()
+
+    # ------------------------------------------------------------------ queries
+    def entries(self) -> list[ImageEntry]:
+        """All entries of the folder, in scan order (not only the filtered ones)."""
+        return list(self._entries)
+
+    def visible_count(self) -> int:
+        """Rows that pass the filter (fetched or not)."""
+        return len(self._order)
+
+    def entry_at(self, position: int) -> ImageEntry | None:
+        """The entry at a filtered position (fetched or not)."""
+        return self._order[position] if 0 <= position < len(self._order) else None
+
+    def position_of(self, entry: ImageEntry) -> int:
+        """The filtered position of ``entry``, or -1 when the filter hides it."""
+        return self._row_of.get(id(entry), -1)
+
+    def entries_with_sha(self, sha256: str) -> list[ImageEntry]:
+        return list(self._by_sha.get(sha256, ()))
+
+    def entry_for_path(self, path: str) -> ImageEntry | None:
+        return self._by_path.get(path)
+
+    def index_for(self, entry: ImageEntry) -> QModelIndex:
+        """The model index of ``entry``, fetching rows up to it first; invalid when filtered out."""
+        position = self.position_of(entry)
+        if position < 0:
+            return QModelIndex()
+        while position >= self._fetched and self.canFetchMore(QModelIndex()):
+            self.fetchMore(QModelIndex())
+        return self.index(position)
+
+    def partner_of(self, entry: ImageEntry) -> ImageEntry | None:
+        """The other eye of the same patient (same study date preferred), if the folder has it."""
+        record = entry.record
+        if (
+            record is None
+            or not record.patient_id
+            or record.laterality not in (Laterality.LEFT, Laterality.RIGHT)
+        ):
+            return None
+        other = Laterality.LEFT if record.laterality is Laterality.RIGHT else Laterality.RIGHT
+        candidates = [
+            e
+            for e in self._by_patient.get(record.patient_id, ())
+            if e.record is not None
+            and e.record.patient_id == record.patient_id
+            and e.record.laterality is other
+            and not e.error
+        ]
+        if not candidates:
+            return None
+        same_day = [
+            e
+            for e in candidates
+            if e.record is not None and e.record.study_date == record.study_date
+        ]
+        return (same_day or candidates)[0]
+
+    # ------------------------------------------------------------------ internals
+    def _end_reset(self) -> None:
+        # Listeners of modelReset (Qt's model tester among them) may call fetchMore while the
+        # reset is still being announced; growing then would nest an insert inside the reset.
+        self._inserting = True
+        try:
+            self.endResetModel()
+        finally:
+            self._inserting = False
+
+    def _entry_changed(self, entry: ImageEntry, roles: list[int] | None = None) -> None:
+        entry.version += 1
+        row = self._row_of.get(id(entry), -1)
+        if 0 <= row < self._fetched:
+            index = self.index(row)
+            if roles is None:
+                self.dataChanged.emit(index, index)
+            else:
+                self.dataChanged.emit(index, index, roles)
+
+    def row_entry(self, row: int) -> ImageEntry | None:
+        """The entry shown at ``row`` (a fetched row), for delegates that paint many rows."""
+        return self._order[row] if 0 <= row < self._fetched else None
+
+    def thumbnail(self, entry: ImageEntry) -> QImage | None:
+        """The entry's thumbnail if loaded; otherwise asks for it and returns None."""
+        image = self._thumbnail(entry)
+        return None if image.isNull() else image
+
+    def _thumbnail(self, entry: ImageEntry) -> QImage:
+        sha = entry.sha256
+        if not sha or entry.error:
+            return self._placeholder
+        image = self._thumbs.get(sha)
+        if image is not None:
+            self._thumbs.move_to_end(sha)
+            return image
+        if sha not in self._requested and not entry.thumbnail_error and self._request_thumbnail:
+            self._requested.add(sha)
+            self._request_thumbnail(entry)
+        return self._placeholder
+
+    def _tooltip(self, entry: ImageEntry) -> str:
+        lines = [entry.path]
+        record = entry.record
+        if entry.error:
+            lines.append(f"Cannot be shown: {entry.error}")
+        elif record is None:
+            lines.append("Reading…")
+        else:
+            lines.append(f"{record.width}×{record.height} {record.file_format.upper()}")
+            if record.patient_id:
+                lines.append(f"Patient {record.patient_id}")
+            if record.laterality in (Laterality.LEFT, Laterality.RIGHT):
+                eye = "Right eye (OD)" if record.laterality is Laterality.RIGHT else "Left eye (OS)"
+                lines.append(f"{eye}, from {record.laterality_source or 'unknown source'}")
+            lines.append(describe_grading(entry.grading))
+        if entry.duplicate_of:
+            lines.append(f"Duplicate of {entry.duplicate_of}")
+        if entry.thumbnail_error:
+            lines.append(entry.thumbnail_error)
+        return "\n".join(lines)

@@ -1,0 +1,285 @@
+"""The main window: lays out the panels and delegates every decision to their controllers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+from PySide6.QtCore import QElapsedTimer, QEventLoop, Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import (
+    QApplication,
+    QMainWindow,
+    QMessageBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from sall_desktop.gui.actions import apply_shortcuts, build_actions
+from sall_desktop.gui.bridges import (
+    CatalogueBridge,
+    GradingBridge,
+    ImageBridge,
+    TaskBridge,
+    ThumbnailBridge,
+)
+from sall_desktop.gui.dialogs import CheatSheet, SettingsDialog, quit_box
+from sall_desktop.gui.folder_panel import FolderController, FolderPanel
+from sall_desktop.gui.grading_controller import GradingController
+from sall_desktop.gui.grading_panel import GradingPanel
+from sall_desktop.gui.image_entry import ImageEntry
+from sall_desktop.gui.image_model import ImageListModel
+from sall_desktop.gui.navigation import Navigator
+from sall_desktop.gui.patient_model import PatientListModel
+from sall_desktop.gui.session import SessionController, WorkstationServices
+from sall_desktop.gui.settings import AppSettings
+from sall_desktop.gui.status import Banner, StatusController
+from sall_desktop.gui.theme import apply_theme, current_theme
+from sall_desktop.gui.thumbnail_grid import ThumbnailGrid
+from sall_desktop.gui.transfer_dialogs import ExportDialog, ImportDialog
+from sall_desktop.gui.viewer_panel import ViewerController, ViewerPanel
+
+DRAIN_WAIT_MS = 3000
+"""On quit, how long to wait for writes in flight before asking about pending grades."""
+
+
+class MainWindow(QMainWindow):
+    """Folder panel | viewer over thumbnail grid | grading panel; banner on top, status below."""
+
+    closed = Signal()
+
+    def __init__(self, services: WorkstationServices, settings: AppSettings) -> None:
+        super().__init__()
+        self.setWindowTitle("SALL Desktop — fundus grading")
+        self.services, self.settings = services, settings
+        self.tasks = TaskBridge(self)  # the grading controller's loads
+        self.grading_bridge = GradingBridge(services.grading, self)
+        self.thumbnail_bridge = ThumbnailBridge(services.thumbnails, self)
+        self.image_bridge = ImageBridge(services.images, self)
+        self.catalogue_bridge = CatalogueBridge(self)
+        theme = current_theme(QApplication.instance())  # type: ignore[arg-type]
+
+        self.model = ImageListModel(self._request_thumbnail, parent=self)
+        self.patients = PatientListModel(self)
+        self.banner = Banner()
+        self.folder_panel = FolderPanel(self.patients, theme)
+        self.viewer_panel = ViewerPanel()
+        self.grid = ThumbnailGrid(self.model, theme, settings.thumbnail_size)
+        self.grading_panel = GradingPanel()
+        self.navigator = Navigator(self.model, self.grid)
+        self.viewer = ViewerController(
+            self.viewer_panel, self.image_bridge, show_pair=settings.show_pair
+        )
+        self.folders = FolderController(
+            self.folder_panel, self.model, self.patients, self.navigator,
+            self.catalogue_bridge, self.thumbnail_bridge, settings,
+        )  # fmt: skip
+        self.grading = GradingController(
+            services.grading, self.grading_bridge, self.tasks, self.model,
+            self.navigator, self.grading_panel, settings,
+        )  # fmt: skip
+        self.status = StatusController(
+            self.statusBar(), self.banner, self.model, services.grading, self.grading_bridge
+        )
+        self._layout()
+        self.actions_by_id = build_actions(self, settings, self._handlers())
+        self.actions_by_id["undo"].setEnabled(False)
+        self.actions_by_id["redo"].setEnabled(False)
+        self.grading.undo_stack.canUndoChanged.connect(self.actions_by_id["undo"].setEnabled)
+        self.grading.undo_stack.canRedoChanged.connect(self.actions_by_id["redo"].setEnabled)
+
+        self.navigator.current_changed.connect(self._current_changed)
+        self.viewer.failed.connect(lambda message: self.show_error("image", message))
+        self.folders.error.connect(lambda message: self.show_error("folder", message))
+        self.grading.error.connect(lambda message: self.show_error("grading", message))
+        self.folders.folder_opened.connect(self._folder_opened)
+        self.grading.grader_changed.connect(self._grader_changed)
+        self.folders.may_switch = self._may_switch_folder
+        self.session = SessionController(
+            services, settings, self.folders, self.grading, self.navigator, self.banner, self.status
+        )
+        self.session.error.connect(lambda message: self.show_error("task", message))
+        self._closing_confirmed = False
+
+    # ------------------------------------------------------------------ layout
+    def _layout(self) -> None:
+        self.centre_splitter = centre = QSplitter(Qt.Orientation.Vertical)
+        centre.addWidget(self.viewer_panel)
+        centre.addWidget(self.grid)
+        centre.setStretchFactor(0, 3)
+        centre.setStretchFactor(1, 1)
+        centre.setSizes([640, 250])
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(self.folder_panel)
+        self.splitter.addWidget(centre)
+        self.splitter.addWidget(self.grading_panel)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([260, 880, 300])
+        root = QWidget()
+        layout = QVBoxLayout(root)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.splitter, 1)
+        self.setCentralWidget(root)
+        self.resize(1440, 900)
+        geometry, state = self.settings.window_state()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+
+    def _handlers(self) -> dict[str, Callable[[], object]]:
+        g, nav = self.grading, self.navigator
+        handlers: dict[str, Callable[[], object]] = {
+            f"dr_{i}": partial(g.digit, i) for i in range(5)
+        }
+        handlers.update({f"amd_{i}": partial(g.set_amd, i) for i in range(4)})
+        handlers.update(self.viewer.handlers())
+        handlers.update(
+            ungradable=g.begin_ungradable, dme=g.begin_dme, clear_dme=partial(g.set_dme, None),
+            notes=self.grading_panel.notes.setFocus, commit=self._return, discard=self._escape,
+            undo=g.undo_stack.undo, redo=g.undo_stack.redo, next_ungraded=self._next_ungraded,
+            next=lambda: nav.step(+1), previous=lambda: nav.step(-1),
+            open_folder=self.folders.choose_folder, export=self.open_export,
+            settings=self.open_settings, retry=self.services.grading.retry,
+            cheat_sheet=lambda: CheatSheet(self.settings, self).open(),
+        )  # fmt: skip
+        handlers["import"] = self.open_import
+        return handlers
+
+    def start(self, folder: str | None) -> None:
+        """Open ``folder``, else the last folder at the last image, else the demo folder."""
+        self.session.start(folder)
+
+    # ------------------------------------------------------------------ reactions
+    def show_error(self, kind: str, message: str) -> None:
+        """Background errors always reach the user; a failing save keeps its own banner."""
+        if self.banner.kind != "save":
+            self.banner.show_message(kind, "error", message)
+        self.statusBar().showMessage(message, 10000)
+
+    def _request_thumbnail(self, entry: ImageEntry) -> None:
+        record = entry.record
+        if record is not None:
+            self.thumbnail_bridge.request(record.sha256, entry.path, record.width, record.height)
+
+    def _current_changed(self, entry: ImageEntry | None) -> None:
+        partner = self.model.partner_of(entry) if entry is not None else None
+        upcoming = self.navigator.upcoming(2)
+        if self.viewer.show_pair:  # the next images are shown with their other eye too
+            upcoming += [p for p in map(self.model.partner_of, upcoming) if p is not None]
+        self.viewer.show(entry, partner, upcoming)
+
+    def _folder_opened(self, folder: str) -> None:
+        self.status.set_folder(Path(folder).name)
+        self.setWindowTitle(f"{Path(folder).name} — SALL Desktop")
+        self.grading.reload_gradings()
+
+    def _grader_changed(self, name: str | None) -> None:
+        if name:
+            self.grid.setFocus()  # after sign-in the keyboard grades; it types into no field
+
+    def _return(self) -> None:
+        if self.focusWidget() is self.grading_panel.grader_name:
+            self.grading_panel.submit_sign_in()  # Enter in the name field signs in
+        else:
+            self.grading.commit()
+
+    def _escape(self) -> None:
+        if self.focusWidget() is self.grading_panel.notes:
+            self.grid.setFocus()  # Esc leaves the note (kept in the draft), not the draft
+        else:
+            self.grading.discard()
+
+    def _next_ungraded(self) -> None:
+        if not self.navigator.next_ungraded():
+            self.statusBar().showMessage("Every image in view is graded.", 5000)
+
+    # ------------------------------------------------------------------ dialogs
+    def open_export(self) -> ExportDialog:
+        dialog = ExportDialog(self.services.grading, self.grading.grader, self)
+        dialog.open()
+        return dialog
+
+    def open_import(self) -> ImportDialog | None:
+        if self.grading.read_only:
+            self.show_error("import", "The database is read-only here: nothing can be imported.")
+            return None
+        images = [e.record for e in self.model.entries() if e.record is not None]
+        dialog = ImportDialog(self.services.grading, self.grading.grader, images, self)
+        dialog.finished.connect(lambda _: self.grading.reload_gradings())
+        dialog.open()
+        return dialog
+
+    def open_settings(self) -> SettingsDialog:
+        dialog = SettingsDialog(self.settings, self)
+        dialog.accepted.connect(lambda: self._apply_settings(dialog))
+        dialog.open()
+        return dialog
+
+    def _apply_settings(self, dialog: SettingsDialog) -> None:
+        dialog.apply()
+        app = QApplication.instance()
+        theme = apply_theme(app, self.settings.theme)  # type: ignore[arg-type]
+        self.grid.set_theme(theme)
+        if self.grid.delegate.thumb_size != self.settings.thumbnail_size:
+            self.services.thumbnails.max_side = self.settings.thumbnail_size
+            self.thumbnail_bridge.cancel_pending()
+            self.model.forget_thumbnail_requests()
+            self.grid.set_thumb_size(self.settings.thumbnail_size)
+        self.viewer.set_show_pair(self.settings.show_pair)
+        apply_shortcuts(self.actions_by_id, self.settings)
+
+    # ------------------------------------------------------------------ closing
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        if not self._closing_confirmed and not self.confirm_close():
+            event.ignore()
+            return
+        self._closing_confirmed = True
+        self.session.flush()  # the last image is recorded before the store closes
+        self.settings.save_window_state(self.saveGeometry(), self.saveState())
+        self.settings.sync()
+        self.folders.close_folder()
+        event.accept()
+        self.closed.emit()
+
+    def stop_timers(self) -> None:
+        """Stop deferred work (before the services close)."""
+        self.session.stop()
+        for timer in self.findChildren(QTimer):
+            timer.stop()
+
+    def _may_switch_folder(self) -> bool:
+        """Opening another folder keeps unsaved grades queued; say so when saving is failing."""
+        service = self.services.grading
+        if not service.failing:
+            return True
+        answer = QMessageBox.question(
+            self,
+            "Grades not saved yet",
+            f"{service.pending_count} grade(s) are not saved yet ({service.last_error}).\n\n"
+            "They stay queued and are retried while you work in the other folder. "
+            "Open the other folder?",
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    def confirm_close(self) -> bool:
+        """Save the draft, let writes in flight finish, and ask if grades are still pending (R4)."""
+        self.grading.flush_draft()
+        service = self.services.grading
+        clock = QElapsedTimer()
+        clock.start()
+        while service.pending_count and not service.failing and clock.elapsed() < DRAIN_WAIT_MS:
+            QApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+        if not service.pending_count:
+            return True
+        box = quit_box(self, service.pending_count, service.last_error)
+        self.quit_question = box
+        answer = box.exec()
+        if answer == QMessageBox.StandardButton.Retry:
+            service.retry()
+            return False
+        return bool(answer == QMessageBox.StandardButton.Discard)

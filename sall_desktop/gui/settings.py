@@ -1,0 +1,127 @@
+"""Typed access to the workstation's QSettings, stored as an INI file in the data folder.
+
+The file lives in ``data_dir()`` (``$SALL_DESKTOP_HOME`` in tests), never in the registry, so a
+portable install and the test suite keep everything in one folder. Qt writes INI files through
+``QSaveFile`` (temporary file + rename), which keeps them atomic (R3).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QSettings
+
+from sall_desktop.services.paths import data_dir
+
+MAX_RECENT = 8
+THUMBNAIL_SIZES = (128, 160, 192, 256)
+
+
+class AppSettings:
+    """The workstation's preferences (theme, thumbnail size, auto-advance, grader, shortcuts)."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path if path is not None else data_dir() / "settings.ini"
+        self.qsettings = QSettings(str(self.path), QSettings.Format.IniFormat)
+
+    def _get(self, key: str, default: object) -> object:
+        value = self.qsettings.value(key, default)
+        return default if value is None else value
+
+    def _bool(self, key: str, default: bool) -> bool:
+        value = self._get(key, default)
+        if isinstance(value, str):
+            return value.lower() in ("1", "true", "yes")
+        return bool(value)
+
+    def _str(self, key: str, default: str = "") -> str:
+        value = self._get(key, default)
+        return value if isinstance(value, str) else default
+
+    def sync(self) -> None:
+        self.qsettings.sync()
+
+    # ------------------------------------------------------------------ appearance
+    @property
+    def theme(self) -> str:
+        value = self._str("appearance/theme", "dark")
+        return value if value in ("dark", "light") else "dark"
+
+    @theme.setter
+    def theme(self, value: str) -> None:
+        self.qsettings.setValue("appearance/theme", value)
+
+    @property
+    def thumbnail_size(self) -> int:
+        try:
+            value = int(str(self._get("appearance/thumbnail_size", 160)))
+        except ValueError:
+            return 160
+        return value if value in THUMBNAIL_SIZES else 160
+
+    @thumbnail_size.setter
+    def thumbnail_size(self, value: int) -> None:
+        self.qsettings.setValue("appearance/thumbnail_size", int(value))
+
+    # ------------------------------------------------------------------ grading
+    @property
+    def auto_advance(self) -> bool:
+        return self._bool("grading/auto_advance", True)
+
+    @auto_advance.setter
+    def auto_advance(self, value: bool) -> None:
+        self.qsettings.setValue("grading/auto_advance", bool(value))
+
+    @property
+    def show_pair(self) -> bool:
+        """Show the other eye of the same patient beside the current image."""
+        return self._bool("viewer/show_pair", True)
+
+    @show_pair.setter
+    def show_pair(self, value: bool) -> None:
+        self.qsettings.setValue("viewer/show_pair", bool(value))
+
+    @property
+    def grader(self) -> str:
+        return self._str("grading/grader").strip()
+
+    @grader.setter
+    def grader(self, value: str) -> None:
+        self.qsettings.setValue("grading/grader", value.strip())
+
+    # ------------------------------------------------------------------ folders
+    @property
+    def recent_folders(self) -> list[str]:
+        value = self._get("folders/recent", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in value if v][:MAX_RECENT] if isinstance(value, list) else []
+
+    def add_recent_folder(self, folder: str) -> None:
+        folders = [folder] + [f for f in self.recent_folders if f != folder]
+        self.qsettings.setValue("folders/recent", folders[:MAX_RECENT])
+
+    # ------------------------------------------------------------------ shortcuts
+    def shortcut(self, action_id: str) -> str | None:
+        """The user's key sequence for an action, or None for the default."""
+        value = self.qsettings.value(f"shortcuts/{action_id}")
+        return value if isinstance(value, str) else None
+
+    def set_shortcut(self, action_id: str, keys: str | None) -> None:
+        if keys is None:
+            self.qsettings.remove(f"shortcuts/{action_id}")
+        else:
+            self.qsettings.setValue(f"shortcuts/{action_id}", keys)
+
+    # ------------------------------------------------------------------ window
+    def window_state(self) -> tuple[QByteArray | None, QByteArray | None]:
+        geometry = self.qsettings.value("window/geometry")
+        state = self.qsettings.value("window/state")
+        return (
+            geometry if isinstance(geometry, QByteArray) else None,
+            state if isinstance(state, QByteArray) else None,
+        )
+
+    def save_window_state(self, geometry: QByteArray, state: QByteArray) -> None:
+        self.qsettings.setValue("window/geometry", geometry)
+        self.qsettings.setValue("window/state", state)
