@@ -190,6 +190,11 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
+    if sys.platform == "win32":
+        # pytorch/pytorch#169429 (open): on Windows, torch >= 2.9 fails to initialise its DLLs
+        # (WinError 1114) when imported after Qt's. The one sanctioned torch import in the app
+        # (import-linter ignore_imports); untested here, re-check on every torch upgrade.
+        import torch  # noqa: F401
     try:
         from sall_desktop.app import run_gui
     except ImportError as exc:

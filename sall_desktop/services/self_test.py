@@ -71,9 +71,9 @@ try:
     widget.show()
     app.processEvents()
     jpeg = bytes.fromhex(os.environ.get("SALL_DESKTOP_QT_PROBE_JPEG", ""))
-    image = QtGui.QImage.fromData(QtCore.QByteArray(jpeg), "JPG")
+    image = QtGui.QImage.fromData(QtCore.QByteArray(jpeg))
     supported = QtGui.QImageReader.supportedImageFormats()
-    formats = " ".join(sorted(bytes(f).decode() for f in supported))
+    formats = " ".join(sorted(bytes(f.data()).decode() for f in supported))
     widget.close()
     if image.isNull():
         report("error Qt cannot decode JPEG; image formats: " + formats)
