@@ -9,7 +9,7 @@ export QT_QPA_PLATFORM ?= offscreen
 # glibc's default malloc thresholds make torch CPU inference ~1.7x slower on large batches.
 export GLIBC_TUNABLES ?= glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296
 
-.PHONY: run test test-long lint typecheck contracts bench demo-model package package-check clean
+.PHONY: run test test-long lint typecheck contracts bench bench-sall demo-model package package-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,8 +36,16 @@ test: lint typecheck contracts
 test-long: $(STAMP)
 	$(VENV)/bin/pytest -m long -p no:cacheprovider
 
+# Each prints figures and ratios measured in one run. bench_decode runs inside bench_io; the SALL
+# ablation (5 seeds, long) is `make bench-sall`.
+BENCHMARKS := benchmarks/bench_io.py benchmarks/bench_grading.py benchmarks/bench_explain.py \
+	benchmarks/bench_finetune_epoch.py benchmarks/bench_gui_startup.py benchmarks/bench_gui_folder.py \
+	benchmarks/bench_gui_viewer.py benchmarks/bench_gui_inference.py benchmarks/bench_gui_finetune.py
 bench: $(STAMP)
-	for b in benchmarks/bench_io.py benchmarks/bench_explain.py benchmarks/bench_gui_*.py; do [ -f "$$b" ] || continue; echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in $(BENCHMARKS); do [ -f "$$b" ] || continue; echo "== $$b"; $(PY) $$b || exit 1; done
+
+bench-sall: $(STAMP)
+	$(PY) benchmarks/sall_vs_single_task.py
 
 # The bundled demo model model_zoo/weights/demo/ (docs/demo-model.md): regenerates the synthetic
 # set, trains a SALL student with training/configs/demo.toml (fixed seeds, CPU, ~25 min on 2 busy

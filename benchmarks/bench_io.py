@@ -59,7 +59,11 @@ def time_to_first_entries(root: Path) -> tuple[float, float]:
 def main() -> None:
     decode = Path(__file__).with_name("bench_decode.py")
     if decode.exists():
-        runpy.run_path(str(decode), run_name="__main__")
+        try:
+            runpy.run_path(str(decode), run_name="__main__")
+        except SystemExit as stop:  # bench_decode ends with sys.exit(main())
+            if stop.code:
+                raise
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         make_folder(root, N_FILES)
