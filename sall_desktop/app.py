@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from sall_desktop.services.background import background_priority
 from sall_desktop.services.demo import ensure_demo_folder
 from sall_desktop.services.grading import GradingService
 from sall_desktop.services.images import ImageService
+from sall_desktop.services.inference import InferenceService, active_model_dir
 from sall_desktop.services.paths import data_dir, default_db_path
 from sall_desktop.services.thumbnails import ThumbnailService
 from sall_desktop.store import StoreError, StoreThread
@@ -43,6 +45,7 @@ class Workstation:
     services: WorkstationServices
     settings: AppSettings
     window: MainWindow
+    inference: InferenceService
 
     def shutdown(self) -> list[object]:
         """Stop every background thread and close the store (after the window closed).
@@ -55,6 +58,8 @@ class Workstation:
         self.services.images.close()
         lost: list[object] = list(self.services.grading.close())
         self.services.jobs.shutdown(wait=True, cancel_futures=True)
+        # Before the store: a batch-grading chunk in flight waits for its store commit.
+        self.inference.shutdown(cancel_futures=True)
         self.store.close()
         # Every worker has stopped; deleting the window now also drops the results they queued
         # for it, which would otherwise reach controllers whose services are closed.
@@ -67,6 +72,8 @@ def create_workstation(
     *,
     settings: AppSettings | None = None,
     retry_delays: tuple[float, ...] | None = None,
+    model: Path | Callable[[], Path] | None = None,
+    device: str | None = None,
 ) -> Workstation:
     """Open the database and build the services and the main window (not shown yet).
 
@@ -74,6 +81,8 @@ def create_workstation(
         db: the label database (default: the user's data folder).
         settings: preferences (default: ``settings.ini`` in the data folder).
         retry_delays: seconds between automatic retries of failed writes (tests shorten them).
+        model: the model version folder (default: the active model, loaded on first use).
+        device: inference device (default: automatic).
 
     Raises:
         StoreError: the database cannot be opened at all (the message says why).
@@ -103,8 +112,14 @@ def create_workstation(
         unclean_shutdown=bool(getattr(opened, "unclean_shutdown", False)),
         demo_folder=ensure_demo_folder,
     )
-    window = MainWindow(services, settings)
-    return Workstation(store, services, settings, window)
+    inference = InferenceService(
+        model if model is not None else active_model_dir,
+        store=store,
+        device=device,
+        low_confidence=settings.low_confidence,
+    )
+    window = MainWindow(services, settings, inference)
+    return Workstation(store, services, settings, window, inference)
 
 
 def run_gui(db: str | None, folder: str | None) -> int:

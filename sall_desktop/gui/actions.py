@@ -15,6 +15,7 @@ MENUS = (
     ("Grade", "&Grade"),
     ("Navigate", "&Navigate"),
     ("View", "&View"),
+    ("Model", "&Model"),
     ("Help", "&Help"),
 )
 

@@ -11,7 +11,8 @@ grading again (or a retraction), redo appends the new one again, so the store st
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from PySide6.QtCore import QObject, Signal
@@ -27,6 +28,7 @@ from sall_desktop.gui.settings import AppSettings
 from sall_desktop.gui.shortcuts import UNGRADABLE_REASONS
 from sall_desktop.services.grading import (
     GradeCommand,
+    GradeWrite,
     GradingEvent,
     GradingService,
     ReadOnlyError,
@@ -39,6 +41,22 @@ STATE_TEXT = {
     SaveState.PENDING: "Saving…",
     SaveState.FAILED: "Not saved yet — will retry",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class ReasonedGradeCommand(GradeCommand):
+    """A grading change whose audit reason is not the plain "grade" (e.g. a change of mind
+    after the model's output was revealed, R10)."""
+
+    reason: str = "grade"
+
+    def redo_write(self, *, again: bool = False) -> GradeWrite:
+        write = GradeCommand.redo_write(self, again=again)
+        return write if again else replace(write, reason=self.reason)
+
+
+Annotator = Callable[[Grading, Grading | None], tuple[Grading, str]]
+"""(new grading, previous) -> (grading to save, audit reason); set by the model controller."""
 
 
 class GradeUndoCommand(QUndoCommand):
@@ -64,6 +82,7 @@ class GradingController(QObject):
 
     grader_changed = Signal(object)  # str | None
     error = Signal(str)
+    grading_written = Signal(str)  # sha256 whose current grading changed (commit, undo, redo)
 
     def __init__(
         self,
@@ -90,6 +109,7 @@ class GradingController(QObject):
         self.prefix: Prefix = ""
         self._load_request = 0
         self.loading = False  # grading waits until the grader's gradings are loaded
+        self.annotate: Annotator | None = None
         bridge.changed.connect(self._on_event)
         tasks.finished.connect(self._on_task_finished)
         tasks.failed.connect(self._on_task_failed)
@@ -242,6 +262,7 @@ class GradingController(QObject):
             self.error.emit(str(exc))
             return
         self.model.set_grading(sha256, grading, self.service.state_of(sha256))
+        self.grading_written.emit(sha256)
         targets = self.model.entries_with_sha(sha256)
         if reveal and targets and self.entry not in targets:
             # Undo/redo of another image: show it, so the grader sees what changed.
@@ -265,7 +286,12 @@ class GradingController(QObject):
             dme=d.dme if d.gradable else None,
             notes=d.notes,
         )
-        command = GradeCommand(entry.sha256, grader, entry.grading, after, record=entry.record)
+        reason = "grade"
+        if self.annotate is not None:
+            after, reason = self.annotate(after, entry.grading)
+        command = ReasonedGradeCommand(
+            entry.sha256, grader, entry.grading, after, record=entry.record, reason=reason
+        )
         self.undo_stack.push(GradeUndoCommand(self, command))
         if advance:
             self.navigator.step(+1)

@@ -26,6 +26,7 @@ from sall_desktop.gui.image_entry import (
 )
 from sall_desktop.services.catalogue import DescribedFile, FoundFile
 from sall_desktop.services.grading import SaveState
+from sall_desktop.services.inference import PredictionSummary
 
 FETCH_BATCH = 200
 THUMBNAIL_MEMORY_ITEMS = 1500
@@ -83,6 +84,10 @@ class ImageListModel(QAbstractListModel):
         self._thumbs: OrderedDict[str, QImage] = OrderedDict()
         self._requested: set[str] = set()
         self._placeholder = QImage()
+        # The active model's predictions by image; hidden on tiles in blind-first mode until the
+        # grader has graded the image.
+        self._predictions: dict[str, PredictionSummary] = {}
+        self._blind = False
 
     # ------------------------------------------------------------------ Qt model API
     def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008, N802
@@ -266,6 +271,41 @@ class ImageListModel(QAbstractListModel):
                 self.index(self._fetched - 1),
                 [Qt.ItemDataRole.DecorationRole],
             )
+
+    # ------------------------------------------------------------------ model output
+    def set_predictions(self, predictions: dict[str, PredictionSummary]) -> None:
+        """Replace the active model's predictions (a model was loaded)."""
+        self._predictions = dict(predictions)
+        self._bump_all()
+
+    def add_predictions(self, predictions: Iterable[PredictionSummary]) -> None:
+        for summary in predictions:
+            self._predictions[summary.sha256] = summary
+            for entry in self._by_sha.get(summary.sha256, ()):
+                self._entry_changed(entry)
+
+    def prediction(self, sha256: str) -> PredictionSummary | None:
+        return self._predictions.get(sha256)
+
+    def predictions(self) -> dict[str, PredictionSummary]:
+        return dict(self._predictions)
+
+    def set_blind(self, blind: bool) -> None:
+        if blind != self._blind:
+            self._blind = blind
+            self._bump_all()
+
+    def shown_prediction(self, entry: ImageEntry) -> PredictionSummary | None:
+        """The model output a tile may show (None while blind-first hides it)."""
+        if self._blind and entry.grading is None:
+            return None
+        return self._predictions.get(entry.sha256)
+
+    def _bump_all(self) -> None:
+        for entry in self._entries:
+            entry.version += 1
+        if self._fetched:
+            self.dataChanged.emit(self.index(0), self.index(self._fetched - 1))
 
     # ------------------------------------------------------------------ filter / sort
     @property

@@ -31,6 +31,9 @@ from sall_desktop.gui.grading_controller import GradingController
 from sall_desktop.gui.grading_panel import GradingPanel
 from sall_desktop.gui.image_entry import ImageEntry
 from sall_desktop.gui.image_model import ImageListModel
+from sall_desktop.gui.inference_bridge import InferenceBridge
+from sall_desktop.gui.model_controller import ModelController
+from sall_desktop.gui.model_panel import ModelPanel
 from sall_desktop.gui.navigation import Navigator
 from sall_desktop.gui.patient_model import PatientListModel
 from sall_desktop.gui.session import SessionController, WorkstationServices
@@ -39,7 +42,9 @@ from sall_desktop.gui.status import Banner, StatusController
 from sall_desktop.gui.theme import apply_theme, current_theme
 from sall_desktop.gui.thumbnail_grid import ThumbnailGrid
 from sall_desktop.gui.transfer_dialogs import ExportDialog, ImportDialog
+from sall_desktop.gui.triage_panel import TriageController, TriagePanel
 from sall_desktop.gui.viewer_panel import ViewerController, ViewerPanel
+from sall_desktop.services.inference import InferenceService
 
 DRAIN_WAIT_MS = 3000
 """On quit, how long to wait for writes in flight before asking about pending grades."""
@@ -50,7 +55,12 @@ class MainWindow(QMainWindow):
 
     closed = Signal()
 
-    def __init__(self, services: WorkstationServices, settings: AppSettings) -> None:
+    def __init__(
+        self,
+        services: WorkstationServices,
+        settings: AppSettings,
+        inference: InferenceService | None = None,
+    ) -> None:
         super().__init__()
         self.setWindowTitle("SALL Desktop — fundus grading")
         self.services, self.settings = services, settings
@@ -83,6 +93,15 @@ class MainWindow(QMainWindow):
         self.status = StatusController(
             self.statusBar(), self.banner, self.model, services.grading, self.grading_bridge
         )
+        self.model_panel = ModelPanel()
+        self.triage_panel = TriagePanel()
+        self.triage = TriageController(self.triage_panel, self.model, self.navigator)
+        self.inference_bridge: InferenceBridge | None = None
+        self.model_loop: ModelController | None = None
+        if inference is not None:
+            self._build_model_loop(inference)
+        else:
+            self.model_panel.show_model_error("no model service")
         self._layout()
         self.actions_by_id = build_actions(self, settings, self._handlers())
         self.actions_by_id["undo"].setEnabled(False)
@@ -103,6 +122,16 @@ class MainWindow(QMainWindow):
         self.session.error.connect(lambda message: self.show_error("task", message))
         self._closing_confirmed = False
 
+    def _build_model_loop(self, inference: InferenceService) -> None:
+        self.inference_bridge = bridge = InferenceBridge(inference, self)
+        self.model_loop = loop = ModelController(
+            bridge, self.model_panel, self.viewer_panel, self.viewer, self.model,
+            self.navigator, self.grading, self.settings,
+        )  # fmt: skip
+        loop.error.connect(lambda message: self.show_error("model", message))
+        loop.predictions_changed.connect(self.triage.schedule)
+        self.catalogue_bridge.finished.connect(lambda _: loop.folder_ready())
+
     # ------------------------------------------------------------------ layout
     def _layout(self) -> None:
         self.centre_splitter = centre = QSplitter(Qt.Orientation.Vertical)
@@ -111,10 +140,18 @@ class MainWindow(QMainWindow):
         centre.setStretchFactor(0, 3)
         centre.setStretchFactor(1, 1)
         centre.setSizes([640, 250])
+        left = QSplitter(Qt.Orientation.Vertical)
+        left.addWidget(self.folder_panel)
+        left.addWidget(self.triage_panel)
+        left.setSizes([520, 360])
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.addWidget(self.model_panel)
+        right.addWidget(self.grading_panel)
+        right.setSizes([600, 300])
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.splitter.addWidget(self.folder_panel)
+        self.splitter.addWidget(left)
         self.splitter.addWidget(centre)
-        self.splitter.addWidget(self.grading_panel)
+        self.splitter.addWidget(right)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setSizes([260, 880, 300])
         root = QWidget()
@@ -148,11 +185,20 @@ class MainWindow(QMainWindow):
             cheat_sheet=lambda: CheatSheet(self.settings, self).open(),
         )  # fmt: skip
         handlers["import"] = self.open_import
+        loop = self.model_loop
+        if loop is not None:
+            handlers.update(
+                toggle_overlay=loop.overlay.toggle, cycle_overlay_head=loop.overlay.cycle_head,
+                grade_folder=loop.grade_folder, cancel_grading=loop.cancel_grading,
+                toggle_blind=lambda: loop.set_blind(not loop.blind),
+            )  # fmt: skip
         return handlers
 
     def start(self, folder: str | None) -> None:
         """Open ``folder``, else the last folder at the last image, else the demo folder."""
         self.session.start(folder)
+        if self.model_loop is not None:
+            self.model_loop.start()
 
     # ------------------------------------------------------------------ reactions
     def show_error(self, kind: str, message: str) -> None:

@@ -89,6 +89,58 @@ class AppSettings:
     def grader(self, value: str) -> None:
         self.qsettings.setValue("grading/grader", value.strip())
 
+    # ------------------------------------------------------------------ model
+    @property
+    def blind_first(self) -> bool:
+        """Hide the model's grade and overlay until the grader saved a grade (R10)."""
+        return self._bool("model/blind_first", False)
+
+    @blind_first.setter
+    def blind_first(self, value: bool) -> None:
+        self.qsettings.setValue("model/blind_first", bool(value))
+
+    @property
+    def auto_grade(self) -> bool:
+        """Grade a newly opened folder with the model in the background."""
+        return self._bool("model/auto_grade", True)
+
+    @auto_grade.setter
+    def auto_grade(self, value: bool) -> None:
+        self.qsettings.setValue("model/auto_grade", bool(value))
+
+    @property
+    def low_confidence(self) -> float:
+        """Top-probability threshold of the low-confidence flag, in (0, 1)."""
+        try:
+            value = float(str(self._get("model/low_confidence", 0.6)))
+        except ValueError:
+            return 0.6
+        return value if 0.0 < value < 1.0 else 0.6
+
+    @low_confidence.setter
+    def low_confidence(self, value: float) -> None:
+        self.qsettings.setValue("model/low_confidence", float(value))
+
+    @property
+    def overlay_opacity(self) -> float:
+        try:
+            value = float(str(self._get("model/overlay_opacity", 0.45)))
+        except ValueError:
+            return 0.45
+        return min(0.95, max(0.05, value))
+
+    @overlay_opacity.setter
+    def overlay_opacity(self, value: float) -> None:
+        self.qsettings.setValue("model/overlay_opacity", float(value))
+
+    @property
+    def overlay_colormap(self) -> str:
+        return self._str("model/overlay_colormap", "jet")
+
+    @overlay_colormap.setter
+    def overlay_colormap(self, value: str) -> None:
+        self.qsettings.setValue("model/overlay_colormap", value)
+
     # ------------------------------------------------------------------ folders
     @property
     def recent_folders(self) -> list[str]:

@@ -168,6 +168,7 @@ class ThumbnailDelegate(QStyledItemDelegate):
         if entry.laterality in (Laterality.RIGHT, Laterality.LEFT):
             eye = "OD" if entry.laterality is Laterality.RIGHT else "OS"
             self._chip(painter, image_rect.right() - 26, y, eye, "#d0d4da")
+        self._paint_model_badge(painter, entry, x, y)
         g = entry.grading
         if g is None:
             return
@@ -179,6 +180,21 @@ class ThumbnailDelegate(QStyledItemDelegate):
             x += self._chip(painter, x, y, f"DR {g.dr_grade}", DR_COLOURS[g.dr_grade])
         if g.amd_grade is not None:
             self._chip(painter, x, y, f"AMD {g.amd_grade}", AMD_COLOURS[g.amd_grade])
+
+    def _paint_model_badge(self, painter: QPainter, entry: ImageEntry, x: int, y: int) -> None:
+        # Model grades sit on top (outlined "M"), the grader's at the bottom: never confused.
+        summary = self.model.shown_prediction(entry) if self.model is not None else None
+        if summary is None:
+            return
+        if summary.gate_failed:
+            self._chip(painter, x, y, "M ungradable", UNGRADABLE_COLOUR)
+            return
+        dr, amd = summary.heads.get("dr"), summary.heads.get("amd")
+        if dr is not None:
+            text = f"M DR {dr.grade}" + ("?" if summary.low_confidence else "")
+            x += self._chip(painter, x, y, text, DR_COLOURS[min(dr.grade, len(DR_COLOURS) - 1)])
+        if amd is not None:
+            self._chip(painter, x, y, f"M AMD {amd.grade}", AMD_COLOURS[min(amd.grade, 3)])
 
     def _paint_save_state(self, painter: QPainter, entry: ImageEntry, caption: QRect) -> None:
         state = entry.save_state

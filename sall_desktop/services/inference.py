@@ -1,10 +1,49 @@
-"""Model loading for the app: the only door from services to a model version's weights."""
+"""Inference for the app: one model version on one worker thread (architecture.md §4).
+
+:class:`InferenceService` owns the loaded ``Predictor`` and a single-thread executor, so there is
+one model instance, serialised compute, and Grad-CAM hooks that are never used concurrently. The
+GUI talks to it through futures (``gui.inference_bridge`` turns them into queued Qt signals).
+
+torch is imported only inside the worker, when the model is first needed: importing this module
+is cheap, so the window is shown before torch loads (P7).
+
+Batch grading of a folder runs on the same thread in chunks, each chunk submitted when the
+previous one finishes, so an overlay the grader asks for waits for at most one chunk.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
-from model_zoo.predictor import Predictor
+import numpy as np
+import numpy.typing as npt
+
+from sall_desktop.domain.predictions import Prediction
+from sall_desktop.services.attention import attention_map
+from sall_desktop.services.background import background_priority
+
+if TYPE_CHECKING:
+    from model_zoo.predictor import Predictor
+    from sall_desktop.services.batch_grading import BatchGradingSummary
+    from sall_desktop.store.sqlite_repository import SqliteLabelStore
+
+T = TypeVar("T")
+
+REFERABLE_DR_MIN_GRADE = 2
+"""Referable DR is ICDR grade 2 (moderate NPDR) or worse."""
+DEFAULT_LOW_CONFIDENCE = 0.6
+"""A head whose top calibrated probability is below this is flagged "low confidence"."""
+CHUNK = 32
+"""Images per batch-grading task: also the longest an interactive request waits behind it."""
+CLINICAL_WARNING = "not for clinical use"
 
 
 def load_predictor(model: Path, *, device: str | None = None) -> Predictor:
@@ -15,4 +54,527 @@ def load_predictor(model: Path, *, device: str | None = None) -> Predictor:
     Raises:
         model_zoo.checkpoints.CheckpointError: missing, tampered or mismatched weights.
     """
+    from model_zoo.predictor import Predictor
+
     return Predictor.from_checkpoint(model, device=device)
+
+
+def active_model_dir() -> Path:
+    """The folder of the active model version.
+
+    Until model versions are managed (``services.models``), this is the bundled demo model.
+
+    Raises:
+        FileNotFoundError: the bundled model is missing (the message names the file).
+    """
+    from model_zoo.weights import demo_model_dir
+
+    return demo_model_dir()
+
+
+class StoreExecutor(Protocol):
+    """What the service needs of the store thread (``sall_desktop.store.StoreThread``)."""
+
+    def submit(self, fn: Callable[[SqliteLabelStore], T]) -> Future[T]: ...
+
+
+# ---------------------------------------------------------------------- values
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What the GUI shows of the active model.
+
+    Attributes:
+        id: model version id (SHA-256 of the weights).
+        name: human name; version: human version label; intended_use: the card's text.
+        heads: head name -> class count, in card order.
+        device: where it runs, e.g. ``"cpu, channels_last + bf16"``.
+    """
+
+    id: str
+    name: str
+    version: str
+    intended_use: str
+    heads: tuple[tuple[str, int], ...]
+    device: str = ""
+
+    @property
+    def not_for_clinical_use(self) -> bool:
+        text = self.intended_use.lower()
+        return CLINICAL_WARNING in text or "synthetic" in text
+
+    @property
+    def badge(self) -> str:
+        """The always-visible intended-use badge text."""
+        if self.not_for_clinical_use:
+            return "synthetic — not for clinical use"
+        return self.intended_use
+
+
+@dataclass(frozen=True, slots=True)
+class HeadSummary:
+    """One head's calibrated output for one image.
+
+    Attributes:
+        probabilities: one per class, summing to 1.
+        grade: the most probable class.
+        expected_grade: ``Σ i p_i`` in ``[0, C-1]``.
+        confidence: the top probability, in ``[1/C, 1]``.
+        entropy: ``-Σ p ln p`` in nats, in ``[0, ln C]``.
+    """
+
+    probabilities: tuple[float, ...]
+    grade: int
+    expected_grade: float
+    confidence: float
+    entropy: float
+
+    @classmethod
+    def of(cls, probabilities: Sequence[float]) -> HeadSummary:
+        p = tuple(float(v) for v in probabilities)
+        if not p:
+            raise ValueError("a head needs at least one probability")
+        grade = max(range(len(p)), key=p.__getitem__)
+        entropy = -math.fsum(v * math.log(v) for v in p if v > 0.0)
+        expected = math.fsum(i * v for i, v in enumerate(p))
+        return cls(p, grade, expected, p[grade], max(0.0, entropy))
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionSummary:
+    """A model's output for one image as the GUI shows it (stored or freshly computed).
+
+    Attributes:
+        sha256: the image; model_id: the version that produced it.
+        heads: head name -> :class:`HeadSummary`.
+        referable_dr_probability: ``P(ICDR >= 2)`` when there is a 5-class ``dr`` head.
+        low_confidence: some head's confidence is below the threshold.
+        gradable_probability: the quality gate's output when the model has one.
+    """
+
+    sha256: str
+    model_id: str
+    heads: dict[str, HeadSummary]
+    referable_dr_probability: float | None
+    low_confidence: bool
+    gradable_probability: float | None = None
+
+    @property
+    def gate_failed(self) -> bool:
+        """The model's quality gate calls the image ungradable (R22): hide its grades."""
+        return self.gradable_probability is not None and self.gradable_probability < 0.5
+
+
+def summarize(
+    prediction: Prediction, *, low_confidence: float = DEFAULT_LOW_CONFIDENCE
+) -> PredictionSummary:
+    """Derive grades, confidence, entropy and the referable probability from stored probabilities.
+
+    Args:
+        prediction: calibrated per-head probabilities of one model for one image.
+        low_confidence: confidence threshold in ``[0, 1]`` of the low-confidence flag.
+    """
+    heads = {name: HeadSummary.of(p) for name, p in prediction.probabilities.items()}
+    dr = heads.get("dr")
+    referable = (
+        math.fsum(dr.probabilities[REFERABLE_DR_MIN_GRADE:])
+        if dr is not None and len(dr.probabilities) == 5
+        else None
+    )
+    low = any(h.confidence < low_confidence for h in heads.values())
+    return PredictionSummary(
+        prediction.image_sha256,
+        prediction.model_id,
+        heads,
+        referable,
+        low,
+        prediction.gradable_probability,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceRequest:
+    """Ask the model about one image.
+
+    Attributes:
+        request_id: the requester's id; the result carries it back (stale ones are dropped).
+        sha256: the image identity; path: its file.
+        model_id: the version the requester expects ("" = whatever is active).
+        want_cam: ``(head, class)`` for an attention map (class None = the predicted class).
+        save: append the prediction to the store (a newly seen image).
+    """
+
+    request_id: int
+    sha256: str
+    path: str
+    model_id: str = ""
+    want_cam: tuple[str, int | None] | None = None
+    save: bool = False
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class InferenceResult:
+    """The answer to an :class:`InferenceRequest`.
+
+    Attributes:
+        cam: ``H×W`` float32 in [0, 1] in the image's own aspect ratio (long side at most
+            :data:`MAX_CAM_SIDE`), or None when no map was asked for.
+        cam_head, cam_class: what the map explains.
+        seconds: compute time on the worker.
+    """
+
+    request_id: int
+    sha256: str
+    path: str
+    model_id: str
+    summary: PredictionSummary
+    cam: npt.NDArray[np.float32] | None = None
+    cam_head: str = ""
+    cam_class: int = -1
+    seconds: float = 0.0
+
+    @property
+    def heads(self) -> dict[str, HeadSummary]:
+        return self.summary.heads
+
+    @property
+    def low_confidence(self) -> bool:
+        return self.summary.low_confidence
+
+    @property
+    def referable_dr_probability(self) -> float | None:
+        return self.summary.referable_dr_probability
+
+
+@dataclass(frozen=True, slots=True)
+class BatchProgress:
+    """Progress of a folder's batch grading (after each committed chunk)."""
+
+    done: int
+    total: int
+    failed: int
+    skipped: int
+    elapsed_s: float
+
+    @property
+    def images_per_s(self) -> float:
+        return self.done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """How a batch-grading run ended."""
+
+    model_id: str
+    graded: int
+    skipped: int
+    failures: tuple[tuple[str, str], ...] = ()
+    cancelled: bool = False
+    elapsed_s: float = 0.0
+
+
+@dataclass
+class _Batch:
+    paths: list[str]
+    total: int
+    skipped: int
+    cancel: threading.Event
+    on_progress: Callable[[BatchProgress], None] | None
+    on_predictions: Callable[[list[PredictionSummary]], None] | None
+    outer: Future[BatchResult]
+    started: float = field(default_factory=time.perf_counter)
+    done: int = 0
+    graded: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+class _StoreAppender:
+    """The part of the label repository ``grade_paths`` uses, forwarded to the store thread."""
+
+    def __init__(
+        self, store: StoreExecutor, sink: Callable[[Sequence[Prediction]], None] | None
+    ) -> None:
+        self._store, self._sink = store, sink
+
+    def add_predictions(self, predictions: Sequence[Prediction]) -> int:
+        rows = list(predictions)
+        # Wait for the commit: a prediction is shown as stored only once it is.
+        count = self._store.submit(lambda s: s.add_predictions(rows)).result()
+        if self._sink is not None:
+            self._sink(rows)
+        return count
+
+    def latest_prediction(self, sha256: str, model_id: str | None = None) -> Prediction | None:
+        return self._store.submit(lambda s: s.latest_prediction(sha256, model_id)).result()
+
+
+# ---------------------------------------------------------------------- the service
+class InferenceService:
+    """Owns one model version and the single inference thread.
+
+    Args:
+        model_dir: the model folder, or a callable returning it (called on the worker, so a
+            missing bundled model is reported as a failed load, not a crash at start).
+        store: the store thread, for stored predictions; None disables storing.
+        device: ``None`` (auto), ``"cpu"``, ``"cuda"``...
+        low_confidence: confidence threshold of the low-confidence flag.
+
+    Example:
+        >>> service = InferenceService(active_model_dir, store=store_thread)
+        >>> info = service.load().result()
+        >>> result = service.submit(InferenceRequest(1, sha, path, want_cam=("dr", None)))
+    """
+
+    def __init__(
+        self,
+        model_dir: Path | Callable[[], Path],
+        *,
+        store: StoreExecutor | None = None,
+        device: str | None = None,
+        low_confidence: float = DEFAULT_LOW_CONFIDENCE,
+    ) -> None:
+        self._model_dir = model_dir
+        self._store = store
+        self._device = device
+        self.low_confidence = low_confidence
+        self._executor = ThreadPoolExecutor(
+            1, thread_name_prefix="sall-inference", initializer=background_priority
+        )
+        self._predictor: Predictor | None = None
+        self._info: ModelInfo | None = None
+        self._load_error: BaseException | None = None
+        self._sync = False
+        self._lock = threading.Lock()
+        self._batches: list[_Batch] = []
+        self._closed = False
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def info(self) -> ModelInfo | None:
+        """The loaded model, or None before :meth:`load` finished."""
+        return self._info
+
+    def _run(self, fn: Callable[[], T]) -> Future[T]:
+        if self._closed:
+            raise RuntimeError("the inference service is shut down")
+        if not self._sync:
+            return self._executor.submit(fn)
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # delivered through the future, as on the worker
+            future.set_exception(exc)
+        return future
+
+    @contextlib.contextmanager
+    def force_sync(self) -> Iterator[None]:
+        """Run requests in the calling thread while inside the block (deterministic tests)."""
+        self._executor.submit(lambda: None).result()  # nothing may run on the worker meanwhile
+        self._sync = True
+        try:
+            yield
+        finally:
+            self._sync = False
+
+    def shutdown(self, *, cancel_futures: bool = True) -> None:
+        """Stop the worker (on quit): running batches stop after their chunk, queued work is
+        dropped; waits for the task in flight."""
+        self._closed = True
+        with self._lock:
+            batches, self._batches = self._batches, []
+        for batch in batches:
+            batch.cancel.set()
+        self._executor.shutdown(wait=True, cancel_futures=cancel_futures)
+        for batch in batches:
+            if not batch.outer.done():
+                batch.outer.cancel()
+
+    # ------------------------------------------------------------------ model
+    def load(self) -> Future[ModelInfo]:
+        """Load the model on the worker (first use imports torch); resolves with its info."""
+        return self._run(self._ensure_loaded)
+
+    def _ensure_loaded(self) -> ModelInfo:
+        if self._info is not None:
+            return self._info
+        source = self._model_dir
+        folder = source() if callable(source) else source
+        predictor = load_predictor(Path(folder), device=self._device)
+        card = predictor.card
+        self._predictor = predictor
+        self._info = ModelInfo(
+            id=card.id,
+            name=card.name,
+            version=card.version,
+            intended_use=card.intended_use,
+            heads=tuple((t.name, len(t.classes)) for t in card.tasks),
+            device=predictor.device_note,
+        )
+        return self._info
+
+    def _loaded(self) -> Predictor:
+        self._ensure_loaded()
+        assert self._predictor is not None
+        return self._predictor
+
+    # ------------------------------------------------------------------ one image
+    def submit(self, request: InferenceRequest) -> Future[InferenceResult]:
+        """Predict one image (and its attention map when asked) on the worker."""
+        return self._run(lambda: self._infer(request))
+
+    def _infer(self, request: InferenceRequest) -> InferenceResult:
+        from model_zoo.transforms import load_for_model
+
+        started = time.perf_counter()
+        predictor = self._loaded()
+        card = predictor.card
+        if request.model_id and request.model_id != card.id:
+            raise RuntimeError("the active model changed; the request was for another version")
+        loaded = load_for_model(request.path, card)
+        [result] = predictor.predict_arrays([loaded.rgb], sha256s=[request.sha256])
+        if result.error is not None:
+            raise ValueError(result.error)
+        prediction = Prediction(
+            image_sha256=request.sha256,
+            model_id=card.id,
+            probabilities={h: out.probabilities for h, out in result.heads.items()},
+        )
+        if request.save and self._store is not None:
+            self._store.submit(lambda s: s.add_prediction(prediction)).result()
+        cam, head, cls = None, "", -1
+        if request.want_cam is not None:
+            head, wanted = request.want_cam
+            cam, cls = attention_map(predictor, loaded.rgb, head, wanted)
+        return InferenceResult(
+            request.request_id,
+            request.sha256,
+            request.path,
+            card.id,
+            summarize(prediction, low_confidence=self.low_confidence),
+            cam,
+            head,
+            cls,
+            time.perf_counter() - started,
+        )
+
+    # ------------------------------------------------------------------ stored
+    def stored_predictions(self) -> Future[dict[str, PredictionSummary]]:
+        """The active model's latest stored prediction of every image, by SHA-256 (loads the
+        model first, on the worker; the query itself runs on the store thread)."""
+
+        def job() -> dict[str, PredictionSummary]:
+            info = self._ensure_loaded()
+            if self._store is None:
+                return {}
+            rows = self._store.submit(lambda s: s.predictions(model_id=info.id)).result()
+            return {p.image_sha256: summarize(p, low_confidence=self.low_confidence) for p in rows}
+
+        return self._run(job)
+
+    # ------------------------------------------------------------------ folders
+    def grade_folder(
+        self,
+        paths: Sequence[str],
+        known_sha256: dict[str, str],
+        *,
+        cancel: threading.Event | None = None,
+        on_progress: Callable[[BatchProgress], None] | None = None,
+        on_predictions: Callable[[list[PredictionSummary]], None] | None = None,
+    ) -> Future[BatchResult]:
+        """Grade every image of ``paths`` this model version has not graded yet.
+
+        Predictions are appended to the store (append-only, with the model id) after each
+        chunk of :data:`CHUNK` images; a cancel keeps what was committed.
+
+        Args:
+            paths: image files.
+            known_sha256: path -> SHA-256 from the catalogue (used to skip graded images).
+            cancel: set it to stop after the chunk in flight.
+            on_progress: called on the worker after each chunk.
+            on_predictions: called on the worker with each committed chunk's predictions.
+        """
+        if self._store is None:
+            raise RuntimeError("batch grading needs the label store")
+        outer: Future[BatchResult] = Future()
+        cancel = cancel or threading.Event()
+        store = self._store
+
+        def start() -> None:
+            try:
+                info = self._ensure_loaded()
+                rows = store.submit(lambda s: s.predictions(model_id=info.id)).result()
+                graded = {p.image_sha256 for p in rows}
+                todo = [p for p in paths if known_sha256.get(p) not in graded]
+                batch = _Batch(
+                    todo, len(todo), len(paths) - len(todo), cancel, on_progress,
+                    on_predictions, outer,
+                )  # fmt: skip
+                with self._lock:
+                    self._batches.append(batch)
+                self._chunk(batch)
+            except BaseException as exc:
+                outer.set_exception(exc)
+
+        self._run(start)
+        return outer
+
+    def _chunk(self, batch: _Batch) -> None:
+        from sall_desktop.services.batch_grading import GradingProgress, grade_paths
+
+        predictor = self._loaded()
+        chunk, batch.paths = batch.paths[:CHUNK], batch.paths[CHUNK:]
+        if chunk and not batch.cancel.is_set():
+            base = batch.done
+
+            def sink(rows: Sequence[Prediction]) -> None:
+                if batch.on_predictions is not None:
+                    low = self.low_confidence
+                    batch.on_predictions([summarize(p, low_confidence=low) for p in rows])
+
+            def progress(p: GradingProgress) -> None:
+                batch.done = base + p.done
+                if batch.on_progress is not None:
+                    elapsed = time.perf_counter() - batch.started
+                    failed = len(batch.failures) + p.failed
+                    batch.on_progress(
+                        BatchProgress(batch.done, batch.total, failed, batch.skipped, elapsed)
+                    )
+
+            appender = cast("Any", _StoreAppender(cast(StoreExecutor, self._store), sink))
+            summary: BatchGradingSummary = grade_paths(
+                appender, predictor, [Path(p) for p in chunk], batch_size=8,
+                cancel=batch.cancel, on_progress=progress,
+            )  # fmt: skip
+            batch.graded += summary.graded
+            batch.failures.extend(summary.failures)
+        if batch.paths and not batch.cancel.is_set() and not self._closed:
+            # Queued behind whatever the grader asked for meanwhile (overlays stay responsive).
+            try:
+                self._executor.submit(self._chunk_safely, batch)
+                return
+            except RuntimeError:  # shut down between the check and the submit
+                pass
+        with self._lock:
+            if batch in self._batches:
+                self._batches.remove(batch)
+        cancelled = batch.cancel.is_set() and (bool(batch.paths) or batch.done < batch.total)
+        if not batch.outer.done():
+            batch.outer.set_result(
+                BatchResult(
+                    predictor.card.id,
+                    batch.graded,
+                    batch.skipped,
+                    tuple(batch.failures),
+                    cancelled,
+                    time.perf_counter() - batch.started,
+                )  # fmt: skip
+            )
+
+    def _chunk_safely(self, batch: _Batch) -> None:
+        try:
+            self._chunk(batch)
+        except BaseException as exc:
+            with self._lock:
+                if batch in self._batches:
+                    self._batches.remove(batch)
+            if not batch.outer.done():
+                batch.outer.set_exception(exc)

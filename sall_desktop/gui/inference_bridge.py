@@ -1,0 +1,139 @@
+"""The inference service's bridge: futures and worker callbacks in, queued Qt signals out.
+
+Like the other bridges (``gui.bridges``), every emission is delivered on a later turn of the GUI
+event loop, requests carry a request id so stale results can be dropped, and every failure is
+emitted (nothing is swallowed).
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal, Slot
+
+from sall_desktop.gui.bridges import Failure, connect_queued, failure_message, next_request_id
+from sall_desktop.services.inference import (
+    BatchProgress,
+    BatchResult,
+    InferenceRequest,
+    InferenceService,
+    ModelInfo,
+    PredictionSummary,
+)
+
+
+class InferenceBridge(QObject):
+    """Qt face of :class:`InferenceService` (lives in the GUI thread)."""
+
+    loaded = Signal(object)  # ModelInfo
+    load_failed = Signal(str)
+    result_ready = Signal(object)  # InferenceResult
+    failed = Signal(object)  # Failure (context: the InferenceRequest)
+    stored = Signal(object)  # dict[str, PredictionSummary]
+    batch_progress = Signal(object)  # BatchProgress
+    batch_predictions = Signal(object)  # list[PredictionSummary]
+    batch_finished = Signal(object)  # BatchResult
+    batch_failed = Signal(str)
+    _arrived = Signal(str, object)  # kind, payload; from any thread
+
+    def __init__(self, service: InferenceService, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.service = service
+        self._cancel: threading.Event | None = None
+        self.batch_running = False
+        connect_queued(self._arrived, self._deliver)
+
+    # ------------------------------------------------------------------ requests
+    def load(self) -> None:
+        """Load the active model (the first call imports torch on the worker)."""
+        self._watch(self.service.load(), "loaded", "load_failed")
+
+    def load_stored(self) -> None:
+        """Fetch the active model's stored predictions (emitted as :attr:`stored`)."""
+        self._watch(self.service.stored_predictions(), "stored", "load_failed")
+
+    def request(
+        self,
+        sha256: str,
+        path: str,
+        *,
+        want_cam: tuple[str, int | None] | None = None,
+        save: bool = False,
+    ) -> int:
+        """Ask for one image's prediction (and attention map); returns the request id."""
+        info = self.service.info
+        request = InferenceRequest(
+            next_request_id(), sha256, path, info.id if info else "", want_cam, save
+        )
+        try:
+            future = self.service.submit(request)
+        except RuntimeError as exc:  # shut down
+            self._arrived.emit("failed", Failure(request.request_id, str(exc), request, exc))
+            return request.request_id
+
+        def done(f: Future[Any]) -> None:
+            if f.cancelled():
+                return
+            error = f.exception()
+            if error is not None:
+                failure = Failure(request.request_id, failure_message(error), request, error)
+                self._arrived.emit("failed", failure)
+            else:
+                self._arrived.emit("result_ready", f.result())
+
+        future.add_done_callback(done)
+        return request.request_id
+
+    def grade_folder(self, paths: list[str], known_sha256: dict[str, str]) -> bool:
+        """Start batch grading (False when a run is already going)."""
+        if self.batch_running:
+            return False
+        self._cancel = threading.Event()
+        self.batch_running = True
+
+        def progress(p: BatchProgress) -> None:
+            self._arrived.emit("batch_progress", p)
+
+        def predictions(rows: list[PredictionSummary]) -> None:
+            self._arrived.emit("batch_predictions", rows)
+
+        try:
+            future = self.service.grade_folder(
+                paths, known_sha256, cancel=self._cancel,
+                on_progress=progress, on_predictions=predictions,
+            )  # fmt: skip
+        except RuntimeError as exc:
+            self.batch_running = False
+            self._arrived.emit("batch_failed", str(exc))
+            return False
+        self._watch(future, "batch_finished", "batch_failed")
+        return True
+
+    def cancel_batch(self) -> None:
+        """Stop batch grading after the chunk in flight (acknowledged at once)."""
+        if self._cancel is not None:
+            self._cancel.set()
+
+    # ------------------------------------------------------------------ delivery
+    def _watch(self, future: Future[Any], ok: str, bad: str) -> None:
+        def done(f: Future[Any]) -> None:
+            if f.cancelled():
+                return
+            error = f.exception()
+            if error is None:
+                self._arrived.emit(ok, f.result())
+            else:
+                self._arrived.emit(bad, failure_message(error))
+
+        future.add_done_callback(done)
+
+    @Slot(str, object)
+    def _deliver(self, kind: str, payload: object) -> None:
+        if kind in ("batch_finished", "batch_failed"):
+            self.batch_running = False
+        getattr(self, kind).emit(payload)
+
+
+__all__ = ["BatchResult", "InferenceBridge", "ModelInfo"]

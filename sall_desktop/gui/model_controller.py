@@ -1,0 +1,249 @@
+"""The model in the loop: what the active model says about each image, when the grader sees it,
+batch grading of the open folder, and the audit of a change of mind after the model's reveal.
+
+- Stored predictions of the active model are loaded once; an image without one is predicted on
+  demand (and stored) when it becomes current; batch grading fills in the rest.
+- Blind-first mode (setting): the model's grade and overlay stay hidden for an image until the
+  grader's grade for it is saved; then they are revealed. A later change of that grade is saved
+  with the audit reason ``changed after model reveal`` and the model version it was made with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from PySide6.QtCore import QObject, Signal
+
+from sall_desktop.domain.grades import Grading
+from sall_desktop.gui.bridges import Failure
+from sall_desktop.gui.grading_controller import GradingController
+from sall_desktop.gui.image_entry import ImageEntry
+from sall_desktop.gui.image_model import ImageListModel
+from sall_desktop.gui.inference_bridge import InferenceBridge
+from sall_desktop.gui.model_panel import ModelPanel
+from sall_desktop.gui.navigation import Navigator
+from sall_desktop.gui.overlay_controller import OverlayController
+from sall_desktop.gui.settings import AppSettings
+from sall_desktop.gui.viewer_panel import ViewerController, ViewerPanel
+from sall_desktop.services.inference import (
+    BatchProgress,
+    BatchResult,
+    InferenceResult,
+    ModelInfo,
+    PredictionSummary,
+)
+
+CHANGED_AFTER_REVEAL = "changed after model reveal"
+
+
+class ModelController(QObject):
+    """Drives the model panel, the overlay and batch grading from the inference bridge."""
+
+    error = Signal(str)
+    predictions_changed = Signal()
+
+    def __init__(
+        self,
+        bridge: InferenceBridge,
+        panel: ModelPanel,
+        viewer_panel: ViewerPanel,
+        viewer: ViewerController,
+        model: ImageListModel,
+        navigator: Navigator,
+        grading: GradingController,
+        settings: AppSettings,
+    ) -> None:
+        super().__init__(panel)
+        self.bridge, self.panel, self.model = bridge, panel, model
+        self.navigator, self.grading, self.settings = navigator, grading, settings
+        self.info: ModelInfo | None = None
+        self.entry: ImageEntry | None = None
+        self._pending: dict[str, int] = {}  # sha256 -> id of the on-demand prediction request
+        self._revealed: set[str] = set()
+        self.blind = settings.blind_first
+        model.set_blind(self.blind)
+        self.overlay = OverlayController(
+            viewer_panel, panel, bridge, self.revealed,
+            opacity=settings.overlay_opacity, colormap=settings.overlay_colormap,
+        )  # fmt: skip
+        grading.annotate = self.annotate
+        bridge.loaded.connect(self._on_loaded)
+        bridge.load_failed.connect(self._on_load_failed)
+        bridge.stored.connect(self._on_stored)
+        bridge.result_ready.connect(self._on_result)
+        bridge.failed.connect(self._on_failed)
+        bridge.batch_progress.connect(self._on_progress)
+        bridge.batch_predictions.connect(self._on_batch_predictions)
+        bridge.batch_finished.connect(self._on_batch_finished)
+        bridge.batch_failed.connect(self._on_batch_failed)
+        navigator.current_changed.connect(self.set_entry)
+        grading.grading_written.connect(self._on_grading_written)
+        viewer.image_shown.connect(self.overlay.reattach)
+        self.overlay.error.connect(self.error)
+        panel.grade_folder_clicked.connect(self.grade_folder)
+        panel.cancel_clicked.connect(self.cancel_grading)
+        panel.opacity_changed.connect(lambda v: setattr(settings, "overlay_opacity", v))
+        panel.colormap_changed.connect(lambda v: setattr(settings, "overlay_colormap", v))
+        self._grade_when_loaded = False
+
+    # ------------------------------------------------------------------ start
+    def start(self) -> None:
+        """Load the active model (off the GUI thread)."""
+        self.bridge.load()
+
+    def _on_loaded(self, info: ModelInfo) -> None:
+        self.info = info
+        self.panel.show_model(info)
+        self.bridge.load_stored()
+
+    def _on_load_failed(self, message: str) -> None:
+        if self.info is None:
+            self.panel.show_model_error(message)
+            self.error.emit(f"The model could not be loaded: {message}")
+        else:
+            self.error.emit(f"The model's stored predictions could not be read: {message}")
+
+    def _on_stored(self, stored: dict[str, PredictionSummary]) -> None:
+        self.model.set_predictions(stored)
+        self.predictions_changed.emit()
+        self._show()
+        if self._grade_when_loaded:
+            self._grade_when_loaded = False
+            self.grade_folder()
+
+    # ------------------------------------------------------------------ blind-first
+    def revealed(self, entry: ImageEntry) -> bool:
+        """May the grader see the model's output for ``entry`` now?"""
+        return not self.blind or entry.grading is not None or entry.sha256 in self._revealed
+
+    def set_blind(self, on: bool) -> None:
+        self.blind = on
+        self.settings.blind_first = on
+        self.model.set_blind(on)
+        self._show()
+
+    def annotate(self, grading: Grading, previous: Grading | None) -> tuple[Grading, str]:
+        """Record which model the grader had seen, and a change of mind after the reveal."""
+        sha = grading.image_sha256
+        seen = self.info is not None and self.model.prediction(sha) is not None
+        entry = self.entry if self.entry is not None and self.entry.sha256 == sha else None
+        was_revealed = entry is not None and self.revealed(entry)
+        if seen and was_revealed and self.info is not None:
+            grading = replace(grading, model_version=self.info.id)
+        if self.blind and previous is not None and seen and was_revealed:
+            return grading, CHANGED_AFTER_REVEAL
+        return grading, "grade"
+
+    def _on_grading_written(self, sha256: str) -> None:
+        entries = self.model.entries_with_sha(sha256)
+        if any(e.grading is not None for e in entries):
+            self._revealed.add(sha256)
+        if self.entry is not None and self.entry.sha256 == sha256:
+            self._show()
+        self.predictions_changed.emit()
+
+    # ------------------------------------------------------------------ current image
+    def set_entry(self, entry: ImageEntry | None) -> None:
+        self.entry = entry
+        self.overlay.set_entry(entry)
+        self._show()
+
+    def _show(self) -> None:
+        entry = self.entry
+        if entry is None or not entry.gradable_image:
+            self.panel.show_prediction(None, hidden=False, note="")
+            return
+        hidden = not self.revealed(entry)
+        summary = self.model.prediction(entry.sha256)
+        note = ""
+        if summary is None:
+            if self.info is None:
+                note = "Waiting for the model…"
+            else:
+                note = "The model is grading this image…"
+                if entry.sha256 not in self._pending:
+                    self._pending[entry.sha256] = self.bridge.request(
+                        entry.sha256, entry.path, save=True
+                    )
+        self.panel.show_prediction(summary, hidden=hidden, note=note)
+        self.overlay.refresh()
+
+    def _on_result(self, result: InferenceResult) -> None:
+        if self._pending.get(result.sha256) != result.request_id:
+            return
+        del self._pending[result.sha256]
+        self.model.add_predictions([result.summary])
+        self.predictions_changed.emit()
+        if self.entry is not None and self.entry.sha256 == result.sha256:
+            self._show()
+
+    def _on_failed(self, failure: Failure) -> None:
+        request = failure.context
+        sha = getattr(request, "sha256", "")
+        if self._pending.get(sha) != failure.request_id:
+            return
+        del self._pending[sha]
+        if self.entry is not None and self.entry.sha256 == sha:
+            self.panel.show_prediction(
+                None, hidden=False, note=f"No model output: {failure.message}"
+            )
+        self.error.emit(f"The model could not grade this image: {failure.message}")
+
+    # ------------------------------------------------------------------ batch grading
+    def folder_ready(self) -> None:
+        """The folder scan finished: grade it in the background if the setting says so."""
+        if self.settings.auto_grade:
+            if self.info is None:
+                self._grade_when_loaded = True
+            else:
+                self.grade_folder()
+
+    def grade_folder(self) -> None:
+        entries = [e for e in self.model.entries() if e.gradable_image]
+        paths = [e.path for e in entries]
+        known = {e.path: e.sha256 for e in entries}
+        if not paths or self.bridge.batch_running:
+            return
+        if self.bridge.grade_folder(paths, known):
+            self.panel.show_batch(0, len(paths), "Starting…", running=True)
+
+    def cancel_grading(self) -> None:
+        if self.bridge.batch_running:
+            self.bridge.cancel_batch()
+            self.panel.show_batch(
+                self.panel.batch_bar.value(), self.panel.batch_bar.maximum(),
+                "Cancelling after the current batch…", running=True,
+            )  # fmt: skip
+
+    def _on_progress(self, p: BatchProgress) -> None:
+        text = f"{p.images_per_s:.1f} images/s"
+        if p.skipped:
+            text += f" · {p.skipped} already graded"
+        if p.failed:
+            text += f" · {p.failed} unreadable"
+        self.panel.show_batch(p.done, p.total, text, running=True)
+
+    def _on_batch_predictions(self, rows: list[PredictionSummary]) -> None:
+        self.model.add_predictions(rows)
+        self.predictions_changed.emit()
+        if self.entry is not None and any(r.sha256 == self.entry.sha256 for r in rows):
+            self._show()
+
+    def _on_batch_finished(self, result: BatchResult) -> None:
+        state = "Cancelled" if result.cancelled else "Done"
+        rate = result.graded / result.elapsed_s if result.elapsed_s > 0 else 0.0
+        text = f"{state}: {result.graded} graded ({rate:.1f}/s), {result.skipped} already graded"
+        if result.failures:
+            text += f", {len(result.failures)} unreadable"
+        total = result.graded + result.skipped + len(result.failures)
+        self.panel.show_batch(total, total, text, running=False)
+        if result.failures:
+            names = "; ".join(f"{p.rsplit('/', 1)[-1]}: {why}" for p, why in result.failures[:3])
+            more = f" (and {len(result.failures) - 3} more)" if len(result.failures) > 3 else ""
+            self.error.emit(
+                f"{len(result.failures)} image(s) could not be graded by the model: {names}{more}"
+            )
+
+    def _on_batch_failed(self, message: str) -> None:
+        self.panel.show_batch(0, 0, f"Batch grading failed: {message}", running=False)
+        self.error.emit(f"Batch grading failed: {message}")

@@ -1,0 +1,132 @@
+"""The triage queue panel: the most informative images first, by a chosen ordering.
+
+Ranking is :func:`sall_desktop.services.triage.rank` (pure, fast: a few ms for thousands of
+images); it reruns, debounced, when predictions or gradings change. Clicking a row opens the
+image. Ungradable images never appear (they need a better photograph, not a second look).
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtWidgets import (
+    QComboBox,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from sall_desktop.gui.image_entry import ImageEntry
+from sall_desktop.gui.image_model import ImageListModel
+from sall_desktop.gui.navigation import Navigator
+from sall_desktop.services.triage import ORDER_LABELS, Ranked, TriageItem, TriageOrder, rank
+
+SHOWN = 100
+"""Rows listed (the queue is for the next few images, not a second grid)."""
+REFRESH_MS = 300
+
+SCORE_TEXT = {
+    TriageOrder.UNCERTAINTY: "entropy {:.2f}",
+    TriageOrder.DISAGREEMENT: "Δ {:.1f} grades",
+    TriageOrder.REFERABLE: "min P {:.2f}",
+}
+
+
+class TriagePanel(QWidget):
+    """An ordering chooser over a short list of images."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("panel")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(10, 6, 10, 6)
+        layout.setSpacing(4)
+        title = QLabel("TRIAGE · MOST INFORMATIVE FIRST")
+        title.setObjectName("sectionTitle")
+        layout.addWidget(title)
+        self.order = QComboBox()
+        for order, label in ORDER_LABELS.items():
+            self.order.addItem(label, order)
+        self.order.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        layout.addWidget(self.order)
+        self.list = QListWidget()
+        self.list.setObjectName("triageList")
+        self.list.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        layout.addWidget(self.list, 1)
+        self.summary = QLabel()
+        self.summary.setObjectName("muted")
+        self.summary.setWordWrap(True)
+        layout.addWidget(self.summary)
+
+    def current_order(self) -> TriageOrder:
+        return TriageOrder(self.order.currentData())
+
+    def show_ranked(self, ranked: list[Ranked], order: TriageOrder, excluded: int) -> None:
+        self.list.clear()
+        for position, r in enumerate(ranked[:SHOWN], 1):
+            name = r.item.path.rsplit("/", 1)[-1]
+            item = QListWidgetItem(f"{position:>3}. {name}   {SCORE_TEXT[order].format(r.score)}")
+            item.setData(Qt.ItemDataRole.UserRole, r.item.path)
+            item.setToolTip(r.item.path)
+            self.list.addItem(item)
+        text = f"{len(ranked)} image(s) in the queue"
+        if excluded:
+            text += f"; {excluded} ungradable kept out"
+        if order is TriageOrder.DISAGREEMENT and not ranked:
+            text = "Grade some images first: disagreement needs your grade."
+        self.summary.setText(text)
+
+
+class TriageController(QObject):
+    """Builds the triage items from the image list and opens the image clicked."""
+
+    def __init__(self, panel: TriagePanel, model: ImageListModel, navigator: Navigator) -> None:
+        super().__init__(panel)
+        self.panel, self.model, self.navigator = panel, model, navigator
+        self.ranked: list[Ranked] = []
+        self._timer = QTimer(self, singleShot=True, interval=REFRESH_MS)
+        self._timer.timeout.connect(self.refresh_now)
+        panel.order.currentIndexChanged.connect(lambda _: self.refresh_now())
+        panel.list.itemActivated.connect(self._open)
+        panel.list.itemClicked.connect(self._open)
+
+    def schedule(self) -> None:
+        """Rank again soon (coalesces bursts of predictions and gradings)."""
+        if not self._timer.isActive():
+            self._timer.start()
+
+    def items(self) -> list[TriageItem]:
+        items = []
+        for entry in self.model.entries():
+            if not entry.gradable_image:
+                continue
+            grading = entry.grading
+            items.append(
+                TriageItem(
+                    entry.sha256,
+                    entry.path,
+                    self.model.shown_prediction(entry),
+                    grader_dr=grading.dr_grade if grading is not None else None,
+                    grader_ungradable=grading is not None and not grading.gradable,
+                )
+            )
+        return items
+
+    def refresh_now(self) -> None:
+        order = self.panel.current_order()
+        items = self.items()
+        self.ranked = rank(items, order)
+        excluded = sum(
+            1
+            for i in items
+            if i.grader_ungradable or (i.prediction is not None and i.prediction.gate_failed)
+        )
+        self.panel.show_ranked(self.ranked, order, excluded)
+
+    def _open(self, item: QListWidgetItem) -> None:
+        entry: ImageEntry | None = self.model.entry_for_path(
+            str(item.data(Qt.ItemDataRole.UserRole))
+        )
+        if entry is not None:
+            self.navigator.go_to(entry)

@@ -1,0 +1,96 @@
+"""Attention maps for the app: Grad-CAM mapped back onto the image, and its colouring.
+
+Runs on the inference thread (architecture.md §4); torch, OpenCV and ``model_zoo.explain`` are
+imported inside the functions so that importing this module stays cheap (P7).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from model_zoo.predictor import Predictor
+
+MAX_CAM_SIDE = 512
+"""Attention maps are returned at most this many pixels on their long side (the view scales)."""
+
+
+def attention_map(
+    predictor: Predictor, rgb: npt.NDArray[np.uint8], head: str, target: int | None
+) -> tuple[npt.NDArray[np.float32], int]:
+    """Grad-CAM of ``head``/``target`` mapped back onto ``rgb``'s geometry (hooks released).
+
+    Args:
+        predictor: the loaded model (used on the calling thread only).
+        rgb: the decoded ``H×W×3`` uint8 image the model saw.
+        head: task name; target: class index, None = the predicted class.
+
+    Returns:
+        ``(cam, class)``: an ``h×w`` float32 map in [0, 1] with the image's aspect ratio (long
+        side at most :data:`MAX_CAM_SIDE`), and the class it explains.
+    """
+    import cv2
+
+    from model_zoo.explain import GradCAM
+
+    card = predictor.card
+    x = predictor.transform(rgb)[None].to(predictor.device)
+    with GradCAM(predictor.model) as cam:
+        [amap] = cam(x, head=head, target_class=target)
+    square = np.asarray(amap.cam, dtype=np.float32)
+    height, width = rgb.shape[:2]
+    scale = min(1.0, MAX_CAM_SIDE / max(height, width))
+    out_h, out_w = max(1, round(height * scale)), max(1, round(width * scale))
+    if card.preprocessing.get("fundus_crop", False):
+        top, left, side = _crop_box(rgb, int(card.preprocessing.get("crop_threshold", 10)))
+        full = np.zeros((height, width), np.float32)
+        placed = cv2.resize(square, (side, side), interpolation=cv2.INTER_LINEAR)
+        # The crop square may extend past the image (padding): keep the part inside.
+        y0, x0 = max(0, top), max(0, left)
+        y1, x1 = min(height, top + side), min(width, left + side)
+        full[y0:y1, x0:x1] = placed[y0 - top : y1 - top, x0 - left : x1 - left]
+        out = cv2.resize(full, (out_w, out_h), interpolation=cv2.INTER_AREA)
+    else:
+        # The model saw the image stretched to a square: stretching back restores its geometry.
+        out = cv2.resize(square, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
+    return np.clip(np.asarray(out, dtype=np.float32), 0.0, 1.0), amap.target_class
+
+
+def _crop_box(rgb: npt.NDArray[np.uint8], threshold: int) -> tuple[int, int, int]:
+    """``(top, left, side)`` of the square :func:`model_zoo.transforms.fundus_crop` takes."""
+    import cv2
+
+    from model_zoo.transforms import _counts, _span
+
+    height, width = rgb.shape[:2]
+    dark = cv2.inRange(np.ascontiguousarray(rgb), (0, 0, 0), (threshold, threshold, threshold))
+    mask = np.asarray(cv2.bitwise_not(dark), dtype=np.uint8)
+    if not cv2.countNonZero(mask):
+        top, bottom, left, right = 0, height, 0, width
+    else:
+        left, right = _span(_counts(mask, axis=0))
+        top, bottom = _span(_counts(mask[:, left:right], axis=1))
+        left, right = _span(_counts(mask[top:bottom], axis=0))
+    h, w = bottom - top, right - left
+    side = max(h, w)
+    return top - (side - h) // 2, left - (side - w) // 2, side
+
+
+def heat_rgb(cam: npt.NDArray[np.float32], colormap: str = "jet") -> npt.NDArray[np.uint8]:
+    """Colour-map an attention map: ``H×W`` in [0, 1] -> ``H×W×3`` uint8 RGB (any thread).
+
+    Raises:
+        ValueError: unknown colour map (see :func:`colormaps`).
+    """
+    from model_zoo.explain import overlay
+
+    blank = np.zeros((*cam.shape, 3), np.uint8)
+    return overlay(blank, cam, colormap=colormap, opacity=1.0)
+
+
+def colormaps() -> tuple[str, ...]:
+    """Colour-map names offered for the overlay (first is the default)."""
+    return ("jet", "inferno", "viridis", "turbo", "hot")

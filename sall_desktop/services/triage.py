@@ -1,0 +1,117 @@
+"""Triage queue: which images should a grader look at next (pure functions, no I/O).
+
+Three orderings, each "most informative first":
+
+- **uncertainty**: the model's total predictive entropy over its heads (nats), high first;
+- **disagreement**: the ordinal distance ``|E[DR grade] - grader's DR grade|`` between the
+  model's expected ICDR grade and the grader's, large first (needs a grader grade);
+- **referable**: the probability mass straddling the referable threshold,
+  ``min(P(ICDR >= 2), P(ICDR < 2))`` in ``[0, 0.5]``, high first (0.5 = a coin toss).
+
+Images the grader marked ungradable, or whose model quality gate fails, are kept out of the
+queue: they need a better photograph, not a second opinion on a grade.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sall_desktop.services.inference import REFERABLE_DR_MIN_GRADE, PredictionSummary
+
+
+class TriageOrder(enum.StrEnum):
+    UNCERTAINTY = "uncertainty"
+    DISAGREEMENT = "disagreement"
+    REFERABLE = "referable"
+
+
+ORDER_LABELS = {
+    TriageOrder.UNCERTAINTY: "Model uncertainty (entropy)",
+    TriageOrder.DISAGREEMENT: "Model vs grader disagreement",
+    TriageOrder.REFERABLE: "Near the referable threshold",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TriageItem:
+    """One image as the triage queue sees it.
+
+    Attributes:
+        sha256: the image; path: its file (for display).
+        prediction: the active model's output, None when not graded by the model yet.
+        grader_dr: the grader's ICDR grade, None when not graded (or no DR grade).
+        grader_ungradable: the grader marked the image ungradable.
+    """
+
+    sha256: str
+    path: str
+    prediction: PredictionSummary | None
+    grader_dr: int | None = None
+    grader_ungradable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Ranked:
+    """An item with its score under one ordering (higher = more informative)."""
+
+    item: TriageItem
+    score: float
+
+
+def uncertainty(prediction: PredictionSummary) -> float:
+    """Total entropy of the heads' calibrated distributions, nats (0 = certain)."""
+    return math.fsum(head.entropy for head in prediction.heads.values())
+
+
+def disagreement(prediction: PredictionSummary, grader_dr: int | None) -> float | None:
+    """``|E[DR] - grader DR|`` in ICDR steps, or None without a DR head or a grader grade."""
+    dr = prediction.heads.get("dr")
+    if dr is None or grader_dr is None:
+        return None
+    return abs(dr.expected_grade - grader_dr)
+
+
+def referable_straddle(prediction: PredictionSummary) -> float | None:
+    """``min(P(ICDR >= 2), P(ICDR < 2))``, or None without a 5-class DR head."""
+    dr = prediction.heads.get("dr")
+    if dr is None or len(dr.probabilities) != 5:
+        return None
+    referable = math.fsum(dr.probabilities[REFERABLE_DR_MIN_GRADE:])
+    return min(referable, 1.0 - referable)
+
+
+def excluded(item: TriageItem) -> bool:
+    """Ungradable by the grader or by the model's gate: kept out of the queue."""
+    return item.grader_ungradable or (item.prediction is not None and item.prediction.gate_failed)
+
+
+def score(item: TriageItem, order: TriageOrder) -> float | None:
+    """The item's score under ``order``; None when it cannot be ranked by it."""
+    prediction = item.prediction
+    if prediction is None or excluded(item):
+        return None
+    if order is TriageOrder.UNCERTAINTY:
+        return uncertainty(prediction)
+    if order is TriageOrder.DISAGREEMENT:
+        return disagreement(prediction, item.grader_dr)
+    return referable_straddle(prediction)
+
+
+def rank(
+    items: Iterable[TriageItem], order: TriageOrder, *, limit: int | None = None
+) -> list[Ranked]:
+    """Rank ``items`` most informative first (ties by path, so the order is stable).
+
+    Items without a model prediction, without the needed grader grade (disagreement), or
+    excluded as ungradable are left out.
+    """
+    ranked = []
+    for item in items:
+        value = score(item, order)
+        if value is not None:
+            ranked.append(Ranked(item, value))
+    ranked.sort(key=lambda r: (-r.score, r.item.path, r.item.sha256))
+    return ranked if limit is None else ranked[:limit]

@@ -1,0 +1,183 @@
+"""Model in the loop, through the real window (offscreen, tiny CPU model):
+batch grading stores predictions with the model id and shows them; the attention overlay
+appears for the current image and a stale one is dropped; blind-first hides the model's grade
+until the grader commits, then reveals it, and a change of mind is audited."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from PySide6.QtWidgets import QAbstractButton, QLabel, QProgressBar, QWidget
+
+from model_zoo.architectures.student import card_template
+from model_zoo.cards import SYNTHETIC_INTENDED_USE
+from model_zoo.checkpoints import save_checkpoint
+from model_zoo.registry import get_model
+
+WAIT_MS = 30_000
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    card = card_template(
+        name="Tiny demo", version="0", licence="test", intended_use=SYNTHETIC_INTENDED_USE,
+        backbone="resnet18", input_size=64,
+    )  # fmt: skip
+    model = get_model(card.architecture, **card.architecture_kwargs)
+    out = tmp_path_factory.mktemp("model")
+    save_checkpoint(model, card, out)
+    return out
+
+
+@pytest.fixture()
+def workstation(
+    qtbot: Any, qapp_themed: Any, tmp_path: Path, tiny_model: Path
+) -> Iterator[Callable[..., Any]]:
+    from sall_desktop.app import create_workstation
+    from sall_desktop.gui.settings import AppSettings
+
+    opened: list[Any] = []
+
+    def start(folder: Path, *, blind: bool = False, auto_grade: bool = False) -> Any:
+        settings = AppSettings(tmp_path / "home" / "settings.ini")
+        settings.auto_advance = False
+        settings.grader = "Dr Test"
+        settings.blind_first = blind
+        settings.auto_grade = auto_grade
+        ws = create_workstation(
+            tmp_path / "home" / "labels.sqlite", settings=settings, model=tiny_model, device="cpu"
+        )
+        opened.append(ws)
+        ws.window.show()
+        ws.window.start(str(folder))
+        window = ws.window
+
+        def ready() -> None:
+            assert window.folders.folder and not window.folders.scanning
+            assert window.navigator.current is not None
+            assert window.navigator.current.record is not None
+            assert not window.grading.loading
+            assert window.model_loop is not None and window.model_loop.info is not None
+
+        qtbot.waitUntil(ready, timeout=WAIT_MS)
+        return ws
+
+    yield start
+    for ws in opened:
+        ws.window._closing_confirmed = True
+        ws.window.close()
+        ws.shutdown()
+
+
+def visible_texts(root: QWidget) -> list[str]:
+    """Every text a grader can see now (labels, bars, buttons)."""
+    texts = []
+    for widget in root.findChildren(QWidget):
+        if not widget.isVisible():
+            continue
+        if isinstance(widget, QLabel | QAbstractButton):
+            texts.append(widget.text())
+        elif isinstance(widget, QProgressBar):
+            texts.append(widget.text())
+    return texts
+
+
+def probability_bars(root: QWidget) -> list[str]:
+    """Texts of the visible per-class probability bars."""
+    return [
+        bar.text()
+        for bar in root.findChildren(QProgressBar, "probability")
+        if bar.isVisible() and "%" in bar.text()
+    ]
+
+
+def test_batch_grading_stores_and_shows_predictions(
+    workstation: Callable[..., Any], image_folder: Callable[..., Path], qtbot: Any
+) -> None:
+    ws = workstation(image_folder(12), auto_grade=True)
+    window, loop = ws.window, ws.window.model_loop
+    assert "synthetic — not for clinical use" in visible_texts(window)
+    qtbot.waitUntil(
+        lambda: (
+            not window.inference_bridge.batch_running
+            and window.model_panel.batch_text.text().startswith("Done")
+        ),
+        timeout=WAIT_MS,
+    )
+    model_id = loop.info.id
+    stored = ws.store.submit(lambda s: s.predictions(model_id=model_id)).result(timeout=10)
+    shas = {e.sha256 for e in window.model.entries()}
+    assert {p.image_sha256 for p in stored} == shas
+    assert len(stored) == len(shas)  # the current image's on-demand prediction is not repeated
+    assert all(window.model.prediction(sha) is not None for sha in shas)
+    texts = visible_texts(window)
+    assert any(t.startswith("Model: DR") for t in texts)
+    assert len(probability_bars(window)) == 9  # 5 DR + 4 AMD bars
+    # A second run skips everything this model version already graded.
+    loop.grade_folder()
+    qtbot.waitUntil(lambda: not window.inference_bridge.batch_running, timeout=WAIT_MS)
+    assert "0 graded" in window.model_panel.batch_text.text()
+    window.triage.refresh_now()
+    assert len(window.triage.ranked) == len(shas)
+
+
+def test_overlay_for_current_image_and_stale_one_dropped(
+    workstation: Callable[..., Any], image_folder: Callable[..., Path], qtbot: Any
+) -> None:
+    ws = workstation(image_folder(6))
+    window, overlay = ws.window, ws.window.model_loop.overlay
+    first = window.navigator.current
+    overlay.toggle()  # A: asks for the first image's map...
+    assert overlay.wanted
+    window.navigator.step(+1)  # ...and the grader moves on before it arrives
+    second = window.navigator.current
+    assert second is not first
+    qtbot.waitUntil(lambda: overlay.dropped >= 1, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: overlay.overlay_visible, timeout=WAIT_MS)
+    assert overlay.shown_key is not None and overlay.shown_key[0] == second.sha256
+    assert window.viewer_panel.left_view.sha256 == second.sha256 or (
+        window.viewer_panel.right_view.sha256 == second.sha256
+    )
+    overlay.cycle_head()  # Shift+A: the AMD head
+    qtbot.waitUntil(
+        lambda: overlay.shown_key is not None and overlay.shown_key[1] == "amd", timeout=WAIT_MS
+    )
+    overlay.toggle()
+    assert not overlay.overlay_visible
+
+
+def test_blind_first_hides_model_until_commit_and_audits_change(
+    workstation: Callable[..., Any], image_folder: Callable[..., Path], qtbot: Any
+) -> None:
+    ws = workstation(image_folder(4), blind=True)
+    window, loop, grading = ws.window, ws.window.model_loop, ws.window.grading
+    entry = window.navigator.current
+    qtbot.waitUntil(lambda: window.model.prediction(entry.sha256) is not None, timeout=WAIT_MS)
+    overlay = loop.overlay
+    overlay.toggle()
+    texts = visible_texts(window)
+    assert not any(t.startswith("Model:") for t in texts)
+    assert not probability_bars(window)
+    assert any("blind-first" in t for t in texts)
+    assert not overlay.overlay_visible and overlay.wanted == 0
+
+    grading.set_dr(1)
+    grading.set_amd(0)  # complete: committed
+    qtbot.waitUntil(lambda: ws.services.grading.pending_count == 0, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: any(t.startswith("Model:") for t in visible_texts(window)))
+    qtbot.waitUntil(lambda: overlay.overlay_visible, timeout=WAIT_MS)
+
+    grading.set_dr(3)  # a change of mind after the reveal
+    qtbot.waitUntil(lambda: ws.services.grading.pending_count == 0, timeout=WAIT_MS)
+    audit = ws.store.submit(lambda s: s.audit_log(image_sha256=entry.sha256)).result(timeout=10)
+    reasons = [a.reason for a in audit if a.field == "dr_grade"]
+    assert reasons[0] == "grade" and reasons[-1] == "changed after model reveal"
+    current = ws.store.submit(lambda s: s.current_grading(entry.sha256, "Dr Test")).result(
+        timeout=10
+    )
+    assert current.dr_grade == 3 and current.model_version == loop.info.id

@@ -1,0 +1,184 @@
+"""InferenceService: one worker thread, calibrated summaries, Grad-CAM with released hooks,
+batch grading stored with the model id (skipping what this version graded), cancel, errors."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import model_zoo.io  # noqa: F401  # isort: skip  (sets OpenCV's pixel cap before cv2 loads)
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from model_zoo.architectures.student import card_template
+from model_zoo.cards import SYNTHETIC_INTENDED_USE
+from model_zoo.checkpoints import save_checkpoint
+from model_zoo.registry import get_model
+from sall_desktop.domain.predictions import Prediction
+from sall_desktop.services import inference
+from sall_desktop.services.inference import (
+    BatchProgress,
+    HeadSummary,
+    InferenceRequest,
+    InferenceService,
+    summarize,
+)
+from sall_desktop.store import StoreThread
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    card = card_template(
+        name="tiny", version="0", licence="test", intended_use=SYNTHETIC_INTENDED_USE,
+        backbone="resnet18", input_size=64,
+    )  # fmt: skip
+    model = get_model(card.architecture, **card.architecture_kwargs)
+    out = tmp_path_factory.mktemp("model")
+    save_checkpoint(model, card, out)
+    return out
+
+
+@pytest.fixture()
+def images(tmp_path: Path) -> list[Path]:
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    paths = []
+    for i in range(10):
+        path = folder / f"{i:02d}.jpg"
+        cv2.imwrite(str(path), rng.integers(0, 255, (60, 90, 3), np.uint8))
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Iterator[StoreThread]:
+    thread = StoreThread(tmp_path / "db.sqlite")
+    thread.wait_open()
+    yield thread
+    thread.close()
+
+
+@pytest.fixture()
+def service(model_dir: Path, store: StoreThread) -> Iterator[InferenceService]:
+    svc = InferenceService(model_dir, store=store, device="cpu", low_confidence=0.99)
+    yield svc
+    svc.shutdown()
+
+
+def _sha(path: Path) -> str:
+    return model_zoo.io.hash_file(path)
+
+
+def test_summary_is_hand_computed() -> None:
+    p = (0.1, 0.2, 0.3, 0.4, 0.0)
+    head = HeadSummary.of(p)
+    assert head.grade == 3 and head.confidence == 0.4
+    assert head.expected_grade == pytest.approx(0.2 + 0.6 + 1.2)
+    assert head.entropy == pytest.approx(-sum(v * math.log(v) for v in p if v))
+    s = summarize(
+        Prediction("a" * 64, "m", {"dr": p, "amd": (0.7, 0.1, 0.1, 0.1)}), low_confidence=0.5
+    )
+    assert s.referable_dr_probability == pytest.approx(0.7)
+    assert s.low_confidence  # the DR head's 0.4 < 0.5
+    assert not summarize(Prediction("a" * 64, "m", {"amd": (0.7, 0.1, 0.1, 0.1)})).low_confidence
+
+
+def test_submit_predicts_and_explains_on_the_worker(
+    service: InferenceService, images: list[Path]
+) -> None:
+    info = service.load().result(timeout=60)
+    assert info.badge == "synthetic — not for clinical use"
+    path = images[0]
+    request = InferenceRequest(7, _sha(path), str(path), info.id, want_cam=("amd", 2))
+    result = service.submit(request).result(timeout=60)
+    assert result.request_id == 7 and result.model_id == info.id
+    assert set(result.heads) == {"dr", "amd"}
+    for head in result.heads.values():
+        assert math.isclose(sum(head.probabilities), 1.0, abs_tol=1e-9)
+    assert result.low_confidence  # threshold 0.99: an untrained model is never that sure
+    assert result.referable_dr_probability == pytest.approx(
+        sum(result.heads["dr"].probabilities[2:])
+    )
+    cam = result.cam
+    assert cam is not None and cam.dtype == np.float32 and cam.shape == (60, 90)
+    assert 0.0 <= float(cam.min()) and float(cam.max()) <= 1.0
+    assert result.cam_head == "amd" and result.cam_class == 2
+    predictor = service._predictor
+    assert predictor is not None
+    layer = predictor.model.cam_target_layer()  # type: ignore[operator]
+    assert not layer._forward_hooks  # the GradCAM context released its hook
+
+
+def test_force_sync_runs_in_the_calling_thread(
+    service: InferenceService, images: list[Path]
+) -> None:
+    seen: list[str] = []
+    with service.force_sync():
+        future = service.load()
+        assert future.done()
+        future.add_done_callback(lambda _: seen.append(threading.current_thread().name))
+    assert seen == [threading.current_thread().name]
+
+
+def test_batch_grading_stores_with_model_id_and_skips_graded(
+    service: InferenceService, store: StoreThread, images: list[Path], tmp_path: Path
+) -> None:
+    broken = tmp_path / "images" / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff not a jpeg")
+    paths = [str(p) for p in images] + [str(broken)]
+    known = {str(p): _sha(p) for p in images}
+    progress: list[BatchProgress] = []
+    shown: list[str] = []
+    result = service.grade_folder(
+        paths, known, on_progress=progress.append,
+        on_predictions=lambda rows: shown.extend(r.sha256 for r in rows),
+    ).result(timeout=60)  # fmt: skip
+    model_id = service.info.id if service.info else ""
+    assert result.graded == 10 and result.skipped == 0 and not result.cancelled
+    assert [f[0] for f in result.failures] == [str(broken)]
+    stored = store.submit(lambda s: s.predictions(model_id=model_id)).result()
+    assert {p.image_sha256 for p in stored} == set(known.values()) == set(shown)
+    assert progress[-1].done == 11 and progress[-1].failed == 1
+    again = service.grade_folder(paths, known).result(timeout=60)
+    assert again.graded == 0 and again.skipped == 10  # only the unreadable file is retried
+    assert len(store.submit(lambda s: s.predictions(model_id=model_id)).result()) == 10
+    assert service.stored_predictions().result(timeout=10).keys() == set(known.values())
+
+
+def test_cancel_keeps_committed_chunks(
+    service: InferenceService,
+    store: StoreThread,
+    images: list[Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(inference, "CHUNK", 3)
+    cancel = threading.Event()
+    known = {str(p): _sha(p) for p in images}
+
+    def on_progress(p: BatchProgress) -> None:
+        cancel.set()  # after the first committed chunk
+
+    result = service.grade_folder(
+        [str(p) for p in images], known, cancel=cancel, on_progress=on_progress
+    ).result(timeout=60)
+    assert result.cancelled and result.graded == 3
+    assert len(store.submit(lambda s: s.predictions()).result()) == 3
+
+
+def test_a_model_that_cannot_load_fails_the_future(store: StoreThread, tmp_path: Path) -> None:
+    svc = InferenceService(tmp_path / "no-model", store=store)
+    try:
+        with pytest.raises(Exception, match="no-model|card|not found|No such"):
+            svc.load().result(timeout=30)
+        with pytest.raises(Exception):  # noqa: B017  # every request reports it too
+            svc.submit(InferenceRequest(1, "a" * 64, str(tmp_path / "x.jpg"))).result(timeout=30)
+    finally:
+        svc.shutdown()
+    with pytest.raises(RuntimeError, match="shut down"):
+        svc.load()
