@@ -25,6 +25,7 @@ from sall_desktop.store import audit
 from sall_desktop.store.audit import AUDIT_COLUMNS, AuditEntry, ChainReport, ChainVerifier
 from sall_desktop.store.connection import StoreConnection
 from sall_desktop.store.errors import StoreWriteError
+from sall_desktop.store.models_repository import ModelsRepositoryMixin
 from sall_desktop.store.repository import GradingRow
 from sall_desktop.store.rows import (
     CURRENT_SELECT,
@@ -39,7 +40,7 @@ from sall_desktop.store.rows import (
 )
 
 
-class SqliteLabelStore(StoreConnection):
+class SqliteLabelStore(ModelsRepositoryMixin, StoreConnection):
     """The SQLite label store (see LabelRepository). Create it with ``open_store(path)``.
 
     Used from one thread only; the app reaches it through ``StoreThread``.

@@ -53,17 +53,18 @@ def test_existing_database_is_backed_up_before_migrating(
 ) -> None:
     with open_store(db_path) as store:
         store.add_grading(grading(1))
+    base = mig.latest_version()
     _with_extra(monkeypatch, "ALTER TABLE settings ADD COLUMN extra TEXT;")
     with open_store(db_path) as store:
         assert len(store.current_gradings()) == 1
-    backups = list(db_path.parent.glob(f"{db_path.name}.schema1-*.bak"))
+    backups = list(db_path.parent.glob(f"{db_path.name}.schema{base}-*.bak"))
     assert len(backups) == 1
     conn = sqlite3.connect(backups[0])
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == base
     assert conn.execute("SELECT count(*) FROM gradings").fetchone()[0] == 1
     conn.close()
     conn = sqlite3.connect(db_path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == base + 1
     conn.close()
 
 
@@ -71,11 +72,12 @@ def test_a_failing_migration_is_rolled_back_entirely(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     open_store(db_path).close()
+    base = mig.latest_version()
     _with_extra(monkeypatch, "CREATE TABLE half_done (x INTEGER);\nTHIS IS NOT SQL;")
     with pytest.raises(StoreError, match="upgrade"):
         open_store(db_path)
     conn = sqlite3.connect(db_path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == base
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     conn.close()
     assert "half_done" not in names

@@ -52,14 +52,14 @@ def test_every_connection_the_store_opens_has_the_pragmas(
         with open_store(path) as second:  # second instance: read-only connection
             assert second.read_only
     # An existing database with a pending migration: the pre-migration backup connection.
-    extra = Migration(2, "0002_test.sql", "CREATE TABLE test_extra (x INTEGER);")
     loaded = migrations.load_migrations()
+    extra = Migration(len(loaded) + 1, "0099_test.sql", "CREATE TABLE test_extra (x INTEGER);")
     monkeypatch.setattr(migrations, "load_migrations", lambda: [*loaded, extra])
     thread = StoreThread(path)
     thread.wait_open()
     thread.submit(lambda s: s.add_grading(grading(2))).result()
     thread.close()
-    assert list(tmp_path.glob("labels.sqlite3.schema1-*.bak"))
+    assert list(tmp_path.glob(f"labels.sqlite3.schema{len(loaded)}-*.bak"))
 
     assert len(raw_calls) == len(checked) >= 5
     for settings in checked:

@@ -1,0 +1,452 @@
+"""Model versions: register, verify, list with lineage, promote, roll back, import (R12).
+
+A model version is a folder ``data_dir()/models/<id>/`` holding ``card.json`` and
+``weights.safetensors``; its id is the SHA-256 of the weights. Every use verifies that the
+weights still hash to the id (a one-byte change is refused). Which version is active is one
+pointer in the store; promotion needs a named approver and a passed gate (or an explicit
+override with a reason); rollback re-activates any version that was active before.
+
+Qt-free and torch-free except :func:`import_model`, which loads the checkpoint fully (in the
+caller's worker thread) before accepting it. Functions take the store and run wherever the
+caller runs them: the GUI submits them to the store thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from model_zoo.cards import (
+    CARD_FILENAME,
+    SYNTHETIC_INTENDED_USE,
+    WEIGHTS_FILENAME,
+    CardError,
+    ModelCard,
+    card_from_json,
+    read_card,
+)
+from sall_desktop.services.paths import data_dir
+from sall_desktop.store.models_repository import ModelEvent, ModelRow, ModelSource
+from sall_desktop.store.sqlite_repository import SqliteLabelStore
+
+Store = SqliteLabelStore
+"""The store type services take (the GUI names it through here, never through ``store``)."""
+
+BUNDLED_APPROVER = "SALL Desktop (bundled model)"
+"""Recorded as the approver when the bundled demo model becomes active on first use."""
+
+
+class ModelError(Exception):
+    """A model version cannot be registered, verified, promoted or rolled back (says why)."""
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """A registered model version as the GUI shows it.
+
+    Attributes:
+        id: SHA-256 of the weights (the version id stored with every prediction).
+        name: human name from the card.
+        version: human version label from the card.
+        parent_id: the version it was fine-tuned from, or None.
+        status: ``candidate``, ``active`` or ``retired``.
+        source: ``bundled``, ``training`` or ``import``.
+        intended_use: the card's intended-use statement.
+        folder: the verified copy in the data folder.
+        gate_passed: gate verdict (None: not gated, e.g. bundled or imported).
+        approver: who promoted it last, approved_at: when, approval_reason: why.
+        was_active: it has been active before (a rollback target).
+        run_id: training run that produced it.
+        metrics: ``provenance.metrics`` of the card (hold-out figures, gate checks).
+        created_at: registration time (UTC ISO-8601).
+    """
+
+    id: str
+    name: str
+    version: str
+    parent_id: str | None
+    status: str
+    source: str
+    intended_use: str
+    folder: Path
+    gate_passed: bool | None = None
+    approver: str | None = None
+    approved_at: str | None = None
+    approval_reason: str = ""
+    was_active: bool = False
+    run_id: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    created_at: str = ""
+
+    @property
+    def is_active(self) -> bool:
+        """True for the version graders currently see."""
+        return self.status == "active"
+
+    @property
+    def synthetic(self) -> bool:
+        """True when the card says it was trained on synthetic data (not for clinical use)."""
+        return "synthetic" in self.intended_use.lower()
+
+    @property
+    def badge(self) -> str:
+        """The intended-use badge: "synthetic — not for clinical use" for the demo model."""
+        return "synthetic — not for clinical use" if self.synthetic else self.intended_use
+
+    @property
+    def short_id(self) -> str:
+        """The first 12 characters of the id."""
+        return self.id[:12]
+
+    def holdout_metric(self, head: str, metric: str) -> float | None:
+        """A metric recorded on the card: ``metrics['holdout']['heads'][head][metric]``.
+
+        Falls back to the first evaluation block with ``heads`` (e.g. the test split of a
+        ``sall`` run) when there is no hold-out block.
+        """
+        blocks = [self.metrics.get("holdout")] + list(self.metrics.values())
+        for block in blocks:
+            heads = block.get("heads") if isinstance(block, dict) else None
+            figures = heads.get(head) if isinstance(heads, dict) else None
+            if isinstance(figures, dict):
+                number = figures.get(metric)
+                if isinstance(number, int | float) and not isinstance(number, bool):
+                    return float(number)
+                return None
+        return None
+
+
+def models_dir() -> Path:
+    """``data_dir()/models``: where registered versions are kept (created on demand)."""
+    folder = data_dir() / "models"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_model_folder(folder: Path) -> ModelCard:
+    """Check a ``card.json`` + ``weights.safetensors`` folder without loading the weights.
+
+    Returns:
+        The card, whose id equals the SHA-256 of the weights file.
+
+    Raises:
+        ModelError: missing file, invalid card, or weights that do not hash to the card's id.
+    """
+    try:
+        card = read_card(folder / CARD_FILENAME)
+    except CardError as exc:
+        raise ModelError(f"The model card is not usable: {exc}") from exc
+    if not card.id:
+        raise ModelError("The model card has no id: the model was never saved completely.")
+    weights = folder / WEIGHTS_FILENAME
+    try:
+        digest = _sha256_file(weights)
+    except OSError as exc:
+        raise ModelError(f"The weights file of model {card.id[:12]} cannot be read: {exc}") from exc
+    if digest != card.id:
+        raise ModelError(
+            f"The weights of model {card.id[:12]} were changed or damaged (SHA-256 "
+            f"{digest[:12]}); it will not be used."
+        )
+    return card
+
+
+def _version(row: ModelRow) -> ModelVersion:
+    try:
+        card = card_from_json(row.card_json)
+        name, version, use = card.name, card.version, card.intended_use
+        metrics = dict(card.provenance.metrics)
+    except CardError:
+        name, version, use, metrics = "(unreadable card)", "?", "", {}
+    return ModelVersion(
+        id=row.id,
+        name=name,
+        version=version,
+        parent_id=row.parent_id,
+        status=row.status,
+        source=row.source,
+        intended_use=use,
+        folder=models_dir() / row.id,
+        gate_passed=row.gate_passed,
+        approver=row.approver,
+        approved_at=row.approved_at,
+        approval_reason=row.approval_reason,
+        was_active=row.was_active,
+        run_id=row.run_id,
+        metrics=metrics,
+        created_at=row.created_at,
+    )
+
+
+def _copy_in(folder: Path, card: ModelCard) -> Path:
+    """Copy a verified folder to ``models_dir()/<id>`` (temp folder + rename: never half there)."""
+    dest = models_dir() / card.id
+    if dest.is_dir():
+        try:
+            verify_model_folder(dest)
+            return dest
+        except ModelError:
+            shutil.rmtree(dest)  # a damaged earlier copy of the same id: replace it
+    tmp = models_dir() / f".incoming-{uuid.uuid4().hex}"
+    tmp.mkdir()
+    try:
+        for name in (WEIGHTS_FILENAME, CARD_FILENAME):
+            shutil.copyfile(folder / name, tmp / name)
+        if verify_model_folder(tmp).id != card.id:
+            raise ModelError("The model changed while it was being copied.")
+        tmp.rename(dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def register_model(
+    store: SqliteLabelStore,
+    folder: Path,
+    *,
+    source: ModelSource,
+    actor: str,
+    gate_passed: bool | None = None,
+    run_id: str = "",
+) -> ModelVersion:
+    """Verify a model folder, copy it into the data folder and record it as a candidate.
+
+    Registering the same weights again returns the existing version unchanged.
+
+    Raises:
+        ModelError: the folder is not a complete, intact model.
+    """
+    card = verify_model_folder(folder)
+    _copy_in(folder, card)
+    row = ModelRow(
+        id=card.id,
+        parent_id=card.provenance.parent_id,
+        card_json=(folder / CARD_FILENAME).read_text(encoding="utf-8"),
+        status="candidate",
+        source=source,
+        run_id=run_id or card.provenance.training_run_id,
+        gate_passed=gate_passed,
+    )
+    return _version(store.add_model(row, actor=actor))
+
+
+def list_models(store: SqliteLabelStore) -> list[ModelVersion]:
+    """Every registered version, newest first."""
+    rows = store.list_models()
+    return [_version(r) for r in reversed(rows)]
+
+
+def get_model(store: SqliteLabelStore, model_id: str) -> ModelVersion | None:
+    """The registered version with this id, or None."""
+    row = store.get_model(model_id)
+    return None if row is None else _version(row)
+
+
+def lineage(store: SqliteLabelStore, model_id: str) -> list[ModelVersion]:
+    """The version and its registered ancestors, newest first (stops at an unknown parent)."""
+    chain: list[ModelVersion] = []
+    seen: set[str] = set()
+    current: str | None = model_id
+    while current and current not in seen:
+        seen.add(current)
+        version = get_model(store, current)
+        if version is None:
+            break
+        chain.append(version)
+        current = version.parent_id
+    return chain
+
+
+def model_history(store: SqliteLabelStore, model_id: str | None = None) -> list[ModelEvent]:
+    """Who registered, promoted, rolled back or discarded which version, and when."""
+    return store.model_events(model_id)
+
+
+def _bundled_demo_dir() -> Path | None:
+    from model_zoo.weights import demo_model_dir
+
+    try:
+        return demo_model_dir()
+    except FileNotFoundError:
+        return None
+
+
+def active_model(store: SqliteLabelStore, *, verify: bool = True) -> ModelVersion | None:
+    """The active version; on first use the bundled demo model is registered and activated.
+
+    Args:
+        store: the label store.
+        verify: re-hash the weights before returning (the default; "verified before use").
+
+    Returns:
+        The active version, or None when none is active and no demo model ships with the app.
+
+    Raises:
+        ModelError: the active version's files are missing or damaged (the app must not silently
+            switch to another model; the grader rolls back or re-imports).
+    """
+    row = store.active_model_row()
+    if row is None:
+        demo = _bundled_demo_dir()
+        if demo is None:
+            return None
+        version = register_model(store, demo, source="bundled", actor=BUNDLED_APPROVER)
+        row = store.activate_model(
+            version.id,
+            actor=BUNDLED_APPROVER,
+            action="promote",
+            reason="bundled demo model, activated on first use",
+        )
+    version = _version(row)
+    if verify:
+        verify_model_folder(version.folder)
+    return version
+
+
+def promote(
+    store: SqliteLabelStore,
+    model_id: str,
+    *,
+    approver: str,
+    override_reason: str = "",
+) -> ModelVersion:
+    """Make a candidate the active version; the approver, time and reason are recorded.
+
+    Args:
+        store: the label store.
+        model_id: the candidate.
+        approver: the named person approving (required).
+        override_reason: required to promote a version whose gate failed or that was not gated
+            (an imported model); recorded with the promotion.
+
+    Raises:
+        ModelError: no approver, unknown model, damaged files, or a gate that did not pass and
+            no override reason. The active model is unchanged.
+    """
+    if not approver.strip():
+        raise ModelError("Promotion needs the name of the person approving it.")
+    version = get_model(store, model_id)
+    if version is None:
+        raise ModelError(f"Unknown model version {model_id[:12]}.")
+    if version.is_active:
+        return version
+    if version.gate_passed is not True and not override_reason.strip():
+        verdict = "failed" if version.gate_passed is False else "was not applied to"
+        raise ModelError(
+            f"The promotion gate {verdict} model {version.short_id}; promoting it needs an "
+            "explicit override with a reason."
+        )
+    verify_model_folder(version.folder)
+    reason = override_reason.strip()
+    if reason and version.gate_passed is not True:
+        reason = f"gate override: {reason}"
+    return _version(
+        store.activate_model(model_id, actor=approver.strip(), action="promote", reason=reason)
+    )
+
+
+def rollback(
+    store: SqliteLabelStore, model_id: str, *, approver: str, reason: str = ""
+) -> ModelVersion:
+    """Re-activate a version that was active before (a pointer change; nothing is deleted).
+
+    Old predictions and gradings keep the model ids they were made with.
+
+    Raises:
+        ModelError: no approver, unknown version, never active before, or damaged files.
+    """
+    if not approver.strip():
+        raise ModelError("A rollback needs the name of the person doing it.")
+    version = get_model(store, model_id)
+    if version is None:
+        raise ModelError(f"Unknown model version {model_id[:12]}.")
+    if version.is_active:
+        return version
+    if not version.was_active:
+        raise ModelError(
+            f"Model {version.short_id} was never active; promote it instead of rolling back."
+        )
+    verify_model_folder(version.folder)
+    return _version(
+        store.activate_model(model_id, actor=approver.strip(), action="rollback", reason=reason)
+    )
+
+
+def discard(store: SqliteLabelStore, model_id: str, *, actor: str, reason: str = "") -> None:
+    """Retire a candidate without promoting it (kept on record; never shown to graders)."""
+    store.retire_model(model_id, actor=actor, reason=reason)
+
+
+def import_model(
+    store: SqliteLabelStore, source: Path, *, actor: str, device: str = "cpu"
+) -> ModelVersion:
+    """Import a model (``card.json`` + ``weights.safetensors``) as an ungated candidate.
+
+    ``source`` is the folder or its ``card.json``. The checkpoint is loaded completely (hash,
+    header, architecture and shapes, ``strict=True``) before it is accepted; call this off the
+    GUI thread (it imports torch).
+
+    Raises:
+        ModelError: the files are missing, damaged or do not describe a loadable model.
+    """
+    folder = source.parent if source.is_file() else source
+    verify_model_folder(folder)
+    from model_zoo.checkpoints import CheckpointError, load_checkpoint
+
+    try:
+        load_checkpoint(folder, device=device)
+    except CheckpointError as exc:
+        raise ModelError(f"The model cannot be imported: {exc}") from exc
+    return register_model(store, folder, source="import", actor=actor)
+
+
+def metrics_summary(version: ModelVersion) -> str:
+    """One line of hold-out figures for a list, e.g. ``dr QWK 0.81 · amd QWK 0.74``."""
+    parts = []
+    for head in ("dr", "amd"):
+        qwk = version.holdout_metric(head, "qwk")
+        if qwk is not None:
+            parts.append(f"{head} QWK {qwk:.2f}")
+    return " · ".join(parts) or "—"
+
+
+def card_json(version: ModelVersion) -> dict[str, Any]:
+    """The stored card as a dict (for a details view)."""
+    data: dict[str, Any] = json.loads((version.folder / CARD_FILENAME).read_text("utf-8"))
+    return data
+
+
+__all__ = [
+    "BUNDLED_APPROVER",
+    "Store",
+    "SYNTHETIC_INTENDED_USE",
+    "ModelError",
+    "ModelVersion",
+    "active_model",
+    "discard",
+    "get_model",
+    "import_model",
+    "lineage",
+    "list_models",
+    "metrics_summary",
+    "model_history",
+    "models_dir",
+    "promote",
+    "register_model",
+    "rollback",
+    "verify_model_folder",
+]
