@@ -37,19 +37,13 @@ def _progress(label: str) -> Callable[[int], None]:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
+    from sall_desktop.services.database import writable_store
     from sall_desktop.services.folder_scan import register_images, scan_folder
-    from sall_desktop.store import open_store
 
     summary = scan_folder(args.folder, on_progress=_progress("described"))
     print(file=sys.stderr)
-    store = open_store(_db_path(args))
-    try:
-        if store.read_only:
-            print(f"database is read-only: {store.read_only_reason}", file=sys.stderr)
-            return EXIT_FAILED
+    with writable_store(_db_path(args)) as store:
         register_images(store, summary.records)
-    finally:
-        store.close()
     print(summary.format())
     return EXIT_OK
 
@@ -57,10 +51,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from model_zoo.io import LoadError, read_image
+    from sall_desktop.services.catalogue import LoadError, inspect_file
 
     try:
-        meta = read_image(args.file).meta
+        meta = inspect_file(Path(args.file))
     except LoadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -69,20 +63,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from sall_desktop.services.database import writable_store
     from sall_desktop.services.folder_scan import register_images, scan_folder
     from sall_desktop.services.labels_io import import_labels
-    from sall_desktop.store import open_store
 
     if bool(args.as_grader) == bool(args.as_reference):
         print("error: give exactly one of --as-grader NAME or --as-reference NAME", file=sys.stderr)
         return EXIT_USAGE
     summary = scan_folder(args.folder, on_progress=_progress("described"))
     print(file=sys.stderr)
-    store = open_store(_db_path(args))
-    try:
-        if store.read_only:
-            print(f"database is read-only: {store.read_only_reason}", file=sys.stderr)
-            return EXIT_FAILED
+    with writable_store(_db_path(args)) as store:
         register_images(store, summary.records)
         report = import_labels(
             store,
@@ -93,8 +83,6 @@ def cmd_import(args: argparse.Namespace) -> int:
             as_reference=args.as_reference,
             replace=args.replace,
         )
-    finally:
-        store.close()
     print(report.format_report())
     if args.report:
         report.write_csv(Path(args.report))
@@ -102,11 +90,10 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from sall_desktop.services.database import readable_store
     from sall_desktop.services.labels_io import export_labels
-    from sall_desktop.store import open_store
 
-    store = open_store(_db_path(args), read_only=True)
-    try:
+    with readable_store(_db_path(args)) as store:
         summary = export_labels(
             store,
             args.format,
@@ -117,8 +104,6 @@ def cmd_export(args: argparse.Namespace) -> int:
             accept_lossy=args.accept_lossy,
             task=args.task,
         )
-    finally:
-        store.close()
     print(summary.format())
     return EXIT_OK
 
@@ -128,15 +113,18 @@ def cmd_grade(args: argparse.Namespace) -> int:
     import threading
     import time
 
-    from model_zoo.checkpoints import CheckpointError
-    from sall_desktop.services.batch_grading import GradingProgress, grade_paths
+    from sall_desktop.services.batch_grading import (
+        MODEL_LOAD_ERRORS,
+        GradingProgress,
+        grade_paths,
+    )
+    from sall_desktop.services.database import writable_store
     from sall_desktop.services.folder_scan import register_images, scan_folder
     from sall_desktop.services.inference import load_predictor
-    from sall_desktop.store import open_store
 
     try:
         predictor = load_predictor(Path(args.model), device=args.device)
-    except (CheckpointError, OSError, ValueError) as exc:
+    except MODEL_LOAD_ERRORS as exc:
         print(f"error: the model could not be loaded: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(f"model {predictor.card.name} ({predictor.card.id[:12]}) on {predictor.device_note}")
@@ -150,7 +138,6 @@ def cmd_grade(args: argparse.Namespace) -> int:
         cancel.set()
         print("\nstopping after the current batch (Ctrl+C again to abort)", file=sys.stderr)
 
-    previous = signal.signal(signal.SIGINT, stop)
     started = time.perf_counter()
 
     def progress(p: GradingProgress) -> None:
@@ -163,26 +150,22 @@ def cmd_grade(args: argparse.Namespace) -> int:
         line = f"\r[{bar}] {p.done}/{p.total} ({p.failed} unreadable) {rate:.1f} img/s"
         print(line, end="", file=sys.stderr, flush=True)
 
-    store = open_store(_db_path(args))
-    try:
-        if store.read_only:
-            print(f"database is read-only: {store.read_only_reason}", file=sys.stderr)
-            return EXIT_FAILED
+    with writable_store(_db_path(args)) as store:
         register_images(store, summary.records)
-        known = {r.path: r.sha256 for r in summary.records}
-        result = grade_paths(
-            store,
-            predictor,
-            [Path(r.path) for r in summary.records],
-            known_sha256=known,
-            batch_size=args.batch_size,
-            cancel=cancel,
-            on_progress=progress,
-            csv_out=Path(args.out) if args.out else None,
-        )
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        store.close()
+        previous = signal.signal(signal.SIGINT, stop)
+        try:
+            result = grade_paths(
+                store,
+                predictor,
+                [Path(r.path) for r in summary.records],
+                known_sha256={r.path: r.sha256 for r in summary.records},
+                batch_size=args.batch_size,
+                cancel=cancel,
+                on_progress=progress,
+                csv_out=Path(args.out) if args.out else None,
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
     print(file=sys.stderr)
     print(summary.format())
     print(result.format())
@@ -282,7 +265,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_self_test(args)
     if args.command is None:
         args = build_parser().parse_args(["gui", *(argv or sys.argv[1:])])
-    result: int = args.func(args)
+    from sall_desktop.services.database import ReadOnlyDatabaseError
+
+    try:
+        result: int = args.func(args)
+    except ReadOnlyDatabaseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     return result
 
 

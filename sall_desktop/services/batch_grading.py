@@ -13,11 +13,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from model_zoo.cards import CardError
+from model_zoo.checkpoints import CheckpointError
 from model_zoo.fileio import atomic_write_text
 from model_zoo.predictor import ImagePrediction, Predictor
 from sall_desktop.domain.predictions import Prediction
 from sall_desktop.store.repository import LabelRepository
 from training.protocol.csvsafe import escape_cell
+
+MODEL_LOAD_ERRORS: tuple[type[Exception], ...] = (CheckpointError, CardError, OSError, ValueError)
+"""What loading a model version raises for a bad, missing or tampered folder (not bugs)."""
 
 COMMIT_EVERY = 32
 """Predictions per store transaction: few fsyncs, little to redo after an interruption."""

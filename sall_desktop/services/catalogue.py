@@ -15,7 +15,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-from model_zoo.io import SUPPORTED_SUFFIXES, LoadError, read_image, sniff_format
+from model_zoo.io import SUPPORTED_SUFFIXES, ImageMeta, LoadError, read_image, sniff_format
+
+__all__ = ["LoadError", "inspect_file", "scan_files", "describe_file", "FolderCatalogue"]
 from sall_desktop.domain.grades import FieldSource, ImageRecord, Laterality
 
 THUMBNAIL_REDUCE = 8
@@ -98,6 +100,15 @@ def scan_files(
                 continue
         # Depth-first, in name order: push reversed so the first subfolder is scanned first.
         stack.extend(reversed(subfolders))
+
+
+def inspect_file(path: Path) -> ImageMeta:
+    """Decode one file fully and return its metadata (``sall-desktop inspect``).
+
+    Raises:
+        LoadError: the file is not a readable image; the message is meant for a grader.
+    """
+    return read_image(path).meta
 
 
 def describe_file(found: FoundFile) -> ImageRecord:

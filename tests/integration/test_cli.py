@@ -101,3 +101,17 @@ def test_console_script_entry_point_runs(tmp_path: Path) -> None:
         [sys.executable, "-m", "sall_desktop", "--help"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0 and "scan" in result.stdout
+
+
+def test_a_database_held_by_another_instance_is_refused_clearly(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sall_desktop.store import open_store
+
+    db = tmp_path / "labels.sqlite"
+    holder = open_store(db)  # the running workstation
+    try:
+        assert main(["--db", str(db), "scan", str(folder)]) == 1
+    finally:
+        holder.close()
+    assert "read-only" in capsys.readouterr().err
