@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import shiboken6
@@ -53,6 +54,9 @@ class Workstation:
         Returns the grading writes that never committed (the user chose to quit anyway).
         """
         self.window.stop_timers()
+        # A fine-tune in flight is stopped (STOP, then kill) while the store can still record it.
+        if self.window.model_windows is not None:
+            self.window.model_windows.shutdown()
         self.window.catalogue_bridge.stop()
         self.services.thumbnails.close()
         self.services.images.close()
@@ -81,7 +85,9 @@ def create_workstation(
         db: the label database (default: the user's data folder).
         settings: preferences (default: ``settings.ini`` in the data folder).
         retry_delays: seconds between automatic retries of failed writes (tests shorten them).
-        model: the model version folder (default: the active model, loaded on first use).
+        model: the model version folder (default: the active version of ``services.models``,
+            resolved on the inference worker at each (re)load; the bundled demo model on first
+            use).
         device: inference device (default: automatic).
 
     Raises:
@@ -113,12 +119,12 @@ def create_workstation(
         demo_folder=ensure_demo_folder,
     )
     inference = InferenceService(
-        model if model is not None else active_model_dir,
+        model if model is not None else partial(active_model_dir, store),
         store=store,
         device=device,
         low_confidence=settings.low_confidence,
     )
-    window = MainWindow(services, settings, inference)
+    window = MainWindow(services, settings, inference, store=store)
     return Workstation(store, services, settings, window, inference)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QElapsedTimer, QEventLoop, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
@@ -32,7 +33,7 @@ from sall_desktop.gui.grading_panel import GradingPanel
 from sall_desktop.gui.image_entry import ImageEntry
 from sall_desktop.gui.image_model import ImageListModel
 from sall_desktop.gui.inference_bridge import InferenceBridge
-from sall_desktop.gui.model_controller import ModelController
+from sall_desktop.gui.model_controller import ModelController, ModelWindows
 from sall_desktop.gui.model_panel import ModelPanel
 from sall_desktop.gui.navigation import Navigator
 from sall_desktop.gui.patient_model import PatientListModel
@@ -45,6 +46,9 @@ from sall_desktop.gui.transfer_dialogs import ExportDialog, ImportDialog
 from sall_desktop.gui.triage_panel import TriageController, TriagePanel
 from sall_desktop.gui.viewer_panel import ViewerController, ViewerPanel
 from sall_desktop.services.inference import InferenceService
+
+if TYPE_CHECKING:
+    from sall_desktop.gui.finetune_window import StoreExecutor
 
 DRAIN_WAIT_MS = 3000
 """On quit, how long to wait for writes in flight before asking about pending grades."""
@@ -60,6 +64,8 @@ class MainWindow(QMainWindow):
         services: WorkstationServices,
         settings: AppSettings,
         inference: InferenceService | None = None,
+        *,
+        store: StoreExecutor | None = None,
     ) -> None:
         super().__init__()
         self.setWindowTitle("SALL Desktop — fundus grading")
@@ -98,8 +104,9 @@ class MainWindow(QMainWindow):
         self.triage = TriageController(self.triage_panel, self.model, self.navigator)
         self.inference_bridge: InferenceBridge | None = None
         self.model_loop: ModelController | None = None
+        self.model_windows: ModelWindows | None = None
         if inference is not None:
-            self._build_model_loop(inference)
+            self._build_model_loop(inference, store)
         else:
             self.model_panel.show_model_error("no model service")
         self._layout()
@@ -108,6 +115,8 @@ class MainWindow(QMainWindow):
         self.actions_by_id["redo"].setEnabled(False)
         self.grading.undo_stack.canUndoChanged.connect(self.actions_by_id["undo"].setEnabled)
         self.grading.undo_stack.canRedoChanged.connect(self.actions_by_id["redo"].setEnabled)
+        if self.model_windows is not None:
+            self.model_windows.bind([self.actions_by_id["models"], self.actions_by_id["finetune"]])
 
         self.navigator.current_changed.connect(self._current_changed)
         self.viewer.failed.connect(lambda message: self.show_error("image", message))
@@ -122,7 +131,7 @@ class MainWindow(QMainWindow):
         self.session.error.connect(lambda message: self.show_error("task", message))
         self._closing_confirmed = False
 
-    def _build_model_loop(self, inference: InferenceService) -> None:
+    def _build_model_loop(self, inference: InferenceService, store: StoreExecutor | None) -> None:
         self.inference_bridge = bridge = InferenceBridge(inference, self)
         self.model_loop = loop = ModelController(
             bridge, self.model_panel, self.viewer_panel, self.viewer, self.model,
@@ -131,6 +140,8 @@ class MainWindow(QMainWindow):
         loop.error.connect(lambda message: self.show_error("model", message))
         loop.predictions_changed.connect(self.triage.schedule)
         self.catalogue_bridge.finished.connect(lambda _: loop.folder_ready())
+        if store is not None:  # Model → Models… / Fine-tune…; a new active version reloads
+            self.model_windows = ModelWindows(store, self, self.grading, loop.reload_model)
 
     # ------------------------------------------------------------------ layout
     def _layout(self) -> None:
@@ -185,13 +196,9 @@ class MainWindow(QMainWindow):
             cheat_sheet=lambda: CheatSheet(self.settings, self).open(),
         )  # fmt: skip
         handlers["import"] = self.open_import
-        loop = self.model_loop
-        if loop is not None:
-            handlers.update(
-                toggle_overlay=loop.overlay.toggle, cycle_overlay_head=loop.overlay.cycle_head,
-                grade_folder=loop.grade_folder, cancel_grading=loop.cancel_grading,
-                toggle_blind=lambda: loop.set_blind(not loop.blind),
-            )  # fmt: skip
+        for part in (self.model_loop, self.model_windows):
+            if part is not None:
+                handlers.update(part.handlers())
         return handlers
 
     def start(self, folder: str | None) -> None:
@@ -289,6 +296,8 @@ class MainWindow(QMainWindow):
         self.settings.save_window_state(self.saveGeometry(), self.saveState())
         self.settings.sync()
         self.folders.close_folder()
+        if self.model_windows is not None:  # a fine-tune in flight is stopped, not orphaned
+            self.model_windows.shutdown()
         event.accept()
         self.closed.emit()
 

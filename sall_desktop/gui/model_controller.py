@@ -6,13 +6,21 @@ batch grading of the open folder, and the audit of a change of mind after the mo
 - Blind-first mode (setting): the model's grade and overlay stay hidden for an image until the
   grader's grade for it is saved; then they are revealed. A later change of that grade is saved
   with the audit reason ``changed after model reveal`` and the model version it was made with.
+- When the active version changes (model manager, fine-tune promotion) the new one is loaded on
+  the inference worker and the open folder is graded again under its id; earlier predictions
+  keep the ids they were made with (append-only).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QWidget
 
 from sall_desktop.domain.grades import Grading
 from sall_desktop.gui.bridges import Failure
@@ -33,6 +41,10 @@ from sall_desktop.services.inference import (
     PredictionSummary,
 )
 
+if TYPE_CHECKING:  # the windows import matplotlib: only when first opened (P7)
+    from sall_desktop.gui.finetune_window import FinetuneWindow, StoreExecutor
+    from sall_desktop.gui.model_manager import ModelManager
+
 CHANGED_AFTER_REVEAL = "changed after model reveal"
 
 
@@ -41,6 +53,7 @@ class ModelController(QObject):
 
     error = Signal(str)
     predictions_changed = Signal()
+    _reloaded = Signal(object, object)  # ModelInfo | None, error message; from the worker
 
     def __init__(
         self,
@@ -85,6 +98,18 @@ class ModelController(QObject):
         panel.opacity_changed.connect(lambda v: setattr(settings, "overlay_opacity", v))
         panel.colormap_changed.connect(lambda v: setattr(settings, "overlay_colormap", v))
         self._grade_when_loaded = False
+        self._grade_after_batch = False
+        self._reloaded.connect(self._on_reloaded, Qt.ConnectionType.QueuedConnection)
+
+    def handlers(self) -> dict[str, Callable[[], object]]:
+        """The Model menu's commands this controller runs, by command id."""
+        return {
+            "toggle_overlay": self.overlay.toggle,
+            "cycle_overlay_head": self.overlay.cycle_head,
+            "grade_folder": self.grade_folder,
+            "cancel_grading": self.cancel_grading,
+            "toggle_blind": lambda: self.set_blind(not self.blind),
+        }
 
     # ------------------------------------------------------------------ start
     def start(self) -> None:
@@ -95,6 +120,32 @@ class ModelController(QObject):
         self.info = info
         self.panel.show_model(info)
         self.bridge.load_stored()
+
+    def reload_model(self, model_id: str = "") -> None:
+        """The active version changed (``model_id``): load it off the GUI thread, show its badge,
+        and grade the open folder with it once its stored predictions are in."""
+        self.cancel_grading()
+        self._pending.clear()  # answers of the old version are dropped
+        self.panel.model_status.setText(f"Loading model {model_id[:12]}…")
+
+        def done(f: Future[ModelInfo]) -> None:
+            error = f.exception()
+            self._reloaded.emit(None if error else f.result(), str(error or ""))
+
+        self.bridge.service.reload().add_done_callback(done)
+
+    def _on_reloaded(self, info: ModelInfo | None, message: str) -> None:
+        if info is None:
+            previous = f" (still using {self.info.id[:12]})" if self.info is not None else ""
+            self.error.emit(f"The new model could not be loaded{previous}: {message}")
+            if self.info is None:
+                self.panel.show_model_error(message)
+            return
+        self.overlay.clear()  # maps of the old version must not be shown for the new
+        self.overlay.set_entry(None)
+        self._grade_when_loaded = True
+        self._on_loaded(info)
+        self.set_entry(self.navigator.current)
 
     def _on_load_failed(self, message: str) -> None:
         if self.info is None:
@@ -202,7 +253,10 @@ class ModelController(QObject):
         entries = [e for e in self.model.entries() if e.gradable_image]
         paths = [e.path for e in entries]
         known = {e.path: e.sha256 for e in entries}
-        if not paths or self.bridge.batch_running:
+        if self.bridge.batch_running:
+            self._grade_after_batch = True  # e.g. a new model: grade again when this run ends
+            return
+        if not paths:
             return
         if self.bridge.grade_folder(paths, known):
             self.panel.show_batch(0, len(paths), "Starting…", running=True)
@@ -237,6 +291,7 @@ class ModelController(QObject):
             text += f", {len(result.failures)} unreadable"
         total = result.graded + result.skipped + len(result.failures)
         self.panel.show_batch(total, total, text, running=False)
+        self._regrade_if_asked()
         if result.failures:
             names = "; ".join(f"{p.rsplit('/', 1)[-1]}: {why}" for p, why in result.failures[:3])
             more = f" (and {len(result.failures) - 3} more)" if len(result.failures) > 3 else ""
@@ -247,3 +302,99 @@ class ModelController(QObject):
     def _on_batch_failed(self, message: str) -> None:
         self.panel.show_batch(0, 0, f"Batch grading failed: {message}", running=False)
         self.error.emit(f"Batch grading failed: {message}")
+        self._regrade_if_asked()
+
+    def _regrade_if_asked(self) -> None:
+        if self._grade_after_batch and self.info is not None:
+            self._grade_after_batch = False
+            self.grade_folder()
+
+
+class ModelWindows(QObject):
+    """The Model menu's windows: the model manager and the fine-tune window.
+
+    Both act as the signed-in grader (their actions are disabled until one signs in); when either
+    changes the active version, ``on_changed(model_id)`` runs (the inference service reloads).
+
+    Args:
+        store: the store thread (the windows' work runs there).
+        parent: the main window (the windows are its children: they go when it goes).
+        grading: whose ``grader`` approves promotions and rollbacks.
+        on_changed: called on the GUI thread with the new active version id.
+    """
+
+    def __init__(
+        self,
+        store: StoreExecutor,
+        parent: QWidget,
+        grading: GradingController,
+        on_changed: Callable[[str], None],
+    ) -> None:
+        super().__init__(parent)
+        self.store, self.window, self.grading, self.on_changed = store, parent, grading, on_changed
+        self.manager: ModelManager | None = None
+        self.finetune: FinetuneWindow | None = None
+        self.finetune_overrides: tuple[str, ...] | None = None  # None: the app's defaults
+        self.actions: list[QAction] = []
+        grading.grader_changed.connect(self._grader_changed)
+
+    def handlers(self) -> dict[str, Callable[[], object]]:
+        """The menu commands that open the windows, by command id."""
+        return {"models": self.open_manager, "finetune": self.open_finetune}
+
+    def bind(self, actions: list[QAction]) -> None:
+        """The menu actions to enable only while a grader is signed in."""
+        self.actions = actions
+        self._grader_changed(self.grading.grader)
+
+    def _grader_changed(self, name: str | None) -> None:
+        for action in self.actions:
+            action.setEnabled(bool(name))
+        if self.finetune is not None and name:
+            self.finetune.approver = name
+            self.finetune.report_view.approver.setText(name)
+        if self.manager is not None and name:
+            self.manager.user = name
+
+    def open_manager(self) -> ModelManager | None:
+        """Show the model manager (versions, lineage, promote, roll back, import)."""
+        from sall_desktop.gui.model_manager import ModelManager
+
+        if not self.grading.grader:
+            return None
+        if self.manager is None:
+            self.manager = ModelManager(self.store, user=self.grading.grader, parent=self.window)
+            self.manager.active_model_changed.connect(self.on_changed)
+        self.manager.user = self.grading.grader
+        self.manager.refresh()
+        self.manager.show()
+        self.manager.raise_()
+        return self.manager
+
+    def open_finetune(self) -> FinetuneWindow | None:
+        """Show the fine-tune window (one per session: a run in it keeps going when hidden)."""
+        from sall_desktop.gui.finetune_window import FinetuneWindow
+        from sall_desktop.services.training_jobs import DEFAULT_OVERRIDES
+
+        grader = self.grading.grader
+        if not grader:
+            return None
+        if self.finetune is None:
+            overrides = self.finetune_overrides or DEFAULT_OVERRIDES
+            self.finetune = FinetuneWindow(
+                self.store, approver=grader, overrides=overrides, parent=self.window
+            )
+            self.finetune.setWindowFlag(Qt.WindowType.Window)  # its own window, owned by ours
+            self.finetune.active_model_changed.connect(self.on_changed)
+        self._grader_changed(grader)
+        self.finetune.show()
+        self.finetune.raise_()
+        return self.finetune
+
+    def shutdown(self) -> None:
+        """Stop a running fine-tune (STOP, then kill; no child process is left) and close."""
+        if self.finetune is not None:
+            self.finetune.shutdown()
+            self.finetune.hide()
+        if self.manager is not None:
+            self.manager.hide()

@@ -209,6 +209,11 @@ class ModelPanel(QWidget):
         self.overlay_button.setEnabled(False)
 
     def _build_bars(self, info: ModelInfo) -> None:
+        # A new model version may have other heads: the previous version's bars go first.
+        while (item := self.bars.takeAt(0)) is not None:
+            if (widget := item.widget()) is not None:
+                widget.deleteLater()
+        self.bar_widgets.clear()
         row = 0
         for head, count in info.heads:
             title = _muted(head_name(head))

@@ -105,6 +105,10 @@ class OverlayController(QObject):
         self.shown_key = None
         self.refresh()
 
+    def clear(self) -> None:
+        """Forget computed maps (a new model version explains differently)."""
+        self._cache.clear()
+
     def set_entry(self, entry: ImageEntry | None) -> None:
         """The grader moved: forget the request in flight (its answer will be dropped)."""
         if entry is not self.entry:

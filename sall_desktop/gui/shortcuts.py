@@ -83,6 +83,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("grade_folder", "Grade the folder with the model", ("Ctrl+G",), "Model"),
     Command("cancel_grading", "Cancel batch grading", ("Ctrl+Shift+G",), "Model"),
     Command("toggle_blind", "Blind-first: hide the model until you grade", ("Ctrl+B",), "Model"),
+    Command("models", "Models…", ("Ctrl+Shift+M",), "Model"),
+    Command("finetune", "Fine-tune…", ("Ctrl+Shift+T",), "Model"),
     Command("open_folder", "Open folder…", ("Ctrl+O",), "File"),
     Command("export", "Export labels…", ("Ctrl+E",), "File"),
     Command("import", "Import labels…", ("Ctrl+I",), "File"),

@@ -59,17 +59,28 @@ def load_predictor(model: Path, *, device: str | None = None) -> Predictor:
     return Predictor.from_checkpoint(model, device=device)
 
 
-def active_model_dir() -> Path:
-    """The folder of the active model version.
+NO_MODEL = (
+    "No model: none is active and the bundled demo model is missing. Import one in Model → Models…"
+)
+"""The model panel's text when there is nothing to load."""
 
-    Until model versions are managed (``services.models``), this is the bundled demo model.
+
+def active_model_dir(store: StoreExecutor) -> Path:
+    """The verified folder of the active model version (call it off the GUI thread).
+
+    Asks ``services.models.active_model`` on the store thread, which registers and activates the
+    bundled demo model on first use and re-hashes the weights (R12), and waits for the answer.
 
     Raises:
-        FileNotFoundError: the bundled model is missing (the message names the file).
+        FileNotFoundError: nothing is active and there is no bundled model (:data:`NO_MODEL`).
+        sall_desktop.services.models.ModelError: the active version's files are damaged.
     """
-    from model_zoo.weights import demo_model_dir
+    from sall_desktop.services.models import active_model
 
-    return demo_model_dir()
+    version = store.submit(active_model).result()
+    if version is None:
+        raise FileNotFoundError(NO_MODEL)
+    return version.folder
 
 
 class StoreExecutor(Protocol):
@@ -319,7 +330,7 @@ class InferenceService:
         low_confidence: confidence threshold of the low-confidence flag.
 
     Example:
-        >>> service = InferenceService(active_model_dir, store=store_thread)
+        >>> service = InferenceService(lambda: active_model_dir(store_thread), store=store_thread)
         >>> info = service.load().result()
         >>> result = service.submit(InferenceRequest(1, sha, path, want_cam=("dr", None)))
     """
@@ -392,6 +403,28 @@ class InferenceService:
     def load(self) -> Future[ModelInfo]:
         """Load the model on the worker (first use imports torch); resolves with its info."""
         return self._run(self._ensure_loaded)
+
+    def reload(self) -> Future[ModelInfo]:
+        """Load the model source again (the active version changed), on the worker.
+
+        Batches running for the old version stop after their chunk in flight. When the new
+        version cannot be loaded the previous one stays loaded and the future fails.
+        """
+        with self._lock:
+            batches = list(self._batches)
+        for batch in batches:
+            batch.cancel.set()
+
+        def job() -> ModelInfo:
+            previous = self._predictor, self._info
+            self._predictor, self._info = None, None
+            try:
+                return self._ensure_loaded()
+            except BaseException:
+                self._predictor, self._info = previous
+                raise
+
+        return self._run(job)
 
     def _ensure_loaded(self) -> ModelInfo:
         if self._info is not None:
