@@ -286,6 +286,7 @@ class FinetuneWindow(QWidget):
 
     def shutdown(self, timeout_ms: int = 20_000) -> None:
         """Stop a running trainer (STOP, then kill) and wait for it (window close, app quit)."""
+        self.panel.stop_rendering()
         if self.process.is_running():
             self.process.cancel()
             if not self.process.wait_finished(timeout_ms):

@@ -1,19 +1,22 @@
 """Live progress of a fine-tuning run: device, stage, epoch, ETA, loss and metric curves, Cancel.
 
 Fed with :mod:`training.protocol.events` values (from :class:`~sall_desktop.gui.training_process.
-TrainingProcess`, or replayed from a recorded ``events.jsonl``). The matplotlib canvas is redrawn
-at most every :data:`REDRAW_MS` (coalesced, ``draw_idle``) so a fast event stream never stalls the
-GUI thread (R24). ETA uses the events' own time stamps, so a replay shows the run's real ETA.
+TrainingProcess`, or replayed from a recorded ``events.jsonl``). The curves are drawn with
+matplotlib's Agg canvas on a short-lived worker thread, at most every :data:`REDRAW_MS`, and only
+the finished picture reaches the GUI thread: one draw costs 50-250 ms of CPU, far more than the
+GUI may stall (R24). ETA uses the events' own time stamps, so a replay shows the run's real ETA.
 """
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from typing import Any
 
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
@@ -37,7 +40,51 @@ from training.protocol.events import (
 )
 
 REDRAW_MS = 1000
-"""At most one redraw a second: a redraw costs ~50-80 ms of GUI time on a busy 2-core box."""
+"""At most one redraw a second: the curves need not be smoother than the events that feed them."""
+
+Series = list[tuple[int, str, tuple[float, ...], tuple[float, ...], dict[str, Any]]]
+"""(axes index, line key, xs, ys, line style) for each curve to draw."""
+
+
+class CurveRenderer:
+    """The loss and metric axes on an Agg canvas; used by one thread at a time."""
+
+    def __init__(self) -> None:
+        self.figure = Figure(figsize=(6, 2.6), dpi=72)
+        self.figure.subplots_adjust(left=0.08, right=0.98, bottom=0.18, top=0.88, wspace=0.25)
+        self.canvas = FigureCanvasAgg(self.figure)
+        self.axes = (self.figure.add_subplot(1, 2, 1), self.figure.add_subplot(1, 2, 2))
+        self._lines: dict[str, Any] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        self._lines = {}
+        for ax, title in zip(self.axes, ("loss", "validation metrics"), strict=True):
+            ax.clear()
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel("epoch", fontsize=8)
+            ax.tick_params(labelsize=7)
+
+    def render(self, series: Series, width: int, height: int) -> QImage:
+        """Draw the curves at ``width`` x ``height`` pixels and return the picture."""
+        # Lines are updated in place (no axes rebuild); a full clear + replot costs ~5x more.
+        for index, key, xs, ys, style in series:
+            line = self._lines.get(key)
+            if line is None:
+                (line,) = self.axes[index].plot([], [], label=key.split(":", 1)[1], **style)
+                self._lines[key] = line
+                self.axes[index].legend(fontsize=7, loc="upper right")
+            line.set_data(xs, ys)
+        for ax in self.axes:
+            ax.relim()
+            ax.autoscale_view()
+        dpi = self.figure.dpi
+        self.figure.set_size_inches(max(width, 100) / dpi, max(height, 80) / dpi)
+        self.canvas.draw()
+        buffer = self.canvas.buffer_rgba()
+        h, w = buffer.shape[:2]
+        # copy(): the QImage must own its pixels once the Agg buffer is reused.
+        return QImage(bytes(buffer), w, h, QImage.Format.Format_RGBA8888).copy()
 
 
 def _when(stamp: str) -> float:
@@ -68,6 +115,7 @@ class TrainingPanel(QWidget):
     """
 
     cancel_requested = Signal()
+    _rendered = Signal(object)  # QImage from the render thread, queued to the GUI thread
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -88,13 +136,14 @@ class TrainingPanel(QWidget):
         form.addRow("Epoch:", self.epoch_label)
         form.addRow("Time left:", self.eta_label)
         form.addRow("Loss:", self.loss_label)
-        self.figure = Figure(figsize=(6, 2.6), dpi=72)
-        self.figure.subplots_adjust(left=0.08, right=0.98, bottom=0.18, top=0.88, wspace=0.25)
-        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.renderer = CurveRenderer()
+        self.figure = self.renderer.figure
+        self.canvas = QLabel()
         self.canvas.setMinimumHeight(180)
-        self._loss_ax = self.figure.add_subplot(1, 2, 1)
-        self._metric_ax = self.figure.add_subplot(1, 2, 2)
-        self._lines: dict[str, Any] = {}
+        self.canvas.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._render_thread: threading.Thread | None = None
+        self._dirty = False
+        self._rendered.connect(self._show)
         buttons = QHBoxLayout()
         buttons.addWidget(self.bar, 1)
         buttons.addWidget(self.cancel_button)
@@ -117,7 +166,8 @@ class TrainingPanel(QWidget):
         self.metric_curves: dict[str, list[tuple[int, float]]] = {}
         self.max_epochs = 1
         self.final: Event | None = None
-        self._reset_axes()
+        self.stop_rendering()
+        self.renderer.reset()
         self._stage_start = 0.0
         self._steps_done = 0
         self._stopping = False
@@ -125,14 +175,6 @@ class TrainingPanel(QWidget):
         self.bar.setValue(0)
         self.status_label.setText("Starting…")
         self.eta_label.setText("—")
-
-    def _reset_axes(self) -> None:
-        self._lines = {}
-        for ax, title in ((self._loss_ax, "loss"), (self._metric_ax, "validation metrics")):
-            ax.clear()
-            ax.set_title(title, fontsize=9)
-            ax.set_xlabel("epoch", fontsize=8)
-            ax.tick_params(labelsize=7)
 
     # ------------------------------------------------------------------ events
 
@@ -222,40 +264,58 @@ class TrainingPanel(QWidget):
         if not self._redraw.isActive():
             self._redraw.start()
 
-    def _line(self, ax: Any, key: str, **style: Any) -> Any:
-        line = self._lines.get(key)
-        if line is None:
-            (line,) = ax.plot([], [], label=key.split(":", 1)[1], **style)
-            self._lines[key] = line
-            ax.legend(fontsize=7, loc="upper right")
-        return line
-
-    def _draw(self) -> None:
-        # Lines are updated in place (no axes rebuild); a full clear + replot costs ~5x more.
-        series: list[tuple[Any, str, list[tuple[float, float]], dict[str, Any]]] = [
-            (self._loss_ax, "loss:step", list(self.loss_points), {"lw": 1}),
-            (self._loss_ax, "loss:train", [(float(x), y) for x, y in self.train_curve],
-             {"lw": 1.5, "marker": "o"}),
-            (self._loss_ax, "loss:validation", [(float(x), y) for x, y in self.val_curve],
-             {"lw": 1.5, "marker": "o"}),
-        ]  # fmt: skip
+    def _series(self) -> Series:
+        thin: dict[str, Any] = {"lw": 1}
+        epochs: dict[str, Any] = {"lw": 1.5, "marker": "o"}
+        curves: list[tuple[int, str, list[tuple[float, float]], dict[str, Any]]] = [
+            (0, "loss:step", self.loss_points, thin),
+            (0, "loss:train", [(float(x), y) for x, y in self.train_curve], epochs),
+            (0, "loss:validation", [(float(x), y) for x, y in self.val_curve], epochs),
+        ]
         for name, curve in sorted(self.metric_curves.items()):
             points = [(float(x), y) for x, y in curve]
-            series.append((self._metric_ax, f"metric:{name}", points, {"lw": 1, "marker": "o"}))
-        for ax, key, points, style in series:
-            if not points:
-                continue
-            xs, ys = zip(*points, strict=True)
-            self._line(ax, key, **style).set_data(xs, ys)
-        for ax in (self._loss_ax, self._metric_ax):
-            ax.relim()
-            ax.autoscale_view()
-        self.canvas.draw_idle()
+            curves.append((1, f"metric:{name}", points, {"lw": 1, "marker": "o"}))
+        series: Series = []
+        for index, key, points, style in curves:
+            if points:
+                xs, ys = zip(*points, strict=True)
+                series.append((index, key, xs, ys, style))
+        return series
+
+    def _draw(self) -> None:
+        if self._render_thread is not None and self._render_thread.is_alive():
+            self._dirty = True  # drawn again when the picture in flight arrives
+            return
+        series, width, height = self._series(), self.canvas.width(), self.canvas.height()
+        self._render_thread = threading.Thread(
+            target=lambda: self._rendered.emit(self.renderer.render(series, width, height)),
+            name="training-curves",
+            daemon=True,
+        )
+        self._render_thread.start()
+
+    def _show(self, image: QImage) -> None:
+        self.canvas.setPixmap(QPixmap.fromImage(image))
+        if self._dirty:
+            self._dirty = False
+            self._draw()
+
+    def stop_rendering(self) -> None:
+        """Wait for a picture in flight (before reset, close, and at the end of a test)."""
+        if self._render_thread is not None:
+            self._render_thread.join(timeout=10)
+            self._render_thread = None
+        self._dirty = False
 
     def flush(self) -> None:
-        """Draw now (tests, screenshots)."""
+        """Draw now, on this thread (tests, screenshots)."""
         self._redraw.stop()
-        self._draw()
+        self.stop_rendering()
+        self._show(self.renderer.render(self._series(), self.canvas.width(), self.canvas.height()))
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt override)
+        self.stop_rendering()
+        super().closeEvent(event)
 
     def _on_cancel(self) -> None:
         self.cancel_button.setEnabled(False)
