@@ -232,6 +232,8 @@ class ModelPanel(QWidget):
                 bars.append(bar)
                 row += 1
             self.bar_widgets[head] = bars
+        # The splitter must not squeeze the bars into each other: reserve their full height.
+        self.bars_box.setMinimumHeight(self.bars.sizeHint().height())
 
     def _head_chosen(self) -> None:
         if self._filling:
