@@ -7,7 +7,7 @@ only when the gate passed, a named approver is entered and the run finished) and
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QGridLayout,
     QGroupBox,
@@ -28,6 +28,16 @@ def _fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
+def _fit_rows(table: QTableWidget) -> None:
+    """Show every row: a report table that scrolls hides the numbers the gate is about."""
+    table.resizeColumnsToContents()
+    table.resizeRowsToContents()
+    # Size hints, not heights: the table is not shown yet when the report arrives.
+    height = table.horizontalHeader().sizeHint().height() + table.verticalHeader().length()
+    table.setFixedHeight(height + 2 * table.frameWidth() + 2)
+    table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+
 def _matrix(head: HeadReport | None, title: str) -> QWidget:
     box = QGroupBox(title)
     layout = QVBoxLayout(box)
@@ -43,7 +53,7 @@ def _matrix(head: HeadReport | None, title: str) -> QWidget:
         for c, count in enumerate(row):
             table.setItem(r, c, QTableWidgetItem(str(count)))
     table.setToolTip("rows: grader's grade, columns: model's grade")
-    table.resizeColumnsToContents()
+    _fit_rows(table)
     layout.addWidget(table)
     return box
 
@@ -139,7 +149,7 @@ class ReportView(QWidget):
                 self.metrics.setItem(row, col, QTableWidgetItem(text))
             self.matrices.addWidget(_matrix(before, f"{head.task}: active model"), row, 0)
             self.matrices.addWidget(_matrix(head, f"{head.task}: candidate"), row, 1)
-        self.metrics.resizeColumnsToContents()
+        _fit_rows(self.metrics)
         self._update_buttons()
 
     def set_decided(self, text: str) -> None:
