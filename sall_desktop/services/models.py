@@ -304,6 +304,20 @@ def active_model(store: SqliteLabelStore, *, verify: bool = True) -> ModelVersio
         demo = _bundled_demo_dir()
         if demo is None:
             return None
+        if store.read_only:
+            # A second instance cannot register anything: it shows the bundled model in place.
+            card = verify_model_folder(demo)
+            return ModelVersion(
+                id=card.id,
+                name=card.name,
+                version=card.version,
+                parent_id=card.provenance.parent_id,
+                status="active",
+                source="bundled",
+                intended_use=card.intended_use,
+                folder=demo,
+                metrics=dict(card.provenance.metrics),
+            )
         version = register_model(store, demo, source="bundled", actor=BUNDLED_APPROVER)
         row = store.activate_model(
             version.id,

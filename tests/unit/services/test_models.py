@@ -165,3 +165,24 @@ def test_import_refuses_a_folder_without_weights(store, tmp_path: Path) -> None:
     folder.mkdir()
     with pytest.raises(ModelError):
         models.import_model(store, folder, actor="Dr A")
+
+
+def test_a_read_only_store_shows_the_bundled_model_without_registering_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from model_zoo.weights import demo_model_dir
+    from sall_desktop.store import open_store
+
+    monkeypatch.setenv("SALL_DESKTOP_HOME", str(tmp_path / "home"))
+    db = tmp_path / "shared.sqlite"
+    writer = open_store(db)  # the first instance holds the database
+    reader = open_store(db)
+    try:
+        assert reader.read_only
+        version = models.active_model(reader)
+        assert version is not None and version.source == "bundled"
+        assert version.folder == demo_model_dir()
+        assert writer.active_model_row() is None  # nothing was written
+    finally:
+        reader.close()
+        writer.close()
