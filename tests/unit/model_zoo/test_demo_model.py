@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from model_zoo.architectures.student import SallStudent
 from model_zoo.cards import SYNTHETIC_INTENDED_USE, ModelCard
@@ -38,7 +40,17 @@ def demo() -> tuple[SallStudent, ModelCard]:
 
 
 @pytest.fixture(scope="module")
-def predictor(demo: tuple[SallStudent, ModelCard]) -> Predictor:
+def one_thread() -> Iterator[None]:
+    # Ten 128-px images gain nothing from intra-op threads, and on a busy machine two spinning
+    # OpenMP threads made this module 20x slower (measured: 0.1 s vs 3-4 s per 10 images).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def predictor(demo: tuple[SallStudent, ModelCard], one_thread: None) -> Predictor:
     model, card = demo
     return Predictor(model, card, device="cpu")
 
