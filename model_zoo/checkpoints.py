@@ -24,6 +24,7 @@ from typing import Any
 
 import safetensors.torch
 import torch
+from safetensors.torch import load as load_safetensors
 from torch import nn
 
 from model_zoo.cards import (
@@ -280,7 +281,7 @@ def load_checkpoint(
     if problems:
         raise CheckpointError(_mismatch_message(problems, f"The tensors in {weights_path}", card))
     try:
-        tensors = safetensors.torch.load(data)
+        tensors = load_safetensors(data)
     except Exception as exc:  # the Rust parser's own errors are not a documented type
         raise CheckpointError(f"{weights_path.name} could not be parsed: {exc}") from exc
     del data
@@ -385,5 +386,5 @@ def import_legacy_pt(
         raise CheckpointError(
             _mismatch_message(problems, f"The tensors in {source.name}", card_template)
         )
-    model.load_state_dict(safetensors.torch.load(data), strict=True)
+    model.load_state_dict(load_safetensors(data), strict=True)
     return save_checkpoint(model, card_template, directory)

@@ -15,16 +15,11 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import shiboken6
-from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QApplication, QMessageBox
-
 from model_zoo.fileio import remove_stale_temp_files
-from sall_desktop.gui.errors import ErrorRelay, connect_relay, install_error_hooks
+from sall_desktop.gui.launch import delete_window, qt_application, run_window, show_startup_error
 from sall_desktop.gui.main_window import MainWindow
 from sall_desktop.gui.session import WorkstationServices
 from sall_desktop.gui.settings import AppSettings
-from sall_desktop.gui.theme import apply_theme
 from sall_desktop.services.background import background_priority
 from sall_desktop.services.demo import ensure_demo_folder
 from sall_desktop.services.grading import GradingService
@@ -67,7 +62,7 @@ class Workstation:
         self.store.close()
         # Every worker has stopped; deleting the window now also drops the results they queued
         # for it, which would otherwise reach controllers whose services are closed.
-        shiboken6.delete(self.window)
+        delete_window(self.window)
         return lost
 
 
@@ -130,29 +125,13 @@ def create_workstation(
 
 def run_gui(db: str | None, folder: str | None) -> int:
     """Run the workstation until its window closes; return the process exit code."""
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    assert isinstance(app, QApplication)
-    app.setApplicationName("SALL Desktop")
-    app.setApplicationVersion(APP_VERSION)
     settings = AppSettings()
-    apply_theme(app, settings.theme)
+    app = qt_application("SALL Desktop", APP_VERSION, settings)
     try:
         workstation = create_workstation(db, settings=settings)
     except (StoreError, OSError) as exc:
-        QMessageBox.critical(
-            None, "SALL Desktop cannot start", f"The label database cannot be opened.\n\n{exc}"
+        show_startup_error(
+            "SALL Desktop cannot start", f"The label database cannot be opened.\n\n{exc}"
         )
         return 1
-    window = workstation.window
-    relay = ErrorRelay(window)
-    connect_relay(relay, lambda message: window.show_error("error", message))
-    install_error_hooks(relay)
-    window.show()
-    # Open the folder on the next turn of the event loop: the window paints first.
-    QTimer.singleShot(0, lambda: window.start(folder))
-    window.closed.connect(app.quit)
-    try:
-        code = app.exec()
-    finally:
-        workstation.shutdown()
-    return int(code)
+    return run_window(app, workstation.window, folder, workstation.shutdown)

