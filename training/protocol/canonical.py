@@ -33,6 +33,7 @@ from training.protocol.csvsafe import (
     escape_cell,
     format_bool_cell,
     format_int_cell,
+    header_problem,
     iter_table,
     parse_bool_cell,
     parse_int_cell,
@@ -239,11 +240,9 @@ def parse_canonical(text: str, *, source: str = "labels") -> list[CanonicalRow]:
         table = parse_table(text, source=source)
     except CsvFormatError as exc:
         raise CanonicalError(str(exc)) from exc
-    if table.header != CANONICAL_COLUMNS:
-        raise CanonicalError(
-            f"{source}, line 1: header must be {','.join(CANONICAL_COLUMNS)}, "
-            f"got {','.join(table.header)}"
-        )
+    problem = header_problem(table, CANONICAL_COLUMNS, source=source)
+    if problem is not None:
+        raise CanonicalError(problem)
     rows: list[CanonicalRow] = []
     for line, cells in table.rows:
         if len(cells) != len(CANONICAL_COLUMNS):

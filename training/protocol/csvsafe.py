@@ -257,3 +257,13 @@ def format_int_cell(value: int | None) -> str:
 def format_bool_cell(value: bool | None) -> str:
     """``1``/``0``, blank for unknown."""
     return "" if value is None else ("1" if value else "0")
+
+
+def header_problem(table: Table, expected: tuple[str, ...], *, source: str) -> str | None:
+    """The error message when ``table`` does not carry exactly the ``expected`` header, else None.
+
+    For the strict readers of files we write ourselves (manifest, canonical CSV).
+    """
+    if table.header == expected:
+        return None
+    return f"{source}, line 1: header must be {','.join(expected)}, got {','.join(table.header)}"

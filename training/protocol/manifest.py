@@ -34,6 +34,7 @@ from training.protocol.csvsafe import (
     escape_cell,
     format_bool_cell,
     format_int_cell,
+    header_problem,
     iter_table,
     parse_bool_cell,
     parse_int_cell,
@@ -192,11 +193,9 @@ def parse_manifest(text: str, *, source: str = "manifest") -> list[ManifestRow]:
         table = parse_table(text, source=source)
     except CsvFormatError as exc:
         raise ManifestError(str(exc)) from exc
-    if table.header != MANIFEST_COLUMNS:
-        raise ManifestError(
-            f"{source}, line 1: header must be {','.join(MANIFEST_COLUMNS)}, "
-            f"got {','.join(table.header)}"
-        )
+    problem = header_problem(table, MANIFEST_COLUMNS, source=source)
+    if problem is not None:
+        raise ManifestError(problem)
     rows: list[ManifestRow] = []
     seen: dict[str, int] = {}
     for line, cells in table.rows:

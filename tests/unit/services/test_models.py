@@ -3,51 +3,18 @@ reason, rollback is a pointer change, the bundled demo model becomes active on f
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from model_zoo.architectures.tasks import DEFAULT_TASKS
-from model_zoo.cards import SYNTHETIC_INTENDED_USE, ModelCard, Provenance, card_to_json
+from model_zoo.cards import SYNTHETIC_INTENDED_USE
 from sall_desktop.domain.predictions import Prediction
 from sall_desktop.services import models
 from sall_desktop.services.models import ModelError
 from sall_desktop.store import open_store
 from sall_desktop.store.sqlite_repository import SqliteLabelStore
-
-
-def write_fake_model(
-    folder: Path, seed: int, *, parent: str | None = None, intended_use: str = "research"
-) -> str:
-    """A card + 'weights' folder whose hash check passes (torch-free: weights are random bytes)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    weights = hashlib.sha512(str(seed).encode()).digest() * 64
-    (folder / "weights.safetensors").write_bytes(weights)
-    card = ModelCard(
-        id=hashlib.sha256(weights).hexdigest(),
-        name=f"model {seed}",
-        version=str(seed),
-        architecture="sall_student",
-        architecture_kwargs={"backbone": "resnet18", "dropout": 0.5},
-        tasks=DEFAULT_TASKS,
-        grading_scales={},
-        input_size=64,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.25, 0.25, 0.25),
-        interpolation="bilinear",
-        preprocessing={},
-        temperatures={t.name: 1.0 for t in DEFAULT_TASKS},
-        provenance=Provenance(
-            parent_id=parent, metrics={"holdout": {"heads": {"dr": {"qwk": 0.5 + seed / 100}}}}
-        ),
-        licence="test",
-        intended_use=intended_use,
-    )
-    (folder / "card.json").write_text(card_to_json(card), encoding="utf-8")
-    return card.id
 
 
 @pytest.fixture
@@ -60,10 +27,10 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SqliteLab
 
 
 @pytest.fixture
-def fake(tmp_path: Path) -> Callable[..., Path]:
+def fake(tmp_path: Path, fake_model_writer: Callable[..., str]) -> Callable[..., Path]:
     def make(seed: int, **kwargs: object) -> Path:
         folder = tmp_path / "src" / str(seed)
-        write_fake_model(folder, seed, **kwargs)  # type: ignore[arg-type]
+        fake_model_writer(folder, seed, **kwargs)
         return folder
 
     return make

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from model_zoo.architectures.tasks import DEFAULT_TASKS
-from model_zoo.cards import ModelCard, Provenance, card_to_json, read_card
+from model_zoo.cards import read_card
 from sall_desktop.domain.grades import Grading, GradingSource, ImageRecord
 from sall_desktop.services import holdout, models, training_jobs
 from sall_desktop.services.training_jobs import FinetuneSpec, TrainingJobError, build_command
@@ -17,38 +16,6 @@ from sall_desktop.store import open_store
 from sall_desktop.store.sqlite_repository import SqliteLabelStore
 from training.cli import build_parser
 from training.protocol.manifest import manifest_digest, read_manifest
-
-
-def write_fake_model(
-    folder: Path, seed: int, *, parent: str | None = None, intended_use: str = "research"
-) -> str:
-    """A card + 'weights' folder whose hash check passes (torch-free: weights are random bytes)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    weights = hashlib.sha512(str(seed).encode()).digest() * 64
-    (folder / "weights.safetensors").write_bytes(weights)
-    card = ModelCard(
-        id=hashlib.sha256(weights).hexdigest(),
-        name=f"model {seed}",
-        version=str(seed),
-        architecture="sall_student",
-        architecture_kwargs={"backbone": "resnet18", "dropout": 0.5},
-        tasks=DEFAULT_TASKS,
-        grading_scales={},
-        input_size=64,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.25, 0.25, 0.25),
-        interpolation="bilinear",
-        preprocessing={},
-        temperatures={t.name: 1.0 for t in DEFAULT_TASKS},
-        provenance=Provenance(
-            parent_id=parent, metrics={"holdout": {"heads": {"dr": {"qwk": 0.5 + seed / 100}}}}
-        ),
-        licence="test",
-        intended_use=intended_use,
-    )
-    (folder / "card.json").write_text(card_to_json(card), encoding="utf-8")
-    return card.id
-
 
 GOLDEN = Path(__file__).resolve().parents[2] / "unit" / "protocol" / "golden"
 
@@ -92,10 +59,12 @@ def test_build_command_frozen_uses_the_bundled_sall_train(tmp_path: Path) -> Non
 
 
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SqliteLabelStore]:
+def store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_model_writer: Callable[..., str]
+) -> Iterator[SqliteLabelStore]:
     monkeypatch.setenv("SALL_DESKTOP_HOME", str(tmp_path / "home"))
     demo = tmp_path / "demo"
-    write_fake_model(demo, 1)
+    fake_model_writer(demo, 1)
     monkeypatch.setattr(models, "_bundled_demo_dir", lambda: demo)
     s = open_store(tmp_path / "db.sqlite")
     for i in range(24):  # 12 patients, two eyes each

@@ -1,0 +1,49 @@
+"""Shared builders for the services tests."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from model_zoo.architectures.tasks import DEFAULT_TASKS
+from model_zoo.cards import ModelCard, Provenance, card_to_json
+
+
+def write_fake_model(
+    folder: Path, seed: int, *, parent: str | None = None, intended_use: str = "research"
+) -> str:
+    """A card + 'weights' folder whose hash check passes (torch-free: weights are random bytes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = hashlib.sha512(str(seed).encode()).digest() * 64
+    (folder / "weights.safetensors").write_bytes(weights)
+    card = ModelCard(
+        id=hashlib.sha256(weights).hexdigest(),
+        name=f"model {seed}",
+        version=str(seed),
+        architecture="sall_student",
+        architecture_kwargs={"backbone": "resnet18", "dropout": 0.5},
+        tasks=DEFAULT_TASKS,
+        grading_scales={},
+        input_size=64,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        interpolation="bilinear",
+        preprocessing={},
+        temperatures={t.name: 1.0 for t in DEFAULT_TASKS},
+        provenance=Provenance(
+            parent_id=parent, metrics={"holdout": {"heads": {"dr": {"qwk": 0.5 + seed / 100}}}}
+        ),
+        licence="test",
+        intended_use=intended_use,
+    )
+    (folder / "card.json").write_text(card_to_json(card), encoding="utf-8")
+    return card.id
+
+
+@pytest.fixture
+def fake_model_writer() -> Callable[..., str]:
+    """``write(folder, seed, *, parent=None, intended_use="research") -> card id``."""
+    return write_fake_model
