@@ -26,6 +26,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
+from PySide6.QtWidgets import QListView  # noqa: E402
 
 N_FILES = 10_000
 SIDE = 1024
@@ -52,6 +53,27 @@ def make_folder() -> Path:
     return FOLDER
 
 
+def page_down(grid: QListView) -> None:
+    """One wheel turn of a page (Qt limits a wheel step to a page), sent as real input."""
+    from PySide6.QtCore import QPoint, QPointF, Qt
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    viewport = grid.viewport()
+    centre = QPointF(viewport.rect().center())
+    event = QWheelEvent(
+        centre,
+        QPointF(viewport.mapToGlobal(centre.toPoint())),
+        QPoint(0, 0),
+        QPoint(0, -120 * 100),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
+    QApplication.sendEvent(viewport, event)
+
+
 def main() -> None:
     folder = make_folder()
     home = Path(tempfile.mkdtemp(prefix="sall-bench-home-"))
@@ -73,7 +95,18 @@ def main() -> None:
     window.show()
     window.centre_splitter.setSizes([200, 800])  # browsing: a grid of about 4 x 6 thumbnails
     process = psutil.Process()
-    peak = [process.memory_info().rss]
+
+    def rss() -> int:
+        """The app's resident memory: the GUI process and its decode processes."""
+        total = process.memory_info().rss
+        for child in process.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
+    peak = [rss()]
     lateness: list[float] = []
     clock = QElapsedTimer()
     heartbeat = QTimer(interval=10)
@@ -84,7 +117,7 @@ def main() -> None:
         lateness.append(max(0.0, now - last[0] - 10.0))
         last[0] = now
         if len(lateness) % 20 == 0:
-            peak[0] = max(peak[0], process.memory_info().rss)
+            peak[0] = max(peak[0], rss())
 
     heartbeat.timeout.connect(beat)
 
@@ -120,12 +153,11 @@ def main() -> None:
         app.processEvents()
         if first_screen is None and first_screen_done():
             first_screen = time.perf_counter() - start
-            rss_first = process.memory_info().rss
+            rss_first = rss()
         elif first_screen is not None and time.perf_counter() - start > first_screen + 0.5 * (
             scrolled + 1
         ):
-            bar = window.grid.verticalScrollBar()
-            bar.setValue(bar.value() + window.grid.viewport().height())  # a grader paging down
+            page_down(window.grid)  # a grader paging down with the mouse wheel
             scrolled += 1
         if time.perf_counter() - start > 60:
             break
@@ -150,7 +182,7 @@ def main() -> None:
             f"(goal < 1 s; ratio {first_screen / 1.0:.2f} of goal)"
         )
     print(
-        f"P2 RSS at first screen: {rss_first / gb:.2f} GB; "
+        f"P2 RSS (GUI and decode processes) at first screen: {rss_first / gb:.2f} GB; "
         f"peak while streaming: {peak[0] / gb:.2f} GB (goal < 1.5 GB)"
     )
     idle_max = max(idle) if idle else 0.0

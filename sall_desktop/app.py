@@ -21,6 +21,8 @@ from sall_desktop.gui.main_window import MainWindow
 from sall_desktop.gui.session import WorkstationServices
 from sall_desktop.gui.settings import AppSettings
 from sall_desktop.services.background import background_priority
+from sall_desktop.services.decode_pool import DEFAULT_WORKERS as DEFAULT_DECODE_WORKERS
+from sall_desktop.services.decode_pool import DecodePool
 from sall_desktop.services.demo import ensure_demo_folder
 from sall_desktop.services.grading import GradingService
 from sall_desktop.services.images import ImageService
@@ -54,6 +56,7 @@ class Workstation:
             self.window.model_windows.shutdown()
         self.window.catalogue_bridge.stop()
         self.services.thumbnails.close()
+        self.services.decode.close()
         self.services.images.close()
         lost: list[object] = list(self.services.grading.close())
         self.services.jobs.shutdown(wait=True, cancel_futures=True)
@@ -73,6 +76,7 @@ def create_workstation(
     retry_delays: tuple[float, ...] | None = None,
     model: Path | Callable[[], Path] | None = None,
     device: str | None = None,
+    decode_workers: int = DEFAULT_DECODE_WORKERS,
 ) -> Workstation:
     """Open the database and build the services and the main window (not shown yet).
 
@@ -84,6 +88,7 @@ def create_workstation(
             resolved on the inference worker at each (re)load; the bundled demo model on first
             use).
         device: inference device (default: automatic).
+        decode_workers: decode processes for the catalogue and thumbnails (0: threads).
 
     Raises:
         StoreError: the database cannot be opened at all (the message says why).
@@ -102,9 +107,13 @@ def create_workstation(
         raise
     settings = settings if settings is not None else AppSettings()
     kwargs = {} if retry_delays is None else {"retry_delays": retry_delays}
+    decode = DecodePool(decode_workers)
+    decode.start()  # the workers import numpy and OpenCV while the window is being built
     services = WorkstationServices(
         grading=GradingService(store, **kwargs),  # type: ignore[arg-type]
-        thumbnails=ThumbnailService(home / "thumbnails", max_side=settings.thumbnail_size),
+        thumbnails=ThumbnailService(
+            home / "thumbnails", max_side=settings.thumbnail_size, decoder=decode
+        ),
         images=ImageService(),
         # Jobs (demo generation, ...) and the threads they start run below the GUI's priority.
         jobs=ThreadPoolExecutor(1, thread_name_prefix="sall-jobs", initializer=background_priority),
@@ -112,6 +121,7 @@ def create_workstation(
         warnings=list(opened.warnings),
         unclean_shutdown=bool(getattr(opened, "unclean_shutdown", False)),
         demo_folder=ensure_demo_folder,
+        decode=decode,
     )
     inference = InferenceService(
         model if model is not None else partial(active_model_dir, store),

@@ -19,6 +19,7 @@ REASONS = frozenset(
         "deflate_bomb",
         "corrupt",
         "io_error",
+        "decoder_crashed",  # the decode process died or hung on this file (sall_desktop pool)
     }
 )
 

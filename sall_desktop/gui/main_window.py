@@ -26,6 +26,7 @@ from sall_desktop.gui.bridges import (
     TaskBridge,
     ThumbnailBridge,
 )
+from sall_desktop.gui.collector import IdleCollector
 from sall_desktop.gui.dialogs import CheatSheet, SettingsDialog, quit_box
 from sall_desktop.gui.folder_panel import FolderController, FolderPanel
 from sall_desktop.gui.grading_controller import GradingController
@@ -74,7 +75,7 @@ class MainWindow(QMainWindow):
         self.grading_bridge = GradingBridge(services.grading, self)
         self.thumbnail_bridge = ThumbnailBridge(services.thumbnails, self)
         self.image_bridge = ImageBridge(services.images, self)
-        self.catalogue_bridge = CatalogueBridge(self)
+        self.catalogue_bridge = CatalogueBridge(self, decoder=services.decode)
         theme = current_theme(QApplication.instance())  # type: ignore[arg-type]
 
         self.model = ImageListModel(self._request_thumbnail, parent=self)
@@ -130,6 +131,8 @@ class MainWindow(QMainWindow):
         )
         self.session.error.connect(lambda message: self.show_error("task", message))
         self._closing_confirmed = False
+        self.collector = IdleCollector(self)
+        self.collector.start()
 
     def _build_model_loop(self, inference: InferenceService, store: StoreExecutor | None) -> None:
         self.inference_bridge = bridge = InferenceBridge(inference, self)
@@ -304,6 +307,7 @@ class MainWindow(QMainWindow):
     def stop_timers(self) -> None:
         """Stop deferred work (before the services close)."""
         self.session.stop()
+        self.collector.stop()
         for timer in self.findChildren(QTimer):
             timer.stop()
 

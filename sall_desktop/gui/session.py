@@ -21,6 +21,7 @@ from sall_desktop.gui.image_entry import ImageEntry
 from sall_desktop.gui.navigation import Navigator
 from sall_desktop.gui.settings import AppSettings
 from sall_desktop.gui.status import Banner, StatusController
+from sall_desktop.services.decode_pool import DecodePool
 from sall_desktop.services.grading import LAST_FOLDER_KEY, LAST_IMAGE_KEY, GradingService
 from sall_desktop.services.images import ImageService
 from sall_desktop.services.thumbnails import ThumbnailService
@@ -41,6 +42,8 @@ class WorkstationServices:
     warnings: list[str] = field(default_factory=list)
     unclean_shutdown: bool = False
     demo_folder: Callable[[], Path] | None = None
+    decode: DecodePool = field(default_factory=lambda: DecodePool(0))
+    """Where catalogue and thumbnail decoding runs (the app passes its process pool)."""
 
 
 class SessionController(QObject):

@@ -110,10 +110,13 @@ class StatusController(QObject):
     def update_counts(self) -> None:
         self._recount.stop()
         entries = self.model.entries()
-        described = sum(1 for e in entries if e.record is not None)
-        unreadable = sum(1 for e in entries if e.error)
-        graded = sum(1 for e in entries if e.grading is not None)
-        ungradable = sum(1 for e in entries if e.grading is not None and not e.grading.gradable)
+        described = unreadable = graded = ungradable = 0
+        for e in entries:  # one pass: this runs several times a second while a folder streams
+            described += e.record is not None
+            unreadable += bool(e.error)
+            if e.grading is not None:
+                graded += 1
+                ungradable += not e.grading.gradable
         parts = [f"{len(entries)} images"]
         if described + unreadable < len(entries):
             parts.append(f"reading {described + unreadable}/{len(entries)}")

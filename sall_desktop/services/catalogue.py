@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from model_zoo.io import SUPPORTED_SUFFIXES, ImageMeta, LoadError, read_image, sniff_format
 
-__all__ = ["LoadError", "inspect_file", "scan_files", "describe_file", "FolderCatalogue"]
+__all__ = [
+    "LoadError",
+    "inspect_file",
+    "scan_files",
+    "describe_file",
+    "describe_files",
+    "FolderCatalogue",
+]
 from sall_desktop.domain.grades import FieldSource, ImageRecord, Laterality
 
 THUMBNAIL_REDUCE = 8
@@ -135,8 +142,31 @@ def describe_file(found: FoundFile) -> ImageRecord:
     )
 
 
+Outcome = ImageRecord | str
+"""What describing one file gives: its record, or the grader-readable reason it failed."""
+
+
+def describe_outcome(found: FoundFile, describe: Callable[[FoundFile], ImageRecord]) -> Outcome:
+    """``describe(found)``, with every failure turned into a grader-readable reason."""
+    try:
+        return describe(found)
+    except LoadError as exc:
+        if exc.reason == "decoder_crashed":
+            raise  # the caller retries the files of a chunk one by one
+        return str(exc)
+    except OSError as exc:
+        return f"{found.path.name} could not be read: {exc.strerror}"
+    except Exception as exc:  # a decoder bug must cost one file, not the whole folder
+        return f"{found.path.name}: unexpected error ({exc!r})"
+
+
+def describe_files(files: Sequence[FoundFile]) -> list[Outcome]:
+    """Describe several files in one call (one round trip to a decode process for a chunk)."""
+    return [describe_outcome(found, describe_file) for found in files]
+
+
 class FolderCatalogue:
-    """Scans a folder on a background thread; describes files on a small worker pool.
+    """Scans a folder on a background thread; describes files in chunks on a small worker pool.
 
     Callbacks run on worker threads and must only hand data on (a Qt bridge re-emits them on
     the GUI thread). ``on_found`` receives batches so a view can grow in steps, not per file.
@@ -145,8 +175,13 @@ class FolderCatalogue:
         root: folder to scan.
         on_found: called with each batch of found files (at most ``batch`` per call).
         on_described: called once per file with its record or error.
-        workers: threads that hash and read headers (decoders release the GIL).
+        workers: threads that describe chunks (or wait for a decode process to).
         describe: the function that reads one file (tests substitute a failing one).
+        describe_chunk: reads a chunk of files at once, one outcome per file, in order (the
+            app passes one that runs :func:`describe_files` in a decode process); when it
+            raises ``LoadError("decoder_crashed")`` the chunk's files are retried one by one,
+            so only the file that kills the decoder fails.
+        chunk: files per chunk (more amortises the round trip, fewer shows records sooner).
     """
 
     def __init__(
@@ -158,13 +193,19 @@ class FolderCatalogue:
         workers: int = 2,
         batch: int = 256,
         describe: Callable[[FoundFile], ImageRecord] = describe_file,
+        describe_chunk: Callable[[list[FoundFile]], list[Outcome]] | None = None,
+        chunk: int = 1,
     ) -> None:
+        if chunk < 1:
+            raise ValueError("chunk must be 1 or more")
         self.root = Path(root)
         self._on_found = on_found
         self._on_described = on_described
         self._workers = workers
         self._batch = batch
         self._describe = describe
+        self._describe_chunk = describe_chunk
+        self._chunk = chunk
         self._cancel = threading.Event()
         self._done = threading.Event()
         self._lock = threading.Lock()
@@ -194,21 +235,39 @@ class FolderCatalogue:
             return list(self._results)
 
     def _run(self) -> None:
+        # Bound the queue so a huge folder does not hold every future in memory. A semaphore,
+        # not wait(): wait() walks every pending future on each call, which for a 10,000-file
+        # folder kept this thread on the GIL for seconds and stalled the GUI thread (P6).
+        slots = threading.BoundedSemaphore(max(2, 4 * self._batch // self._chunk))
         try:
             with ThreadPoolExecutor(self._workers, thread_name_prefix="catalogue-describe") as pool:
-                pending: set[Future[DescribedFile]] = set()
+                pending: list[Future[None]] = []
                 batch: list[FoundFile] = []
+                files: list[FoundFile] = []
+
+                def submit() -> bool:
+                    nonlocal files
+                    if not self._take(slots):
+                        return False  # cancelled while the queue was full
+                    future = pool.submit(self._describe_files, files)
+                    future.add_done_callback(lambda _: slots.release())
+                    pending.append(future)
+                    files = []
+                    return True
+
                 for found in scan_files(self.root, cancel=self._cancel):
                     batch.append(found)
-                    pending.add(pool.submit(self._describe_one, found))
+                    files.append(found)
+                    if len(files) >= self._chunk and not submit():
+                        break
                     if len(batch) >= self._batch:
                         self._emit_found(batch)
                         batch = []
-                    # Bound the queue so a huge folder does not hold every future in memory.
-                    if len(pending) > 4 * self._batch:
-                        _, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        pending = [f for f in pending if not f.done()]
                 if batch:
                     self._emit_found(batch)
+                if files and not self._cancel.is_set():
+                    submit()
                 if self._cancel.is_set():
                     for future in pending:
                         future.cancel()
@@ -217,31 +276,52 @@ class FolderCatalogue:
         finally:
             self._done.set()
 
+    def _take(self, slots: threading.BoundedSemaphore) -> bool:
+        while not slots.acquire(timeout=0.1):
+            if self._cancel.is_set():
+                return False
+        return True
+
     def _emit_found(self, batch: list[FoundFile]) -> None:
         if self._on_found is not None:
             self._on_found(batch)
 
-    def _describe_one(self, found: FoundFile) -> DescribedFile:
+    def _describe_files(self, files: list[FoundFile]) -> None:
         if self._cancel.is_set():
-            return DescribedFile(found, error="cancelled")
+            for found in files:
+                self._report(found, "cancelled")
+            return
+        for found, outcome in zip(files, self._outcomes(files), strict=True):
+            self._report(found, outcome)
+
+    def _outcomes(self, files: list[FoundFile]) -> list[Outcome]:
+        if self._describe_chunk is None:
+            return [self._outcome_of_one(found) for found in files]
         try:
-            record = self._describe(found)
-        except LoadError as exc:
-            result = DescribedFile(found, error=str(exc))
-        except OSError as exc:
-            result = DescribedFile(
-                found, error=f"{found.path.name} could not be read: {exc.strerror}"
-            )
-        except Exception as exc:  # a decoder bug must cost one file, not the whole folder
-            result = DescribedFile(found, error=f"{found.path.name}: unexpected error ({exc!r})")
+            return self._describe_chunk(files)
+        except Exception as exc:
+            if len(files) > 1:  # one file killed the decoder: retry alone, so only it fails
+                return [outcome for found in files for outcome in self._outcomes([found])]
+            if isinstance(exc, LoadError):
+                return [str(exc)]
+            return [f"{files[0].path.name}: unexpected error ({exc!r})"]
+
+    def _outcome_of_one(self, found: FoundFile) -> Outcome:
+        try:
+            return describe_outcome(found, self._describe)
+        except LoadError as exc:  # decoder_crashed from a describe that uses a pool itself
+            return str(exc)
+
+    def _report(self, found: FoundFile, outcome: Outcome) -> None:
+        if isinstance(outcome, str):
+            result = DescribedFile(found, error=outcome)
         else:
             with self._lock:
-                first = self._first_path_by_sha.setdefault(record.sha256, found.path)
+                first = self._first_path_by_sha.setdefault(outcome.sha256, found.path)
             result = DescribedFile(
-                found, record, duplicate_of=None if first == found.path else first
+                found, outcome, duplicate_of=None if first == found.path else first
             )
         with self._lock:
             self._results.append(result)
         if self._on_described is not None:
             self._on_described(result)
-        return result

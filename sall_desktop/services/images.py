@@ -19,7 +19,6 @@ import numpy.typing as npt
 
 from model_zoo.io import LoadError, read_image
 from sall_desktop.imaging.enhance import Enhancement, apply_enhancement
-from sall_desktop.services.background import background_priority
 
 DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
 """Decoded and enhanced pixels kept in memory: about ten 3000×2000 images with their looks."""
@@ -66,9 +65,13 @@ class ImageService:
     """
 
     def __init__(self, *, workers: int = 2, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
-        self._pool = ThreadPoolExecutor(
-            workers, thread_name_prefix="image-decode", initializer=background_priority
-        )
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="image-decode")
+        # Start every thread now (a barrier keeps each busy so the next submit adds one):
+        # starting a thread waits until it runs, which under load cost the GUI thread's first
+        # request ~40 ms (P6).
+        started = threading.Barrier(workers)
+        for _ in range(workers):
+            self._pool.submit(started.wait, 5.0)
         self._lock = threading.Lock()
         self._cache: OrderedDict[_Key, Future[ViewImage]] = OrderedDict()
         self._cache_bytes = cache_bytes

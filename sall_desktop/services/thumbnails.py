@@ -1,4 +1,4 @@
-"""Thumbnails: reduced decoding on worker threads, cached on disk by image SHA-256.
+"""Thumbnails: reduced decoding in the decode processes, cached on disk by image SHA-256.
 
 Qt-free. A grid asks for the thumbnails of the rows it is painting; the newest request is served
 first (a grader scrolling through 10,000 images wants the screen they are looking at, not the
@@ -22,6 +22,7 @@ from model_zoo.fileio import atomic_write_bytes
 from model_zoo.io import LoadError, read_image
 from sall_desktop.imaging.thumbnails import fit_within, reduce_factor_for
 from sall_desktop.services.background import background_priority
+from sall_desktop.services.decode_pool import DecodePool
 
 DEFAULT_MAX_SIDE = 192
 CACHE_QUALITY = 90
@@ -59,7 +60,8 @@ class ThumbnailService:
     Args:
         cache_dir: folder for cached thumbnails (``<data dir>/thumbnails``).
         max_side: default long side of a thumbnail in pixels.
-        workers: decoding threads (OpenCV releases the GIL while decoding).
+        workers: threads that serve requests; each waits on the decode pool for a cache miss.
+        decoder: where files are decoded (default: on those threads, without isolation).
 
     Example:
         >>> service = ThumbnailService(data_dir() / "thumbnails")
@@ -67,12 +69,18 @@ class ThumbnailService:
     """
 
     def __init__(
-        self, cache_dir: Path, *, max_side: int = DEFAULT_MAX_SIDE, workers: int = 2
+        self,
+        cache_dir: Path,
+        *,
+        max_side: int = DEFAULT_MAX_SIDE,
+        workers: int = 2,
+        decoder: DecodePool | None = None,
     ) -> None:
         if max_side <= 0:
             raise ValueError("max_side must be positive")
         self.cache_dir = Path(cache_dir)
         self.max_side = max_side
+        self._decoder = decoder if decoder is not None else DecodePool(0)
         self._lock = threading.Condition()
         self._stack: list[_Request] = []
         self._inflight: dict[tuple[str, int], Future[Thumbnail]] = {}
@@ -151,7 +159,10 @@ class ThumbnailService:
 
     # ------------------------------------------------------------------ workers
     def _work(self) -> None:
-        background_priority()
+        if self._decoder.workers == 0:
+            # Decoding here: yield the cores. Not with a pool: then this thread only waits, and
+            # lowered it could hold the GIL while the decode processes run (see decode_pool).
+            background_priority()
         while True:
             with self._lock:
                 while not self._stack and not self._closed:
@@ -198,17 +209,39 @@ class ThumbnailService:
             else:
                 return Thumbnail(request.sha256, rgb, from_cache=True)
         reduce = reduce_factor_for(request.width, request.height, request.max_side)
-        loaded = read_image(request.path, reduce=reduce)
-        if loaded.meta.sha256 != request.sha256:
-            # The file changed since it was catalogued: never cache its pixels under the old id.
-            message = f"{Path(request.path).name} changed on disk since the folder was opened"
-            raise LoadError(request.path, "io_error", message)
-        rgb = fit_within(loaded.rgb, request.max_side)
-        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-        ok, encoded = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, CACHE_QUALITY])
-        if ok:
-            try:
-                atomic_write_bytes(cached, encoded.tobytes())
-            except OSError:
-                pass  # a full or read-only cache disk costs speed next time, nothing else
+        rgb = self._decoder.run(
+            make_thumbnail,
+            request.path,
+            request.sha256,
+            reduce,
+            request.max_side,
+            str(cached),
+            name=request.path,
+        )
         return Thumbnail(request.sha256, rgb)
+
+
+def make_thumbnail(
+    path: str, sha256: str, reduce: int, max_side: int, cache_path: str
+) -> npt.NDArray[np.uint8]:
+    """Decode ``path`` reduced, fit it within ``max_side``, cache it as JPEG; the RGB pixels.
+
+    Runs in a decode process, so it takes and returns only plain, picklable values.
+
+    Raises:
+        LoadError: the file cannot be decoded, or its content is no longer ``sha256``.
+    """
+    loaded = read_image(path, reduce=reduce)
+    if loaded.meta.sha256 != sha256:
+        # The file changed since it was catalogued: never cache its pixels under the old id.
+        message = f"{Path(path).name} changed on disk since the folder was opened"
+        raise LoadError(path, "io_error", message)
+    rgb = fit_within(loaded.rgb, max_side)
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, CACHE_QUALITY])
+    if ok:
+        try:
+            atomic_write_bytes(Path(cache_path), encoded.tobytes())
+        except OSError:
+            pass  # a full or read-only cache disk costs speed next time, nothing else
+    return rgb

@@ -1,0 +1,214 @@
+"""Decode processes: untrusted image files are read in a small spawn-context process pool.
+
+Two reasons, both from ``architecture.md`` §3. Isolation (R14, R15): a codec that crashes, hangs
+or swells past the memory cap (``RLIMIT_AS``) costs that one file, and the pool is rebuilt.
+Fluency (R24, P6): hashing and decoding on threads of the GUI process take the GIL in bursts that
+the GUI thread then waits behind; in other processes they cannot.
+
+Callers run a picklable module-level function with its arguments and get its (small) result:
+a catalogue record, a thumbnail. ``workers=0`` runs the same functions on the caller's thread,
+which the headless commands and most unit tests use.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any, TypeVar
+
+from model_zoo.io import LoadError
+from sall_desktop.services.background import BACKGROUND_NICENESS
+
+T = TypeVar("T")
+
+DEFAULT_WORKERS = 2
+DEFAULT_MEMORY_LIMIT = 4 * 1024**3
+"""Address space one decode process may use. A legitimate 100 Mpx 16-bit image needs ~1.5 GB
+(file bytes, 16-bit samples, 8-bit RGB); a file that would need more is refused, not decoded."""
+DEFAULT_TIMEOUT_S = 120.0
+"""How long one file may take (queueing included) before its decoder is stopped."""
+ATTEMPTS = 2
+"""A file whose worker died is tried once more on a fresh pool: the culprit may have been a
+neighbour decoded at the same moment. Dying twice means the file itself kills the decoder."""
+
+
+class DecodePool:
+    """A few worker processes that run decoding functions; rebuilt when one dies.
+
+    Args:
+        workers: processes (0: run on the calling thread, no isolation).
+        memory_limit: bytes of address space per process (Linux ``RLIMIT_AS``; elsewhere only
+            the decoders' own size checks apply).
+        timeout_s: seconds before a call's decoder is stopped and the file refused.
+
+    Example:
+        >>> pool = DecodePool()
+        >>> record = pool.run(describe_file, found, name=str(found.path))
+    """
+
+    def __init__(
+        self,
+        workers: int = DEFAULT_WORKERS,
+        *,
+        memory_limit: int = DEFAULT_MEMORY_LIMIT,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        if workers < 0:
+            raise ValueError("workers must be 0 or more")
+        self.workers = workers
+        self.memory_limit = memory_limit
+        self.timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._executor: ProcessPoolExecutor | None = None
+        self._generation = 0
+        self._closed = False
+        self.rebuilds = 0
+        """How many times a dead or stopped pool was replaced (shown by the self-test)."""
+
+    def start(self) -> None:
+        """Spawn the processes now, so the first folder does not wait for their imports."""
+        if self.workers == 0:
+            return
+        executor, _ = self._current()
+        for _ in range(self.workers):
+            executor.submit(os.getpid)
+
+    def run(self, fn: Callable[..., T], *args: Any, name: str) -> T:
+        """``fn(*args)`` in a worker process; its result, or what it raised.
+
+        Args:
+            fn: a module-level function (it is pickled by reference).
+            name: the file being read, for the message when its worker dies or hangs.
+
+        Raises:
+            LoadError: the worker died on this file twice (``decoder_crashed``), took longer
+                than ``timeout_s`` (``decoder_crashed``), or ran out of its memory
+                (``too_large``); or whatever ``fn`` raised (usually ``LoadError``).
+            RuntimeError: the pool is closed.
+        """
+        if self.workers == 0:
+            return fn(*args)
+        for _ in range(ATTEMPTS):
+            executor, generation = self._current()
+            try:
+                future: Future[T] = executor.submit(_guarded, name, self.memory_limit, fn, *args)
+            except BrokenProcessPool:
+                self._replace(generation)
+                continue
+            try:
+                return future.result(timeout=self.timeout_s)
+            except BrokenProcessPool:
+                self._replace(generation)
+            except FutureTimeout:
+                self._replace(generation, kill=True)
+                raise LoadError(
+                    name,
+                    "decoder_crashed",
+                    f"{Path(name).name} took longer than {self.timeout_s:.0f} s to decode; "
+                    "its decoder was stopped",
+                ) from None
+        raise LoadError(
+            name,
+            "decoder_crashed",
+            f"{Path(name).name} made the image decoder stop (a crash in the decoding "
+            "library); the file was skipped",
+        )
+
+    def close(self) -> None:
+        """Stop the workers; calls waiting on them fail (used at shut-down only)."""
+        with self._lock:
+            self._closed = True
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            _stop(executor, kill=False)
+
+    def _current(self) -> tuple[ProcessPoolExecutor, int]:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the decode pool is closed")
+            if self._executor is None:
+                self._executor = ProcessPoolExecutor(
+                    self.workers,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_init_worker,
+                    initargs=(self.memory_limit,),
+                )
+            return self._executor, self._generation
+
+    def _replace(self, generation: int, *, kill: bool = False) -> None:
+        """Drop the pool of ``generation`` once (whoever sees it first); calls make a new one."""
+        with self._lock:
+            if generation != self._generation:
+                return
+            self._generation += 1
+            self.rebuilds += 1
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            _stop(executor, kill=kill)
+
+
+def _stop(executor: ProcessPoolExecutor, *, kill: bool) -> None:
+    processes = list(getattr(executor, "_processes", {}).values())
+    if kill:
+        # A hung decoder never returns: kill its processes; calls queued on them see
+        # BrokenProcessPool and retry on the next pool.
+        for process in processes:
+            process.kill()
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+
+
+def _init_worker(memory_limit: int) -> None:
+    # Ctrl+C in the terminal is for the app, which stops the pool itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import resource
+
+        try:
+            _, hard = resource.getrlimit(resource.RLIMIT_AS)
+            soft = memory_limit if hard == resource.RLIM_INFINITY else min(memory_limit, hard)
+            resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+        except (ValueError, OSError):
+            pass  # a stricter limit is already in force
+    try:
+        os.nice(BACKGROUND_NICENESS)  # decoding yields the cores to the GUI process
+    except OSError:
+        pass
+    import cv2
+
+    cv2.setNumThreads(1)  # one image per process; the pool is the parallelism
+
+
+def _guarded(name: str, memory_limit: int, fn: Callable[..., T], *args: Any) -> T:
+    try:
+        return fn(*args)
+    except MemoryError:
+        raise LoadError(
+            name,
+            "too_large",
+            f"{Path(name).name} needs more memory to decode than one image may use "
+            f"({memory_limit / 1024**3:.0f} GB)",
+        ) from None
+
+
+def allocation_fits(nbytes: int) -> bool:
+    """Whether ``nbytes`` can be reserved here (the self-test asks a worker: is the cap on?)."""
+    import numpy as np
+
+    try:
+        block = np.empty(nbytes, dtype=np.uint8)
+    except MemoryError:
+        return False
+    del block
+    return True
