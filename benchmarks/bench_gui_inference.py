@@ -18,25 +18,24 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import model_zoo.io  # noqa: E402  # isort: skip  (OpenCV pixel cap before cv2)
-import cv2  # noqa: E402
-import torch  # noqa: E402
-
-from model_zoo.architectures.student import card_template  # noqa: E402
-from model_zoo.cards import SYNTHETIC_INTENDED_USE  # noqa: E402
-from model_zoo.checkpoints import save_checkpoint  # noqa: E402
-from model_zoo.datasets.synthetic import FundusSpec, render_fundus  # noqa: E402
-from model_zoo.predictor import Predictor  # noqa: E402
-from model_zoo.registry import get_model  # noqa: E402
+# Heavy imports live inside the functions: the app's decode processes are spawned, and a spawned
+# child re-imports this main module, so torch here would be imported by each of them too.
+if TYPE_CHECKING:
+    from model_zoo.predictor import Predictor
 
 FULL_SIZE = (2000, 1500)
 
 
 def make_images(folder: Path, n: int) -> list[Path]:
+    import model_zoo.io  # noqa: F401  # isort: skip  (OpenCV pixel cap before cv2)
+    import cv2
+
+    from model_zoo.datasets.synthetic import FundusSpec, render_fundus
+
     paths = []
     base = render_fundus(FundusSpec(seed=0, size=(800, 600), dr_grade=2, amd_grade=1)).rgb
     full = cv2.resize(base, FULL_SIZE, interpolation=cv2.INTER_CUBIC)
@@ -53,6 +52,10 @@ def make_images(folder: Path, n: int) -> list[Path]:
 
 
 def forward_only(predictor: Predictor, paths: list[Path], batch: int) -> float:
+    import torch
+
+    import model_zoo.io
+
     tensors = [predictor.transform(model_zoo.io.read_image(p).rgb) for p in paths]
     stacked = torch.stack(tensors)
     for _ in range(3):  # warm-up: oneDNN builds its kernels for this shape on first use
@@ -73,6 +76,14 @@ def main() -> None:
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--overlays", type=int, default=6)
     args = parser.parse_args()
+    import torch
+
+    from model_zoo.architectures.student import card_template
+    from model_zoo.cards import SYNTHETIC_INTENDED_USE
+    from model_zoo.checkpoints import save_checkpoint
+    from model_zoo.predictor import Predictor
+    from model_zoo.registry import get_model
+
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -100,6 +111,7 @@ def main() -> None:
 
 def run_gui(root: Path, folder: Path, args: argparse.Namespace) -> list[str]:
     """Run the window; return the report lines and, last, the service's images/s."""
+    import torch
     from PySide6.QtCore import QElapsedTimer, QTimer
     from PySide6.QtWidgets import QApplication
 

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
 from sall_desktop.gui.report_view import ReportView
 from sall_desktop.gui.training_panel import TrainingPanel
@@ -116,8 +124,18 @@ class FinetuneWindow(QWidget):
         layout.addWidget(self.summary_label)
         layout.addLayout(top)
         layout.addWidget(self.status_label)
-        layout.addWidget(self.panel, 1)
-        layout.addWidget(self.report_view, 1)
+        # Curves and the report (two confusion matrices per head) are taller than a laptop
+        # screen: they scroll, and the Promote/Discard row stays reachable.
+        body = QWidget()
+        body_layout = QVBoxLayout(body)
+        body_layout.setContentsMargins(0, 0, 0, 0)
+        body_layout.addWidget(self.panel, 1)
+        body_layout.addWidget(self.report_view, 1)
+        self.body_scroll = QScrollArea()
+        self.body_scroll.setWidgetResizable(True)
+        self.body_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.body_scroll.setWidget(body)
+        layout.addWidget(self.body_scroll, 1)
         self.frozen: jobs.FrozenRun | None = None
         self.outcome: jobs.RunOutcome | None = None
         self.candidate: model_service.ModelVersion | None = None

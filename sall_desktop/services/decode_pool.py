@@ -31,8 +31,9 @@ T = TypeVar("T")
 
 DEFAULT_WORKERS = 2
 DEFAULT_MEMORY_LIMIT = 4 * 1024**3
-"""Address space one decode process may use. A legitimate 100 Mpx 16-bit image needs ~1.5 GB
-(file bytes, 16-bit samples, 8-bit RGB); a file that would need more is refused, not decoded."""
+"""Address space one decode process may add to what it maps once started. A legitimate 100 Mpx
+16-bit image needs ~1.5 GB (file bytes, 16-bit samples, 8-bit RGB); a file that would need more
+is refused, not decoded."""
 DEFAULT_TIMEOUT_S = 120.0
 """How long one file may take (queueing included) before its decoder is stopped."""
 ATTEMPTS = 2
@@ -45,8 +46,8 @@ class DecodePool:
 
     Args:
         workers: processes (0: run on the calling thread, no isolation).
-        memory_limit: bytes of address space per process (Linux ``RLIMIT_AS``; elsewhere only
-            the decoders' own size checks apply).
+        memory_limit: bytes of address space each process may add once started (Linux
+            ``RLIMIT_AS``; elsewhere only the decoders' own size checks apply).
         timeout_s: seconds before a call's decoder is stopped and the file refused.
 
     Example:
@@ -175,9 +176,14 @@ def _init_worker(memory_limit: int) -> None:
     if sys.platform.startswith("linux"):
         import resource
 
+        # The cap is on top of what the process already maps: a parent whose main module
+        # imports torch makes spawned children import it too (GBs of reserved address space),
+        # and an absolute cap would then leave no room to decode at all.
+        soft = _mapped_bytes() + memory_limit
         try:
             _, hard = resource.getrlimit(resource.RLIMIT_AS)
-            soft = memory_limit if hard == resource.RLIM_INFINITY else min(memory_limit, hard)
+            if hard != resource.RLIM_INFINITY:
+                soft = min(soft, hard)
             resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
         except (ValueError, OSError):
             pass  # a stricter limit is already in force
@@ -188,6 +194,14 @@ def _init_worker(memory_limit: int) -> None:
     import cv2
 
     cv2.setNumThreads(1)  # one image per process; the pool is the parallelism
+
+
+def _mapped_bytes() -> int:
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _guarded(name: str, memory_limit: int, fn: Callable[..., T], *args: Any) -> T:

@@ -299,6 +299,30 @@ def _decode(run: _Run) -> str:
     return f"{', '.join(kinds)} decoded to {shape[1]}x{shape[0]} RGB; SHA-256 match the files"
 
 
+def _decode_processes(run: _Run) -> str:
+    """The app's decode pool starts (spawn works in this build), agrees, and is memory-capped."""
+    from sall_desktop.services.catalogue import FoundFile, describe_files
+    from sall_desktop.services.decode_pool import DecodePool, allocation_fits
+
+    files: tuple[Path, ...] = run.state["files"]
+    found = [FoundFile(path, path.stat().st_size, 0) for path in files]
+    pool = DecodePool(1)
+    try:
+        outcomes = pool.run(describe_files, found, name=str(files[0]))
+        capped = sys.platform.startswith("linux")
+        if capped and pool.run(allocation_fits, 2 * pool.memory_limit, name="probe"):
+            raise _StepFailed("a decode process could reserve more memory than its cap")
+    finally:
+        pool.close()
+    for path, outcome, (_, sha) in zip(files, outcomes, run.state["decoded"], strict=True):
+        if isinstance(outcome, str):
+            raise _StepFailed(f"a decode process refused {path.name}: {outcome}")
+        if outcome.sha256 != sha:
+            raise _StepFailed(f"{path.name}: a decode process and this one disagree")
+    cap = f"capped at {pool.memory_limit / 1024**3:.0f} GB" if capped else "no memory cap here"
+    return f"{len(files)} files described in a decode process ({cap})"
+
+
 def _grade(run: _Run) -> str:
     predictor = run.state["predictor"]
     decoded = run.state["decoded"]
@@ -450,6 +474,7 @@ def run_self_test(
         run.step("load model", ("environment",), lambda: _load_model(run, model_dir, device))
         run.step("write images", ("environment",), lambda: _write_images(run, folder))
         run.step("decode", ("write images",), lambda: _decode(run))
+        run.step("decode processes", ("decode",), lambda: _decode_processes(run))
         run.step("grade", ("load model", "decode"), lambda: _grade(run))
         run.step("attention map", ("load model", "decode"), lambda: _attention(run))
         run.step("store", ("grade",), lambda: _store(run, folder))

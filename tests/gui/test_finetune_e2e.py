@@ -119,6 +119,11 @@ def test_finetune_report_promote_and_rollback(qtbot, tmp_path: Path, workspace) 
     assert window.panel.loss_points and window.panel.device_label.text() == "CPU — slower"
     assert window.report_view.metrics.rowCount() == 2
     assert window.report_view.promote_button.isEnabled()
+    window.resize(900, 640)  # a laptop screen: the report scrolls, Promote stays reachable
+    qtbot.waitUntil(lambda: window.body_scroll.verticalScrollBar().maximum() > 0)
+    window.body_scroll.ensureWidgetVisible(window.report_view.promote_button)
+    shown = window.report_view.promote_button.visibleRegion()
+    assert not shown.isEmpty()
     with qtbot.waitSignal(window.active_model_changed, timeout=30_000) as blocker:
         window.report_view.promote_button.click()
     new_id = blocker.args[0]
