@@ -24,7 +24,16 @@ from model_zoo.weights import demo_model_dir
 from sall_desktop.services.self_test import run_self_test
 
 ROOT = Path(__file__).resolve().parents[2]
-STEPS = ["environment", "load model", "write images", "decode", "grade", "attention map", "store"]
+STEPS = [
+    "environment",
+    "load model",
+    "write images",
+    "decode",
+    "decode processes",
+    "grade",
+    "attention map",
+    "store",
+]
 
 
 @pytest.fixture(scope="module")
