@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -36,6 +37,8 @@ DEFAULT_MEMORY_LIMIT = 4 * 1024**3
 is refused, not decoded."""
 DEFAULT_TIMEOUT_S = 120.0
 """How long one file may take (queueing included) before its decoder is stopped."""
+PARENT_POLL_S = 0.5
+"""How often a decode process checks that the app that started it still runs."""
 ATTEMPTS = 2
 """A file whose worker died is tried once more on a fresh pool: the culprit may have been a
 neighbour decoded at the same moment. Dying twice means the file itself kills the decoder."""
@@ -140,7 +143,7 @@ class DecodePool:
                     self.workers,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_init_worker,
-                    initargs=(self.memory_limit,),
+                    initargs=(self.memory_limit, os.getpid()),
                 )
             return self._executor, self._generation
 
@@ -170,9 +173,10 @@ def _stop(executor: ProcessPoolExecutor, *, kill: bool) -> None:
             process.kill()
 
 
-def _init_worker(memory_limit: int) -> None:
+def _init_worker(memory_limit: int, parent: int) -> None:
     # Ctrl+C in the terminal is for the app, which stops the pool itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent(parent)
     if sys.platform.startswith("linux"):
         import resource
 
@@ -194,6 +198,21 @@ def _init_worker(memory_limit: int) -> None:
     import cv2
 
     cv2.setNumThreads(1)  # one image per process; the pool is the parallelism
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker when the app is gone, even if it was killed without stopping the pool.
+
+    A worker holds both ends of its call queue's pipe, so it never sees end-of-file when the
+    parent dies; without this, a crashed or killed app leaves its decode processes running.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="decode-parent-watch", daemon=True).start()
 
 
 def _mapped_bytes() -> int:

@@ -4,10 +4,13 @@ one file and the pool recovers (R14, R15)."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -128,3 +131,43 @@ def test_no_workers_runs_on_the_calling_thread_and_a_closed_pool_refuses() -> No
     closing.close()
     with pytest.raises(RuntimeError, match="closed"):
         closing.run(os.getpid, name="x")
+
+
+_APP = """
+import os, sys, time
+from sall_desktop.services.decode_pool import DecodePool
+
+if __name__ == "__main__":
+    pool = DecodePool(2)
+    pool.start()
+    print(pool.run(os.getpid, name="ready"), flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_decode_processes_end_when_the_app_is_killed(tmp_path: Path) -> None:
+    psutil = pytest.importorskip("psutil")
+    script = tmp_path / "app.py"
+    script.write_text(_APP)
+    app = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert app.stdout is not None and app.stdout.readline().strip().isdigit()
+        deadline = time.monotonic() + 30
+        workers: list[Any] = []
+        while len(workers) < 2 and time.monotonic() < deadline:
+            workers = [
+                child
+                for child in psutil.Process(app.pid).children()
+                if "spawn_main" in " ".join(child.cmdline())
+            ]
+            time.sleep(0.1)
+        assert len(workers) == 2
+        app.send_signal(signal.SIGKILL)  # a crash: the pool is never closed
+        app.wait(timeout=10)
+        gone, alive = psutil.wait_procs(workers, timeout=10)
+        assert not alive, f"orphaned decode processes: {[p.pid for p in alive]}"
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait()
