@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -141,3 +142,109 @@ def store_call():  # type: ignore[no-untyped-def]
         return ws.store.submit(fn).result(timeout=10)
 
     return call
+
+
+def _tiny_student(folder: Path, dr_bias_class: int | None = None) -> Path:
+    """A 64 px resnet18 student; with ``dr_bias_class`` its DR head always answers that class."""
+    import torch
+
+    from model_zoo.architectures.student import card_template
+    from model_zoo.checkpoints import save_checkpoint
+    from model_zoo.registry import get_model
+
+    torch.manual_seed(0)
+    card = card_template(
+        name="tiny test", version="0", licence="test", intended_use="tests only", input_size=64
+    )
+    model = get_model("sall_student", backbone="resnet18", tasks=card.tasks, pretrained=False)
+    if dr_bias_class is not None:
+        bias = cast(Any, model).heads["dr"][1].bias
+        with torch.no_grad():
+            bias.zero_()
+            bias[dr_bias_class] = 30.0
+    save_checkpoint(model, card, folder)
+    return folder
+
+
+def _model_loop_workstation(tmp_path: Path, *, auto_grade: bool) -> Any:
+    from sall_desktop.app import create_workstation
+    from sall_desktop.gui.settings import AppSettings
+
+    settings = AppSettings(tmp_path / "home" / "settings.ini")
+    settings.auto_advance = False
+    settings.grader = "Dr Test"
+    settings.blind_first = False
+    settings.auto_grade = auto_grade
+    return create_workstation(tmp_path / "home" / "labels.sqlite", settings=settings, device="cpu")
+
+
+@pytest.fixture
+def model_loop_workstation() -> Callable[..., Any]:
+    """Builds a CPU workstation for the model-loop tests: ``(tmp_path, auto_grade=...)``."""
+    return _model_loop_workstation
+
+
+def _open_model_loop(
+    tmp_path: Path, images: int, *, auto_grade: bool, dr_bias_class: int | None = None
+) -> tuple[Any, list[Any], Any, Path]:
+    """A workstation on a synthetic folder with a tiny student registered and active.
+
+    Returns ``(workstation, samples, parent model version, folder)``; the window is shown
+    and the folder is opening.
+    """
+    from model_zoo.datasets.benchmark import write_synthetic_dataset
+    from sall_desktop.services import models
+
+    folder = tmp_path / "study"
+    samples = write_synthetic_dataset(folder, images, seed=11, size=64, dicom_fraction=0)
+    parent_dir = _tiny_student(tmp_path / "parent", dr_bias_class)
+    ws = _model_loop_workstation(tmp_path, auto_grade=auto_grade)
+
+    def activate(store: Any) -> Any:
+        version = models.register_model(store, parent_dir, source="import", actor="Dr A")
+        return models.promote(store, version.id, approver="Dr A", override_reason="test parent")
+
+    try:
+        parent = ws.store.submit(activate).result(timeout=WAIT_MS)
+        ws.window.show()
+        ws.window.start(str(folder))
+    except BaseException:
+        ws.window._closing_confirmed = True
+        ws.window.close()
+        ws.shutdown()
+        raise
+    return ws, list(samples), parent, folder
+
+
+def correct_and_lock_holdout(qtbot: Any, ws: Any, samples: list[Any]) -> None:
+    """Grade every gradable sample with its true grades as "Dr Test", then sample a hold-out."""
+    from sall_desktop.domain.grades import Grading
+    from sall_desktop.services import holdout
+
+    entries = {Path(e.path).name: e for e in ws.window.model.entries()}
+    for sample in samples:
+        entry = entries[sample.file_name]
+        if sample.gradable:
+            grading = Grading(
+                entry.sha256, "Dr Test", dr_grade=sample.dr_grade, amd_grade=sample.amd_grade
+            )
+            ws.services.grading.grade(grading, record=entry.record)
+    qtbot.waitUntil(lambda: ws.services.grading.pending_count == 0, timeout=WAIT_MS)
+    ws.store.submit(
+        lambda s: holdout.sample_holdout(s, actor="Dr Test", fraction=0.3, seed=2)
+    ).result(timeout=WAIT_MS)
+
+
+@pytest.fixture
+def corrections() -> Callable[[Any, Any, list[Any]], None]:
+    """``corrections(qtbot, ws, samples)``: see ``correct_and_lock_holdout``."""
+    return correct_and_lock_holdout
+
+
+@pytest.fixture
+def model_loop(monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[Any, list[Any], Any, Path]]:
+    """Opens a model-loop workstation (no bundled demo model): see ``_open_model_loop``."""
+    from sall_desktop.services import models
+
+    monkeypatch.setattr(models, "_bundled_demo_dir", lambda: None)
+    return _open_model_loop

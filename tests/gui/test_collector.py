@@ -30,17 +30,23 @@ def test_start_freezes_and_defers_and_stop_restores(qtbot) -> None:  # type: ign
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
 
 
-def test_a_due_collection_waits_while_the_grader_types_then_runs(qtbot) -> None:  # type: ignore[no-untyped-def]
+def _typing_with_a_due_collection(qtbot, presses: int, **timing: float) -> IdleCollector:  # type: ignore[no-untyped-def]
+    """A started collector with a full collection due, after ``presses`` keys 150 ms apart."""
     field = QLineEdit()
     qtbot.addWidget(field)
     threshold = gc.get_threshold()[2]
-    collector = IdleCollector(idle_s=0.6, max_defer_s=600)
+    collector = IdleCollector(**timing)
     collector.start()
+    _make_full_collection_due(threshold)
+    for _ in range(presses):  # never a pause of 0.6 s or more
+        qtbot.keyClick(field, Qt.Key.Key_A)
+        qtbot.wait(150)
+    return collector
+
+
+def test_a_due_collection_waits_while_the_grader_types_then_runs(qtbot) -> None:  # type: ignore[no-untyped-def]
+    collector = _typing_with_a_due_collection(qtbot, 8, idle_s=0.6, max_defer_s=600)
     try:
-        _make_full_collection_due(threshold)
-        for _ in range(8):  # 1.2 s of typing, a key every 150 ms: never a 0.6 s pause
-            qtbot.keyClick(field, Qt.Key.Key_A)
-            qtbot.wait(150)
         assert collector.collections == 0
         qtbot.waitUntil(lambda: collector.collections == 1, timeout=3000)
         assert gc.get_count()[2] == 0
@@ -49,16 +55,8 @@ def test_a_due_collection_waits_while_the_grader_types_then_runs(qtbot) -> None:
 
 
 def test_a_full_collection_never_waits_longer_than_the_limit(qtbot) -> None:  # type: ignore[no-untyped-def]
-    field = QLineEdit()
-    qtbot.addWidget(field)
-    threshold = gc.get_threshold()[2]
-    collector = IdleCollector(idle_s=3600, max_defer_s=0.5)
-    collector.start()
+    collector = _typing_with_a_due_collection(qtbot, 10, idle_s=3600, max_defer_s=0.5)
     try:
-        _make_full_collection_due(threshold)
-        for _ in range(10):
-            qtbot.keyClick(field, Qt.Key.Key_A)
-            qtbot.wait(150)
         assert collector.collections >= 1
     finally:
         collector.stop()

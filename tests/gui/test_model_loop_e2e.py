@@ -7,12 +7,11 @@ demo model the model panel says "No model" (no crash)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
-from sall_desktop.domain.grades import Grading
-from sall_desktop.services import holdout, models
+from sall_desktop.services import models
 
 WAIT_MS = 30_000
 TRAIN_MS = 120_000
@@ -21,39 +20,6 @@ TINY_FINETUNE = ("runtime.device=cpu", "runtime.num_workers=0", "runtime.progres
                  "eval.plots=false", "finetune.max_qwk_drop=2")  # fmt: skip
 """As in test_finetune_e2e: one epoch; a parent that always says DR 0 has referable
 sensitivity 0 and a QWK drop of 2 is allowed, so the candidate passes the gate."""
-
-
-def _tiny_model(folder: Path, dr_bias_class: int) -> Path:
-    """A 64 px resnet18 student whose DR head always answers ``dr_bias_class``."""
-    import torch
-
-    from model_zoo.architectures.student import card_template
-    from model_zoo.checkpoints import save_checkpoint
-    from model_zoo.registry import get_model
-
-    torch.manual_seed(0)
-    card = card_template(
-        name="tiny test", version="0", licence="test", intended_use="tests only", input_size=64
-    )
-    model = get_model("sall_student", backbone="resnet18", tasks=card.tasks, pretrained=False)
-    bias = cast(Any, model).heads["dr"][1].bias
-    with torch.no_grad():
-        bias.zero_()
-        bias[dr_bias_class] = 30.0
-    save_checkpoint(model, card, folder)
-    return folder
-
-
-def _workstation(tmp_path: Path) -> Any:
-    from sall_desktop.app import create_workstation
-    from sall_desktop.gui.settings import AppSettings
-
-    settings = AppSettings(tmp_path / "home" / "settings.ini")
-    settings.auto_advance = False
-    settings.grader = "Dr Test"
-    settings.blind_first = False
-    settings.auto_grade = True
-    return create_workstation(tmp_path / "home" / "labels.sqlite", settings=settings, device="cpu")
 
 
 def _close(ws: Any) -> None:
@@ -70,27 +36,13 @@ def _model_ids(ws: Any, model_id: str) -> set[str]:
 
 @pytest.mark.slow
 def test_correct_finetune_promote_refreshes_folder_predictions(
-    qtbot: Any, qapp_themed: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    qtbot: Any, qapp_themed: Any, tmp_path: Path, model_loop: Any, corrections: Any
 ) -> None:
-    from model_zoo.datasets.benchmark import write_synthetic_dataset
-
-    monkeypatch.setattr(models, "_bundled_demo_dir", lambda: None)
-    folder = tmp_path / "study"
-    samples = write_synthetic_dataset(folder, 46, seed=11, size=64, dicom_fraction=0)
-    parent_dir = _tiny_model(tmp_path / "parent", dr_bias_class=0)
-    ws = _workstation(tmp_path)
+    ws, samples, parent, _ = model_loop(tmp_path, 46, auto_grade=True, dr_bias_class=0)
     try:
-
-        def activate(store: Any) -> models.ModelVersion:
-            v = models.register_model(store, parent_dir, source="import", actor="Dr A")
-            return models.promote(store, v.id, approver="Dr A", override_reason="test parent")
-
-        parent = ws.store.submit(activate).result(timeout=WAIT_MS)
         window = ws.window
         loop, windows = window.model_loop, window.model_windows
         assert loop is not None and windows is not None
-        window.show()
-        window.start(str(folder))
 
         # 1. Batch grading of the folder with the active (parent) model.
         def batch_done() -> None:
@@ -105,17 +57,7 @@ def test_correct_finetune_promote_refreshes_folder_predictions(
         assert len(shas) == len(samples) and _model_ids(ws, parent.id) == shas
 
         # 2. The grader corrects the gradable images (through the grading service).
-        for s in samples:
-            entry = entries[s.file_name]
-            if s.gradable:
-                grading = Grading(
-                    entry.sha256, "Dr Test", dr_grade=s.dr_grade, amd_grade=s.amd_grade
-                )
-                ws.services.grading.grade(grading, record=entry.record)
-        qtbot.waitUntil(lambda: ws.services.grading.pending_count == 0, timeout=WAIT_MS)
-        ws.store.submit(
-            lambda s: holdout.sample_holdout(s, actor="Dr Test", fraction=0.3, seed=2)
-        ).result(timeout=WAIT_MS)
+        corrections(qtbot, ws, samples)
 
         # 3. Model → Fine-tune… is the signed-in grader's; the run is a real child process.
         action = window.actions_by_id["finetune"]
@@ -164,9 +106,10 @@ def test_no_active_model_and_no_demo_says_no_model(
     tmp_path: Path,
     image_folder: Any,
     monkeypatch: pytest.MonkeyPatch,
+    model_loop_workstation: Any,
 ) -> None:
     monkeypatch.setattr(models, "_bundled_demo_dir", lambda: None)
-    ws = _workstation(tmp_path)
+    ws = model_loop_workstation(tmp_path, auto_grade=True)
     try:
         ws.window.show()
         ws.window.start(str(image_folder(2)))

@@ -17,8 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
-from sall_desktop.domain.grades import Grading
-from sall_desktop.services import holdout, models
+from sall_desktop.services import models
 from sall_desktop.services import training_jobs as jobs
 from sall_desktop.store import StoreThread
 from training.protocol.events import Progress, RunCancelled, StopAcknowledged
@@ -34,59 +33,17 @@ LONG_FINETUNE = ("runtime.device=cpu", "runtime.num_workers=0", "runtime.progres
 """Fifty epochs without early stopping: the run is still training when the user quits."""
 
 
-def _tiny_model(folder: Path) -> Path:
-    """A 64 px resnet18 student (random weights: the run is never meant to finish)."""
-    import torch
-
-    from model_zoo.architectures.student import card_template
-    from model_zoo.checkpoints import save_checkpoint
-    from model_zoo.registry import get_model
-
-    torch.manual_seed(0)
-    card = card_template(
-        name="tiny test", version="0", licence="test", intended_use="tests only", input_size=64
-    )
-    model = get_model("sall_student", backbone="resnet18", tasks=card.tasks, pretrained=False)
-    save_checkpoint(model, card, folder)
-    return folder
-
-
-def _workstation(tmp_path: Path) -> Any:
-    from sall_desktop.app import create_workstation
-    from sall_desktop.gui.settings import AppSettings
-
-    settings = AppSettings(tmp_path / "home" / "settings.ini")
-    settings.auto_advance = False
-    settings.grader = "Dr Test"
-    settings.blind_first = False
-    settings.auto_grade = False  # no batch grading competing with the trainer for the CPU
-    return create_workstation(tmp_path / "home" / "labels.sqlite", settings=settings, device="cpu")
-
-
 def test_quit_while_finetuning_stops_the_child_and_records_a_cancel(
-    qtbot: Any, qapp_themed: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    qtbot: Any, qapp_themed: Any, tmp_path: Path, model_loop: Any, corrections: Any
 ) -> None:
-    from model_zoo.datasets.benchmark import write_synthetic_dataset
-
-    monkeypatch.setattr(models, "_bundled_demo_dir", lambda: None)
-    folder = tmp_path / "study"
-    samples = write_synthetic_dataset(folder, 24, seed=11, size=64, dicom_fraction=0)
-    parent_dir = _tiny_model(tmp_path / "parent")
+    # No batch grading racing the trainer for the CPU.
+    ws, samples, parent, folder = model_loop(tmp_path, 24, auto_grade=False)
     db = tmp_path / "home" / "labels.sqlite"
-    ws = _workstation(tmp_path)
     shut_down = False
     try:
-
-        def activate(store: Any) -> models.ModelVersion:
-            v = models.register_model(store, parent_dir, source="import", actor="Dr A")
-            return models.promote(store, v.id, approver="Dr A", override_reason="test parent")
-
-        parent = ws.store.submit(activate).result(timeout=WAIT_MS)
         window = ws.window
         windows = window.model_windows
         assert windows is not None
-        window.show()
-        window.start(str(folder))
 
         def scanned() -> None:
             assert window.folders.folder and not window.folders.scanning
@@ -95,18 +52,7 @@ def test_quit_while_finetuning_stops_the_child_and_records_a_cancel(
         qtbot.waitUntil(scanned, timeout=WAIT_MS)
 
         # Corrections (through the grading service) and a locked hold-out: enough to fine-tune.
-        entries = {Path(e.path).name: e for e in window.model.entries()}
-        for s in samples:
-            entry = entries[s.file_name]
-            if s.gradable:
-                grading = Grading(
-                    entry.sha256, "Dr Test", dr_grade=s.dr_grade, amd_grade=s.amd_grade
-                )
-                ws.services.grading.grade(grading, record=entry.record)
-        qtbot.waitUntil(lambda: ws.services.grading.pending_count == 0, timeout=WAIT_MS)
-        ws.store.submit(
-            lambda s: holdout.sample_holdout(s, actor="Dr Test", fraction=0.3, seed=2)
-        ).result(timeout=WAIT_MS)
+        corrections(qtbot, ws, samples)
 
         # Model → Fine-tune… → Fine-tune: the real command line in a real child process.
         windows.finetune_overrides = LONG_FINETUNE
