@@ -58,11 +58,15 @@ def make_images(folder: Path, n: int) -> list[Path]:
 def forward_only(predictor: Predictor, paths: list[Path], batch: int) -> float:
     tensors = [predictor.transform(model_zoo.io.read_image(p).rgb) for p in paths]
     stacked = torch.stack(tensors)
-    predictor.logits(stacked[:batch])  # warm-up
-    start = time.perf_counter()
-    for i in range(0, len(paths), batch):
-        predictor.logits(stacked[i : i + batch])
-    return len(paths) / (time.perf_counter() - start)
+    for _ in range(3):  # warm-up: oneDNN builds its kernels for this shape on first use
+        predictor.logits(stacked[:batch])
+    best = float("inf")
+    for _ in range(3):  # best of three: a lower ceiling would flatter the service's ratio
+        start = time.perf_counter()
+        for i in range(0, len(paths), batch):
+            predictor.logits(stacked[i : i + batch])
+        best = min(best, time.perf_counter() - start)
+    return len(paths) / best
 
 
 def service(predictor: Predictor, paths: list[Path], batch: int, db: Path) -> float:
