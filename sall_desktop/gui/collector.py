@@ -71,7 +71,7 @@ class IdleCollector(QObject):
         self._timer.start()
 
     def stop(self) -> None:
-        """Restore Python's own schedule (and collect once, as it would have)."""
+        """Restore Python's own schedule and unfreeze the start-up objects."""
         if self._saved is None:
             return
         self._timer.stop()

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -75,7 +75,7 @@ class DecodePool:
         self._generation = 0
         self._closed = False
         self.rebuilds = 0
-        """How many times a dead or stopped pool was replaced (shown by the self-test)."""
+        """How many times a dead or stopped pool was replaced."""
 
     def start(self) -> None:
         """Spawn the processes now, so the first folder does not wait for their imports."""
@@ -104,12 +104,15 @@ class DecodePool:
             executor, generation = self._current()
             try:
                 future: Future[T] = executor.submit(_guarded, name, self.memory_limit, fn, *args)
-            except BrokenProcessPool:
-                self._replace(generation)
-                continue
-            try:
                 return future.result(timeout=self.timeout_s)
-            except BrokenProcessPool:
+            except (RuntimeError, CancelledError) as exc:  # BrokenProcessPool is a RuntimeError
+                if self._closed:
+                    raise RuntimeError("the decode pool is closed") from None
+                # A worker died, or another caller replaced this pool meanwhile (its shut-down
+                # cancels queued calls and refuses new ones): try again on the next pool.
+                # Anything else is what ``fn`` raised.
+                if not isinstance(exc, BrokenProcessPool) and generation == self._generation:
+                    raise
                 self._replace(generation)
             except FutureTimeout:
                 self._replace(generation, kill=True)

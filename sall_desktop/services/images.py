@@ -65,6 +65,8 @@ class ImageService:
     """
 
     def __init__(self, *, workers: int = 2, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        # Normal priority: a lowered thread that holds the GIL while the decode processes have
+        # the cores keeps the GUI thread waiting for the GIL (ADR 0004).
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="image-decode")
         # Start every thread now (a barrier keeps each busy so the next submit adds one):
         # starting a thread waits until it runs, which under load cost the GUI thread's first

@@ -171,3 +171,31 @@ def test_decode_processes_end_when_the_app_is_killed(tmp_path: Path) -> None:
         if app.poll() is None:
             app.kill()
             app.wait()
+
+
+def test_calls_queued_behind_a_hung_file_are_served_by_the_next_pool() -> None:
+    pool = DecodePool(1, timeout_s=1.5)
+    outcomes: dict[object, object] = {}
+
+    def call(key: object, fn: Any, *args: Any) -> None:
+        try:
+            outcomes[key] = pool.run(fn, *args, name=f"/study/{key}.jpg")
+        except Exception as exc:  # recorded: the assertions say which calls may fail
+            outcomes[key] = exc
+
+    try:
+        pool.run(os.getpid, name="warm-up")
+        hung = threading.Thread(target=call, args=("slow", time.sleep, 60))
+        hung.start()
+        time.sleep(0.3)  # the slow file is running; the next ones queue behind it
+        queued = [threading.Thread(target=call, args=(i, os.getpid)) for i in range(3)]
+        for thread in queued:
+            thread.start()
+        for thread in [hung, *queued]:
+            thread.join(timeout=60)
+    finally:
+        pool.close()
+    slow = outcomes["slow"]
+    assert isinstance(slow, LoadError) and slow.reason == "decoder_crashed"
+    # Stopping the hung decoder cancels or breaks the calls queued on its pool; each is retried.
+    assert all(isinstance(outcomes[i], int) for i in range(3)), outcomes
