@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 
 from model_zoo.fileio import remove_stale_temp_files
+from model_zoo.input_cache import prune_inputs
 from sall_desktop.gui.launch import delete_window, qt_application, run_window, show_startup_error
 from sall_desktop.gui.main_window import MainWindow
 from sall_desktop.gui.session import WorkstationServices
@@ -69,6 +70,10 @@ class Workstation:
         return lost
 
 
+INPUTS_FOLDER = "model-inputs"
+"""Prepared model inputs (``model_zoo.input_cache``), beside the thumbnails."""
+
+
 def create_workstation(
     db: str | os.PathLike[str] | None = None,
     *,
@@ -109,6 +114,14 @@ def create_workstation(
     kwargs = {} if retry_delays is None else {"retry_delays": retry_delays}
     decode = DecodePool(decode_workers)
     decode.start()  # the workers import numpy and OpenCV while the window is being built
+    inputs_root = home / INPUTS_FOLDER if settings.input_cache_gb > 0 else None
+    inference = InferenceService(
+        model if model is not None else partial(active_model_dir, store),
+        store=store,
+        device=device,
+        low_confidence=settings.low_confidence,
+        inputs_root=inputs_root,
+    )
     services = WorkstationServices(
         grading=GradingService(store, **kwargs),  # type: ignore[arg-type]
         thumbnails=ThumbnailService(
@@ -122,13 +135,10 @@ def create_workstation(
         unclean_shutdown=bool(getattr(opened, "unclean_shutdown", False)),
         demo_folder=ensure_demo_folder,
         decode=decode,
+        model_inputs=inference.input_cache if inputs_root is not None else None,
     )
-    inference = InferenceService(
-        model if model is not None else partial(active_model_dir, store),
-        store=store,
-        device=device,
-        low_confidence=settings.low_confidence,
-    )
+    if inputs_root is not None:  # last session's folders may have left more than the cap
+        services.jobs.submit(prune_inputs, inputs_root, int(settings.input_cache_gb * 1e9))
     window = MainWindow(services, settings, inference, store=store)
     return Workstation(store, services, settings, window, inference)
 

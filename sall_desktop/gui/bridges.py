@@ -13,6 +13,7 @@ errors always reach the user.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from sall_desktop.services.catalogue import (
     DescribedFile,
     FolderCatalogue,
     FoundFile,
+    InputCache,
     Outcome,
     describe_file,
     describe_files,
@@ -298,16 +300,26 @@ class ImageBridge(QObject):
         return qimage, half
 
 
-def _describe_on_thread(found: FoundFile) -> ImageRecord:
+InputsProvider = Callable[[], InputCache | None]
+"""Where a scan leaves the active model's prepared inputs (resolved off the GUI thread)."""
+
+
+def _describe_on_thread(inputs: InputsProvider, found: FoundFile) -> ImageRecord:
     background_priority()  # hashing and header reads must not crowd out the GUI thread
-    return describe_file(found)
+    return describe_file(found, inputs())
 
 
-def _describe_in_pool(decoder: DecodePool, files: list[FoundFile]) -> list[Outcome]:
+def _describe_in_pool(
+    decoder: DecodePool, inputs: InputsProvider, files: list[FoundFile]
+) -> list[Outcome]:
     # This thread only waits and hands on, at normal priority: a lowered thread of the GUI
     # process that holds the GIL when the decode processes take the cores keeps the GUI
     # thread waiting for the GIL (a priority inversion that stalled it for ~60 ms).
-    return decoder.run(describe_files, files, name=str(files[0].path))
+    return decoder.run(describe_files, files, inputs(), name=str(files[0].path))
+
+
+def _no_inputs() -> None:
+    return None
 
 
 class CatalogueBridge(QObject):
@@ -316,6 +328,8 @@ class CatalogueBridge(QObject):
     Args:
         decoder: the decode processes that hash and read each file (default: the catalogue's
             own threads, at background priority).
+        inputs: where each scan leaves the active model's prepared inputs (asked once per
+            scan, on the first describe), so grading need not decode the files again.
     """
 
     found = Signal(int, object)  # scan id, list[FoundFile]
@@ -324,11 +338,16 @@ class CatalogueBridge(QObject):
     failed = Signal(int, str)
     _flush_requested = Signal()
 
-    def __init__(self, parent: QObject | None = None, *, decoder: DecodePool | None = None) -> None:
+    def __init__(
+        self,
+        parent: QObject | None = None,
+        *,
+        decoder: DecodePool | None = None,
+        inputs: InputsProvider | None = None,
+    ) -> None:
         super().__init__(parent)
-        self._describe_chunk: Callable[[list[FoundFile]], list[Outcome]] | None = None
-        if decoder is not None and decoder.workers > 0:
-            self._describe_chunk = partial(_describe_in_pool, decoder)
+        self._decoder = decoder if decoder is not None and decoder.workers > 0 else None
+        self._inputs = inputs or _no_inputs
         self._lock = threading.Lock()
         self._found: list[FoundFile] = []
         self._described: list[DescribedFile] = []
@@ -342,16 +361,20 @@ class CatalogueBridge(QObject):
         """Cancel any running scan and scan ``folder``; return the new scan id."""
         self.stop()
         self.scan_id = scan_id = next_request_id()
+        inputs = functools.cache(self._inputs)  # the active model's, as of this scan
+        describe_chunk = None
+        if self._decoder is not None:
+            describe_chunk = partial(_describe_in_pool, self._decoder, inputs)
         catalogue = FolderCatalogue(
             folder,
             on_found=lambda batch: self._buffer(scan_id, found=batch),
             on_described=lambda item: self._buffer(scan_id, described=[item]),
             workers=workers,
-            describe=_describe_on_thread,
-            describe_chunk=self._describe_chunk,
+            describe=partial(_describe_on_thread, inputs),
+            describe_chunk=describe_chunk,
             # A chunk per round trip to a decode process: fewer results for this process to
             # receive and unpickle under the GIL (P6); eight files take ~30 ms to describe.
-            chunk=DESCRIBE_CHUNK if self._describe_chunk is not None else 1,
+            chunk=DESCRIBE_CHUNK if describe_chunk is not None else 1,
         )
         self._catalogue = catalogue.start()
 

@@ -75,7 +75,9 @@ class MainWindow(QMainWindow):
         self.grading_bridge = GradingBridge(services.grading, self)
         self.thumbnail_bridge = ThumbnailBridge(services.thumbnails, self)
         self.image_bridge = ImageBridge(services.images, self)
-        self.catalogue_bridge = CatalogueBridge(self, decoder=services.decode)
+        self.catalogue_bridge = CatalogueBridge(
+            self, decoder=services.decode, inputs=services.model_inputs
+        )
         theme = current_theme(QApplication.instance())  # type: ignore[arg-type]
 
         self.model = ImageListModel(self._request_thumbnail, parent=self)

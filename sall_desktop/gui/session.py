@@ -21,6 +21,7 @@ from sall_desktop.gui.image_entry import ImageEntry
 from sall_desktop.gui.navigation import Navigator
 from sall_desktop.gui.settings import AppSettings
 from sall_desktop.gui.status import Banner, StatusController
+from sall_desktop.services.catalogue import InputCache
 from sall_desktop.services.decode_pool import DecodePool
 from sall_desktop.services.grading import LAST_FOLDER_KEY, LAST_IMAGE_KEY, GradingService
 from sall_desktop.services.images import ImageService
@@ -44,6 +45,8 @@ class WorkstationServices:
     demo_folder: Callable[[], Path] | None = None
     decode: DecodePool = field(default_factory=lambda: DecodePool(0))
     """Where catalogue and thumbnail decoding runs (the app passes its process pool)."""
+    model_inputs: Callable[[], InputCache | None] | None = None
+    """Where a folder's first read leaves the active model's prepared inputs (None: nowhere)."""
 
 
 class SessionController(QObject):

@@ -17,6 +17,10 @@ MAX_RECENT = 8
 THUMBNAIL_SIZES = (128, 160, 192, 256)
 
 
+DEFAULT_INPUT_CACHE_GB = 4.0
+"""About 27,000 inputs of a 224-px model, 80,000 of the 128-px demo model."""
+
+
 class AppSettings:
     """The workstation's preferences (theme, thumbnail size, auto-advance, grader, shortcuts)."""
 
@@ -120,6 +124,19 @@ class AppSettings:
     @low_confidence.setter
     def low_confidence(self, value: float) -> None:
         self.qsettings.setValue("model/low_confidence", float(value))
+
+    @property
+    def input_cache_gb(self) -> float:
+        """Disk kept for prepared model inputs, in GB (0: none; every grading decodes again)."""
+        try:
+            value = float(str(self._get("model/input_cache_gb", DEFAULT_INPUT_CACHE_GB)))
+        except ValueError:
+            return DEFAULT_INPUT_CACHE_GB
+        return value if 0.0 <= value < 1e6 else DEFAULT_INPUT_CACHE_GB
+
+    @input_cache_gb.setter
+    def input_cache_gb(self, value: float) -> None:
+        self.qsettings.setValue("model/input_cache_gb", float(value))
 
     @property
     def overlay_opacity(self) -> float:

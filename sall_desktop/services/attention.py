@@ -63,7 +63,7 @@ def _crop_box(rgb: npt.NDArray[np.uint8], threshold: int) -> tuple[int, int, int
     """``(top, left, side)`` of the square :func:`model_zoo.transforms.fundus_crop` takes."""
     import cv2
 
-    from model_zoo.transforms import _counts, _span
+    from model_zoo.prepare import _counts, _span
 
     height, width = rgb.shape[:2]
     dark = cv2.inRange(np.ascontiguousarray(rgb), (0, 0, 0), (threshold, threshold, threshold))

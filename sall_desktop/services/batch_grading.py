@@ -16,6 +16,7 @@ from pathlib import Path
 from model_zoo.cards import CardError
 from model_zoo.checkpoints import CheckpointError
 from model_zoo.fileio import atomic_write_text
+from model_zoo.input_cache import InputCache
 from model_zoo.predictor import ImagePrediction, Predictor
 from sall_desktop.domain.predictions import Prediction
 from sall_desktop.store.repository import LabelRepository
@@ -74,6 +75,8 @@ def grade_paths(
     cancel: threading.Event | None = None,
     on_progress: Callable[[GradingProgress], None] | None = None,
     csv_out: Path | None = None,
+    inputs: InputCache | None = None,
+    skip_graded: bool = True,
 ) -> BatchGradingSummary:
     """Grade ``paths`` with ``predictor`` and append the predictions to ``store``.
 
@@ -87,6 +90,10 @@ def grade_paths(
         cancel: set it to stop after the batch in flight; what was committed stays.
         on_progress: called after each commit.
         csv_out: also write the predictions of this run to a CSV file (atomically, at the end).
+        inputs: prepared model inputs (the catalogue's decode leaves them): a file whose input is
+            there is not decoded again, and every file decoded is added.
+        skip_graded: skip images this model already graded (False: the caller has filtered
+            ``paths`` already, and ``known_sha256`` only spares hashing and decoding).
 
     Example:
         >>> summary = grade_paths(store, Predictor.from_checkpoint(card_dir), paths)
@@ -96,7 +103,7 @@ def grade_paths(
     todo, skipped = [], 0
     for path in paths:
         sha = known.get(str(path))
-        if sha is not None and store.latest_prediction(sha, model_id) is not None:
+        if skip_graded and sha is not None and store.latest_prediction(sha, model_id) is not None:
             skipped += 1
         else:
             todo.append(path)
@@ -112,7 +119,10 @@ def grade_paths(
         if on_progress is not None:
             on_progress(GradingProgress(done, len(todo), len(failures)))
 
-    for result in predictor.predict_paths(todo, batch_size=batch_size, cancel=cancel):
+    results = predictor.predict_paths(
+        todo, batch_size=batch_size, cancel=cancel, sha256s=known, inputs=inputs
+    )
+    for result in results:
         done += 1
         if result.error is not None:
             failures.append((result.path, result.error))

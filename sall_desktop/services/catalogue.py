@@ -13,11 +13,18 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+import numpy as np
+from numpy.typing import NDArray
+
+from model_zoo.input_cache import InputCache
 from model_zoo.io import SUPPORTED_SUFFIXES, ImageMeta, LoadError, read_image, sniff_format
+from model_zoo.prepare import choose_reduce
 
 __all__ = [
+    "InputCache",
     "LoadError",
     "inspect_file",
     "scan_files",
@@ -118,13 +125,27 @@ def inspect_file(path: Path) -> ImageMeta:
     return read_image(path).meta
 
 
-def describe_file(found: FoundFile) -> ImageRecord:
+_reduce_hint = THUMBNAIL_REDUCE  # per process: files of one folder mostly share a size
+
+
+def describe_file(found: FoundFile, inputs: InputCache | None = None) -> ImageRecord:
     """Read one file once: its SHA-256 and metadata (laterality, patient id with their sources).
+
+    With ``inputs``, the same read decodes at the active model's resolution and leaves the
+    model's prepared input in the cache, so grading does not decode the file again.
 
     Raises:
         LoadError: the file is not a readable image; the message is meant for a grader.
     """
-    meta = read_image(found.path, reduce=THUMBNAIL_REDUCE).meta
+    global _reduce_hint
+    if inputs is None:
+        meta = read_image(found.path, reduce=THUMBNAIL_REDUCE).meta
+    else:
+        loaded = inputs.spec.read(found.path, reduce_hint=_reduce_hint)
+        meta = loaded.meta
+        _reduce_hint = choose_reduce(meta.width, meta.height, inputs.spec.input_size)
+        if meta.sha256 not in inputs:
+            _prepare_quietly(inputs, meta.sha256, loaded.rgb)
     return ImageRecord(
         sha256=meta.sha256,
         path=str(found.path),
@@ -140,6 +161,15 @@ def describe_file(found: FoundFile) -> ImageRecord:
         sop_instance_uid=meta.sop_instance_uid,
         frames=meta.frames,
     )
+
+
+def _prepare_quietly(inputs: InputCache, sha256: str, rgb: NDArray[np.uint8]) -> None:
+    # Only a head start for grading: no failure here (OpenCV's included) may fail the file's
+    # description; grading decodes the file itself when its input is missing.
+    try:
+        inputs.put(sha256, inputs.spec.prepare(rgb))
+    except Exception:  # noqa: BLE001
+        pass
 
 
 Outcome = ImageRecord | str
@@ -160,9 +190,9 @@ def describe_outcome(found: FoundFile, describe: Callable[[FoundFile], ImageReco
         return f"{found.path.name}: unexpected error ({exc!r})"
 
 
-def describe_files(files: Sequence[FoundFile]) -> list[Outcome]:
+def describe_files(files: Sequence[FoundFile], inputs: InputCache | None = None) -> list[Outcome]:
     """Describe several files in one call (one round trip to a decode process for a chunk)."""
-    return [describe_outcome(found, describe_file) for found in files]
+    return [describe_outcome(found, partial(describe_file, inputs=inputs)) for found in files]
 
 
 class FolderCatalogue:

@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
+from model_zoo.cards import CARD_FILENAME, read_card
+from model_zoo.input_cache import InputCache
+from model_zoo.prepare import InputSpec
 from sall_desktop.domain.predictions import Prediction
 from sall_desktop.services.attention import attention_map
 from sall_desktop.services.background import background_priority
@@ -61,7 +64,15 @@ __all__ = [  # the values live in inference_values; callers import them from her
 ]
 
 CHUNK = 32
-"""Images per batch-grading task: also the longest an interactive request waits behind it."""
+"""Images in a batch-grading run's first task; later tasks are sized to :data:`CHUNK_S`."""
+
+CHUNK_S = 0.5
+"""Seconds of work per batch-grading task: the longest an overlay the grader asks for waits
+behind batch grading, whatever the model's speed (32 images of resnet50@384 on two cores took
+~2.7 s; a light model's 32 took 0.1 s, and each task's start-up cost ~10 ms of it)."""
+
+CHUNK_LIMITS = (8, 512)
+"""Smallest and largest task, in images."""
 
 
 def load_predictor(model: Path, *, device: str | None = None) -> Predictor:
@@ -101,6 +112,16 @@ def active_model_dir(store: StoreExecutor) -> Path:
     return version.folder
 
 
+def next_chunk(images: int, seconds: float) -> int:
+    """The next task's size: :data:`CHUNK_S` at the rate just measured, a multiple of the
+    forward batch (8), within :data:`CHUNK_LIMITS`."""
+    low, high = CHUNK_LIMITS
+    if seconds <= 0:
+        return high
+    size = int(images / seconds * CHUNK_S) // 8 * 8
+    return max(low, min(high, size))
+
+
 class StoreExecutor(Protocol):
     """What the service needs of the store thread (``sall_desktop.store.StoreThread``)."""
 
@@ -110,6 +131,7 @@ class StoreExecutor(Protocol):
 @dataclass
 class _Batch:
     paths: list[str]
+    known_sha256: dict[str, str]
     total: int
     skipped: int
     cancel: threading.Event
@@ -117,6 +139,7 @@ class _Batch:
     on_predictions: Callable[[list[PredictionSummary]], None] | None
     outer: Future[BatchResult]
     started: float = field(default_factory=time.perf_counter)
+    chunk: int = field(default_factory=lambda: CHUNK)
     done: int = 0
     graded: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
@@ -152,6 +175,8 @@ class InferenceService:
         store: the store thread, for stored predictions; None disables storing.
         device: ``None`` (auto), ``"cpu"``, ``"cuda"``...
         low_confidence: confidence threshold of the low-confidence flag.
+        inputs_root: the folder of prepared model inputs (:mod:`model_zoo.input_cache`) that
+            batch grading reads and fills; None decodes every file.
 
     Example:
         >>> service = InferenceService(lambda: active_model_dir(store_thread), store=store_thread)
@@ -166,8 +191,10 @@ class InferenceService:
         store: StoreExecutor | None = None,
         device: str | None = None,
         low_confidence: float = DEFAULT_LOW_CONFIDENCE,
+        inputs_root: Path | None = None,
     ) -> None:
         self._model_dir = model_dir
+        self._inputs_root = inputs_root
         self._store = store
         self._device = device
         self.low_confidence = low_confidence
@@ -199,6 +226,16 @@ class InferenceService:
         except BaseException as exc:  # delivered through the future, as on the worker
             future.set_exception(exc)
         return future
+
+    def run_on_worker(self, fn: Callable[[], T]) -> Future[T]:
+        """Run ``fn`` on the inference thread, queued behind its work (benchmarks, checks).
+
+        Everything that runs torch in the app runs on this one thread: OpenMP gives each thread
+        that runs torch a team of its own, and once a second team exists on a 2-core machine
+        libgomp stops spinning between parallel regions, which cost light models 40 % of their
+        throughput (efficientnet_b0@128: 349 -> 204 images/s, measured).
+        """
+        return self._run(fn)
 
     @contextlib.contextmanager
     def force_sync(self) -> Iterator[None]:
@@ -267,6 +304,23 @@ class InferenceService:
             device=predictor.device_note,
         )
         return self._info
+
+    def input_cache(self) -> InputCache | None:
+        """Where a folder's first read should leave the active model's inputs, or None (no
+        cache, or no readable model card). Reads only the card, never the weights: call it off
+        the GUI thread (resolving the active version may wait for the store)."""
+        if self._inputs_root is None:
+            return None
+        predictor = self._predictor
+        if predictor is not None:
+            return predictor.input_cache(self._inputs_root)
+        try:
+            source = self._model_dir
+            folder = Path(source() if callable(source) else source)
+            card = read_card(folder / CARD_FILENAME if folder.is_dir() else folder)
+        except Exception:  # noqa: BLE001 - the load itself reports what is wrong
+            return None
+        return InputCache(self._inputs_root, InputSpec.of(card))
 
     def _loaded(self) -> Predictor:
         self._ensure_loaded()
@@ -340,7 +394,7 @@ class InferenceService:
         """Grade every image of ``paths`` this model version has not graded yet.
 
         Predictions are appended to the store (append-only, with the model id) after each
-        chunk of :data:`CHUNK` images; a cancel keeps what was committed.
+        chunk (about :data:`CHUNK_S` of work); a cancel keeps what was committed.
 
         Args:
             paths: image files.
@@ -362,7 +416,7 @@ class InferenceService:
                 graded = {p.image_sha256 for p in rows}
                 todo = [p for p in paths if known_sha256.get(p) not in graded]
                 batch = _Batch(
-                    todo, len(todo), len(paths) - len(todo), cancel, on_progress,
+                    todo, known_sha256, len(todo), len(paths) - len(todo), cancel, on_progress,
                     on_predictions, outer,
                 )  # fmt: skip
                 with self._lock:
@@ -378,7 +432,8 @@ class InferenceService:
         from sall_desktop.services.batch_grading import GradingProgress, grade_paths
 
         predictor = self._loaded()
-        chunk, batch.paths = batch.paths[:CHUNK], batch.paths[CHUNK:]
+        chunk, batch.paths = batch.paths[: batch.chunk], batch.paths[batch.chunk :]
+        chunk_started = time.perf_counter()
         if chunk and not batch.cancel.is_set():
             base = batch.done
 
@@ -397,12 +452,17 @@ class InferenceService:
                     )
 
             appender = cast("Any", _StoreAppender(cast(StoreExecutor, self._store), sink))
+            inputs = None
+            if self._inputs_root is not None:
+                inputs = predictor.input_cache(self._inputs_root)
             summary: BatchGradingSummary = grade_paths(
                 appender, predictor, [Path(p) for p in chunk], batch_size=8,
-                cancel=batch.cancel, on_progress=progress,
+                cancel=batch.cancel, on_progress=progress, known_sha256=batch.known_sha256,
+                inputs=inputs, skip_graded=False,
             )  # fmt: skip
             batch.graded += summary.graded
             batch.failures.extend(summary.failures)
+            batch.chunk = next_chunk(len(chunk), time.perf_counter() - chunk_started)
         if batch.paths and not batch.cancel.is_set() and not self._closed:
             # Queued behind whatever the grader asked for meanwhile (overlays stay responsive).
             try:

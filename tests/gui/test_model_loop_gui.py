@@ -126,6 +126,46 @@ def test_batch_grading_stores_and_shows_predictions(
     assert len(window.triage.ranked) == len(shas)
 
 
+def test_batch_grading_reads_the_inputs_the_folder_scan_prepared(
+    workstation: Callable[..., Any],
+    image_folder: Callable[..., Path],
+    qtbot: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    import model_zoo.prepare
+
+    # Files the batch grader decodes itself (its decode threads); the scan's decode processes
+    # are other processes, and the current image's on-demand prediction runs on the model's
+    # own thread: neither is counted.
+    graded_by_decoding: list[str] = []
+    real_read = model_zoo.prepare.read_image
+
+    def counting_read(path: Any, **kwargs: Any) -> Any:
+        if threading.current_thread().name.startswith("sall-decode"):
+            graded_by_decoding.append(str(path))
+        return real_read(path, **kwargs)
+
+    monkeypatch.setattr(model_zoo.prepare, "read_image", counting_read)
+    ws = workstation(image_folder(12), auto_grade=False)
+    window, loop = ws.window, ws.window.model_loop
+    inputs = ws.inference.input_cache()  # the loaded model's preprocessing
+    shas = {e.sha256 for e in window.model.entries()}
+    assert inputs is not None and all(sha in inputs for sha in shas)  # the scan left them
+    loop.grade_folder()
+    qtbot.waitUntil(
+        lambda: (
+            not window.inference_bridge.batch_running
+            and window.model_panel.batch_text.text().startswith("Done")
+        ),
+        timeout=WAIT_MS,
+    )
+    stored = ws.store.submit(lambda s: s.predictions(model_id=loop.info.id)).result(timeout=10)
+    assert {p.image_sha256 for p in stored} == shas
+    assert graded_by_decoding == []
+
+
 def test_overlay_for_current_image_and_stale_one_dropped(
     workstation: Callable[..., Any], image_folder: Callable[..., Path], qtbot: Any
 ) -> None:

@@ -47,3 +47,21 @@ def test_cheat_sheet_lists_every_command(qtbot, open_workstation, image_folder) 
     content = sheets[0].findChild(QTextBrowser).toPlainText()
     assert "DR 2 — Moderate NPDR" in content and "AMD 3 — CNV" in content and "Undo" in content
     sheets[0].close()
+
+
+def test_input_cache_size_defaults_and_zero_turns_preparing_off(qapp, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from sall_desktop.app import create_workstation
+
+    settings = AppSettings(tmp_path / "settings.ini")
+    assert settings.input_cache_gb == 4.0
+    for bad in ("-1", "lots"):
+        settings.qsettings.setValue("model/input_cache_gb", bad)
+        assert settings.input_cache_gb == 4.0
+    settings.input_cache_gb = 0
+    ws = create_workstation(tmp_path / "labels.sqlite", settings=settings, decode_workers=0)
+    try:
+        assert ws.services.model_inputs is None and ws.inference.input_cache() is None
+    finally:
+        ws.window._closing_confirmed = True
+        ws.window.close()
+        ws.shutdown()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -9,8 +11,16 @@ import cv2
 import numpy as np
 import pytest
 
+from model_zoo.input_cache import InputCache
+from model_zoo.prepare import InputSpec, read_for_model
 from sall_desktop.domain.grades import FieldSource, Laterality
-from sall_desktop.services.catalogue import FolderCatalogue, FoundFile, scan_files
+from sall_desktop.services.catalogue import (
+    FolderCatalogue,
+    FoundFile,
+    describe_file,
+    describe_files,
+    scan_files,
+)
 from sall_desktop.services.folder_scan import scan_folder
 
 
@@ -126,3 +136,51 @@ def test_an_unexpected_describe_error_costs_one_file_not_the_folder(tmp_path: Pa
     by_name = {d.found.path.name: d for d in catalogue.results}
     assert by_name["a.jpg"].record is None and "decoder bug" in (by_name["a.jpg"].error or "")
     assert by_name["b.jpg"].record is not None
+
+
+def test_describing_with_an_input_cache_leaves_the_model_input_of_one_read(
+    tmp_path: Path,
+) -> None:
+    path = _write_jpeg(tmp_path / "a.jpg", 7, size=400)
+    spec = InputSpec(96, "bilinear", fundus_crop=True)
+    cache = InputCache(tmp_path / "inputs", spec)
+    record = describe_file(FoundFile(path, 0, 0), cache)
+    plain = describe_file(FoundFile(path, 0, 0))
+    assert record == plain  # the same identity and metadata, whatever resolution was decoded
+    cached = cache.get(record.sha256)
+    assert cached is not None
+    # Bit for bit what the model's own read of the file prepares.
+    assert np.array_equal(cached, spec.prepare(read_for_model(path, 96).rgb))
+
+
+def test_a_failing_input_cache_never_fails_the_description(tmp_path: Path) -> None:
+    path = _write_jpeg(tmp_path / "a.jpg", 8, size=64)
+    blocker = tmp_path / "file-not-folder"
+    blocker.write_text("x", encoding="utf-8")
+    [outcome] = describe_files([FoundFile(path, 0, 0)], InputCache(blocker, InputSpec(32, "area")))
+    assert not isinstance(outcome, str) and outcome.width == 64
+
+
+def test_preparing_inputs_in_a_decode_process_never_imports_torch(tmp_path: Path) -> None:
+    # The catalogue's decode processes prepare inputs; torch there would cost each ~3 s and
+    # hundreds of MB.
+    path = _write_jpeg(tmp_path / "a.jpg", 1, size=96)
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from model_zoo.input_cache import InputCache\n"
+        "from model_zoo.prepare import InputSpec\n"
+        "from sall_desktop.services.catalogue import FoundFile, describe_files\n"
+        "cache = InputCache(Path(sys.argv[2]), InputSpec(64, 'bilinear', fundus_crop=True))\n"
+        "[record] = describe_files([FoundFile(Path(sys.argv[1]), 0, 0)], cache)\n"
+        "assert record.sha256 in cache, record\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path), str(tmp_path / "inputs")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert out.stdout.strip() == "False"

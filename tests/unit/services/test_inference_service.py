@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import model_zoo.io  # noqa: F401  # isort: skip  (sets OpenCV's pixel cap before cv2 loads)
+import model_zoo.prepare  # isort: skip
 import cv2
 import numpy as np
 import pytest
@@ -149,6 +150,52 @@ def test_batch_grading_stores_with_model_id_and_skips_graded(
     assert again.graded == 0 and again.skipped == 10  # only the unreadable file is retried
     assert len(store.submit(lambda s: s.predictions(model_id=model_id)).result()) == 10
     assert service.stored_predictions().result(timeout=10).keys() == set(known.values())
+
+
+def test_grading_reads_what_describing_the_folder_prepared(
+    model_dir: Path,
+    store: StoreThread,
+    images: list[Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sall_desktop.services.catalogue import FoundFile, describe_file
+
+    svc = InferenceService(model_dir, store=store, device="cpu", inputs_root=tmp_path / "in")
+    try:
+        inputs = svc.input_cache()  # from the card alone, before the model is loaded
+        assert inputs is not None and svc.info is None
+        known = {str(p): describe_file(FoundFile(p, 0, 0), inputs).sha256 for p in images}
+        decoded: list[str] = []
+        real_read = model_zoo.prepare.read_image
+
+        def counting_read(path: object, **kwargs: object) -> object:
+            decoded.append(str(path))
+            return real_read(path, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(model_zoo.prepare, "read_image", counting_read)
+        paths = [str(p) for p in images]
+        result = svc.grade_folder(paths[:6], known).result(timeout=60)
+        assert result.graded == 6 and decoded == []  # the folder's first read was the only one
+        # Files the catalogue has not described are decoded, and prepared for next time.
+        result = svc.grade_folder(paths[6:], {}).result(timeout=60)
+        assert result.graded == 4 and len(decoded) >= 4
+        assert all(known[p] in inputs for p in paths[6:])
+        assert svc.input_cache() == inputs  # the loaded model's spec is the card's
+    finally:
+        svc.shutdown()
+
+
+def test_without_an_inputs_folder_nothing_is_prepared(service: InferenceService) -> None:
+    assert service.input_cache() is None
+
+
+def test_grading_tasks_are_sized_to_half_a_second() -> None:
+    assert inference.next_chunk(32, 0.1) == 160  # 320 images/s
+    assert inference.next_chunk(32, 2.7) == 8  # resnet50@384 on two cores: never below 8
+    assert inference.next_chunk(32, 0.01) == inference.CHUNK_LIMITS[1]
+    assert inference.next_chunk(0, 0.0) == inference.CHUNK_LIMITS[1]
+    assert inference.next_chunk(45, 0.5) % 8 == 0
 
 
 def test_cancel_keeps_committed_chunks(
