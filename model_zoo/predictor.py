@@ -40,8 +40,8 @@ from torch import nn
 
 from model_zoo.cards import ModelCard
 from model_zoo.device import select_device
-from model_zoo.input_cache import InputCache
 from model_zoo.io import LoadError, hash_file
+from model_zoo.prepare import PreparedInputs
 from model_zoo.transforms import choose_reduce, eval_transform, load_for_model
 
 REFERABLE_DR_MIN_GRADE = 2
@@ -304,11 +304,7 @@ class Predictor:
         return results
 
     # ------------------------------------------------------------------ files
-    def input_cache(self, root: Path) -> InputCache:
-        """The cache of inputs prepared for this model's preprocessing under ``root``."""
-        return InputCache(root, self.transform.input_spec)
-
-    def _decode(self, path: Path, sha256: str | None, inputs: InputCache | None) -> _Decoded:
+    def _decode(self, path: Path, sha256: str | None, inputs: PreparedInputs | None) -> _Decoded:
         if inputs is not None and sha256:
             prepared = inputs.get(sha256)
             if prepared is not None:  # decoded before, for the catalogue or an earlier run
@@ -340,7 +336,7 @@ class Predictor:
         workers: int = 2,
         cancel: threading.Event | None = None,
         sha256s: Mapping[str, str] | None = None,
-        inputs: InputCache | None = None,
+        inputs: PreparedInputs | None = None,
     ) -> Iterator[ImagePrediction]:
         """Decode and predict image files, yielding results in input order.
 

@@ -14,6 +14,7 @@ import json
 import math
 import os
 from dataclasses import dataclass
+from typing import Protocol
 
 # model_zoo.io first: it sets OpenCV's pixel cap (R15), which cv2 reads once, at import.
 from model_zoo.io import LoadedImage, read_image  # isort: skip
@@ -226,3 +227,18 @@ def _spec_key(spec: InputSpec) -> str:
     }
     text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+class PreparedInputs(Protocol):
+    """Where prepared inputs of one :class:`InputSpec` are kept, by image SHA-256 (the app's is
+    ``sall_desktop.store.input_cache.InputCache``). Reads and writes never raise for a storage
+    problem: a missing or damaged entry is a miss, a failed write returns False."""
+
+    @property
+    def spec(self) -> InputSpec: ...
+
+    def __contains__(self, sha256: object) -> bool: ...
+
+    def get(self, sha256: str) -> NDArray[np.uint8] | None: ...
+
+    def put(self, sha256: str, prepared: NDArray[np.uint8]) -> bool: ...

@@ -16,7 +16,6 @@ from functools import partial
 from pathlib import Path
 
 from model_zoo.fileio import remove_stale_temp_files
-from model_zoo.input_cache import prune_inputs
 from sall_desktop.gui.launch import delete_window, qt_application, run_window, show_startup_error
 from sall_desktop.gui.main_window import MainWindow
 from sall_desktop.gui.session import WorkstationServices
@@ -31,6 +30,7 @@ from sall_desktop.services.inference import InferenceService, active_model_dir
 from sall_desktop.services.paths import data_dir, default_db_path
 from sall_desktop.services.thumbnails import ThumbnailService
 from sall_desktop.store import StoreError, StoreThread
+from sall_desktop.store.input_cache import prune_inputs
 
 APP_VERSION = "0.1.0"
 GIL_SWITCH_INTERVAL_S = 0.001
@@ -71,7 +71,7 @@ class Workstation:
 
 
 INPUTS_FOLDER = "model-inputs"
-"""Prepared model inputs (``model_zoo.input_cache``), beside the thumbnails."""
+"""Prepared model inputs (``sall_desktop.store.input_cache``), beside the thumbnails."""
 
 
 def create_workstation(

@@ -13,7 +13,6 @@ errors always reach the user.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import threading
 from collections.abc import Callable
@@ -322,6 +321,26 @@ def _no_inputs() -> None:
     return None
 
 
+class _ScanInputs:
+    """The active model's input cache as of one scan, looked up on a thread of its own.
+
+    Resolving it waits for the store (the active version's weights are re-hashed, 20-70 ms):
+    files described before the answer are not prepared (grading decodes and caches them), so
+    the first screen of thumbnails never waits for it.
+    """
+
+    def __init__(self, provider: InputsProvider) -> None:
+        self._value: InputCache | None = None
+        self._provider = provider
+        threading.Thread(target=self._resolve, name="catalogue-inputs", daemon=True).start()
+
+    def _resolve(self) -> None:
+        self._value = self._provider()
+
+    def __call__(self) -> InputCache | None:
+        return self._value
+
+
 class CatalogueBridge(QObject):
     """Runs a :class:`FolderCatalogue` scan; delivers found and described files in batches.
 
@@ -347,7 +366,7 @@ class CatalogueBridge(QObject):
     ) -> None:
         super().__init__(parent)
         self._decoder = decoder if decoder is not None and decoder.workers > 0 else None
-        self._inputs = inputs or _no_inputs
+        self._inputs = inputs
         self._lock = threading.Lock()
         self._found: list[FoundFile] = []
         self._described: list[DescribedFile] = []
@@ -361,7 +380,8 @@ class CatalogueBridge(QObject):
         """Cancel any running scan and scan ``folder``; return the new scan id."""
         self.stop()
         self.scan_id = scan_id = next_request_id()
-        inputs = functools.cache(self._inputs)  # the active model's, as of this scan
+        # The active model's input cache, as of this scan.
+        inputs: InputsProvider = _no_inputs if self._inputs is None else _ScanInputs(self._inputs)
         describe_chunk = None
         if self._decoder is not None:
             describe_chunk = partial(_describe_in_pool, self._decoder, inputs)

@@ -16,8 +16,8 @@ from pathlib import Path
 from model_zoo.cards import CardError
 from model_zoo.checkpoints import CheckpointError
 from model_zoo.fileio import atomic_write_text
-from model_zoo.input_cache import InputCache
 from model_zoo.predictor import ImagePrediction, Predictor
+from model_zoo.prepare import PreparedInputs
 from sall_desktop.domain.predictions import Prediction
 from sall_desktop.store.repository import LabelRepository
 from training.protocol.csvsafe import escape_cell
@@ -75,7 +75,7 @@ def grade_paths(
     cancel: threading.Event | None = None,
     on_progress: Callable[[GradingProgress], None] | None = None,
     csv_out: Path | None = None,
-    inputs: InputCache | None = None,
+    inputs: PreparedInputs | None = None,
     skip_graded: bool = True,
 ) -> BatchGradingSummary:
     """Grade ``paths`` with ``predictor`` and append the predictions to ``store``.

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from model_zoo.input_cache import InputCache
 from model_zoo.io import SUPPORTED_SUFFIXES, ImageMeta, LoadError, read_image, sniff_format
 from model_zoo.prepare import choose_reduce
+from sall_desktop.store.input_cache import InputCache
 
 __all__ = [
     "InputCache",
@@ -128,6 +128,10 @@ def inspect_file(path: Path) -> ImageMeta:
 _reduce_hint = THUMBNAIL_REDUCE  # per process: files of one folder mostly share a size
 
 
+Prepared = list[tuple[str, NDArray[np.uint8]]]
+"""Model inputs prepared while describing, waiting to be stored together (one commit)."""
+
+
 def describe_file(found: FoundFile, inputs: InputCache | None = None) -> ImageRecord:
     """Read one file once: its SHA-256 and metadata (laterality, patient id with their sources).
 
@@ -137,6 +141,14 @@ def describe_file(found: FoundFile, inputs: InputCache | None = None) -> ImageRe
     Raises:
         LoadError: the file is not a readable image; the message is meant for a grader.
     """
+    prepared: Prepared = []
+    record = _describe(found, inputs, prepared)
+    if inputs is not None:
+        _store_quietly(inputs, prepared)
+    return record
+
+
+def _describe(found: FoundFile, inputs: InputCache | None, prepared: Prepared) -> ImageRecord:
     global _reduce_hint
     if inputs is None:
         meta = read_image(found.path, reduce=THUMBNAIL_REDUCE).meta
@@ -145,7 +157,10 @@ def describe_file(found: FoundFile, inputs: InputCache | None = None) -> ImageRe
         meta = loaded.meta
         _reduce_hint = choose_reduce(meta.width, meta.height, inputs.spec.input_size)
         if meta.sha256 not in inputs:
-            _prepare_quietly(inputs, meta.sha256, loaded.rgb)
+            try:
+                prepared.append((meta.sha256, inputs.spec.prepare(loaded.rgb)))
+            except Exception:  # noqa: BLE001 - a head start for grading, never a failed file
+                pass
     return ImageRecord(
         sha256=meta.sha256,
         path=str(found.path),
@@ -163,11 +178,11 @@ def describe_file(found: FoundFile, inputs: InputCache | None = None) -> ImageRe
     )
 
 
-def _prepare_quietly(inputs: InputCache, sha256: str, rgb: NDArray[np.uint8]) -> None:
-    # Only a head start for grading: no failure here (OpenCV's included) may fail the file's
-    # description; grading decodes the file itself when its input is missing.
+def _store_quietly(inputs: InputCache, prepared: Prepared) -> None:
+    # Only a head start for grading: no failure here may fail a file's description; grading
+    # decodes a file itself when its input is missing.
     try:
-        inputs.put(sha256, inputs.spec.prepare(rgb))
+        inputs.put_many(prepared)
     except Exception:  # noqa: BLE001
         pass
 
@@ -191,8 +206,14 @@ def describe_outcome(found: FoundFile, describe: Callable[[FoundFile], ImageReco
 
 
 def describe_files(files: Sequence[FoundFile], inputs: InputCache | None = None) -> list[Outcome]:
-    """Describe several files in one call (one round trip to a decode process for a chunk)."""
-    return [describe_outcome(found, partial(describe_file, inputs=inputs)) for found in files]
+    """Describe several files in one call (one round trip to a decode process for a chunk, one
+    commit for the chunk's model inputs)."""
+    prepared: Prepared = []
+    describe = partial(_describe, inputs=inputs, prepared=prepared)
+    outcomes = [describe_outcome(found, describe) for found in files]
+    if inputs is not None:
+        _store_quietly(inputs, prepared)
+    return outcomes
 
 
 class FolderCatalogue:

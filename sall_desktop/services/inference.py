@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from model_zoo.cards import CARD_FILENAME, read_card
-from model_zoo.input_cache import InputCache
 from model_zoo.prepare import InputSpec
 from sall_desktop.domain.predictions import Prediction
 from sall_desktop.services.attention import attention_map
@@ -40,6 +39,7 @@ from sall_desktop.services.inference_values import (
     PredictionSummary,
     summarize,
 )
+from sall_desktop.store.input_cache import InputCache
 
 if TYPE_CHECKING:
     from model_zoo.predictor import Predictor
@@ -175,8 +175,9 @@ class InferenceService:
         store: the store thread, for stored predictions; None disables storing.
         device: ``None`` (auto), ``"cpu"``, ``"cuda"``...
         low_confidence: confidence threshold of the low-confidence flag.
-        inputs_root: the folder of prepared model inputs (:mod:`model_zoo.input_cache`) that
-            batch grading reads and fills; None decodes every file.
+        inputs_root: the folder of prepared model inputs
+            (:mod:`sall_desktop.store.input_cache`) that batch grading reads and fills; None
+            decodes every file.
 
     Example:
         >>> service = InferenceService(lambda: active_model_dir(store_thread), store=store_thread)
@@ -313,7 +314,7 @@ class InferenceService:
             return None
         predictor = self._predictor
         if predictor is not None:
-            return predictor.input_cache(self._inputs_root)
+            return InputCache(self._inputs_root, predictor.transform.input_spec)
         try:
             source = self._model_dir
             folder = Path(source() if callable(source) else source)
@@ -454,7 +455,7 @@ class InferenceService:
             appender = cast("Any", _StoreAppender(cast(StoreExecutor, self._store), sink))
             inputs = None
             if self._inputs_root is not None:
-                inputs = predictor.input_cache(self._inputs_root)
+                inputs = InputCache(self._inputs_root, predictor.transform.input_spec)
             summary: BatchGradingSummary = grade_paths(
                 appender, predictor, [Path(p) for p in chunk], batch_size=8,
                 cancel=batch.cancel, on_progress=progress, known_sha256=batch.known_sha256,

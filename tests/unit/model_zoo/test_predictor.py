@@ -171,42 +171,59 @@ def test_from_checkpoint(tmp_path, tiny_model, tiny_card, fundus_image) -> None:
     assert result.model_id == card.id
 
 
+class _MemoryInputs:
+    """A :class:`model_zoo.prepare.PreparedInputs` in a dict (the app's lives in SQLite)."""
+
+    def __init__(self, spec) -> None:
+        self.spec = spec
+        self.entries: dict[str, np.ndarray] = {}
+        self.gets = 0
+
+    def __contains__(self, sha256: object) -> bool:
+        return sha256 in self.entries
+
+    def get(self, sha256: str):
+        self.gets += 1
+        return self.entries.get(sha256)
+
+    def put(self, sha256: str, prepared) -> bool:
+        self.entries[sha256] = prepared.copy()
+        return True
+
+
 def test_cached_inputs_give_the_same_predictions_without_decoding(
-    predictor, folder, tmp_path, monkeypatch
+    predictor, folder, monkeypatch
 ) -> None:
-    cache = predictor.input_cache(tmp_path / "inputs")
-    first = list(predictor.predict_paths(folder, batch_size=3, inputs=cache))
+    inputs = _MemoryInputs(predictor.transform.input_spec)
+    first = list(predictor.predict_paths(folder, batch_size=3, inputs=inputs))
     readable = [r for r in first if r.error is None]
-    assert len(readable) == 6 and all(r.sha256 in cache for r in readable)
+    assert len(readable) == 6 and set(inputs.entries) == {r.sha256 for r in readable}
     known = {r.path: r.sha256 for r in readable}
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("a cached input was decoded again")
 
     monkeypatch.setattr("model_zoo.predictor.load_for_model", no_decoding)
-    again = list(predictor.predict_paths(folder[:2], sha256s=known, inputs=cache))
+    again = list(predictor.predict_paths(folder[:2], sha256s=known, inputs=inputs))
     for old, new in zip(first[:2], again, strict=True):
         assert new.sha256 == old.sha256 and new.error is None
         for head in ("dr", "amd"):
             assert new.heads[head].logits == old.heads[head].logits  # bit for bit
 
 
-def test_a_damaged_cached_input_is_decoded_again(predictor, folder, tmp_path) -> None:
-    cache = predictor.input_cache(tmp_path / "inputs")
-    [first] = list(predictor.predict_paths(folder[:1], inputs=cache))
-    entry = cache.path(first.sha256)
-    entry.write_bytes(entry.read_bytes()[:-5])
-    [again] = list(
-        predictor.predict_paths(folder[:1], sha256s={first.path: first.sha256}, inputs=cache)
-    )
+def test_a_missing_cached_input_is_decoded_and_prepared_again(predictor, folder) -> None:
+    inputs = _MemoryInputs(predictor.transform.input_spec)
+    [first] = list(predictor.predict_paths(folder[:1], inputs=inputs))
+    inputs.entries.clear()  # e.g. pruned, or damaged on disk
+    known = {first.path: first.sha256}
+    [again] = list(predictor.predict_paths(folder[:1], sha256s=known, inputs=inputs))
     assert again.error is None and again.heads["dr"].logits == first.heads["dr"].logits
-    assert cache.get(first.sha256) is not None  # prepared afresh
+    assert first.sha256 in inputs
 
 
-def test_an_input_cache_of_another_preprocessing_is_refused(predictor, folder, tmp_path) -> None:
-    from model_zoo.input_cache import InputCache
+def test_inputs_of_another_preprocessing_are_refused(predictor, folder) -> None:
     from model_zoo.prepare import InputSpec
 
-    other = InputCache(tmp_path, InputSpec(predictor.card.input_size + 8, "bilinear"))
+    other = _MemoryInputs(InputSpec(predictor.card.input_size + 8, "bilinear"))
     with pytest.raises(ValueError, match="another model"):
         list(predictor.predict_paths(folder, inputs=other))

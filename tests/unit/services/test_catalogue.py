@@ -11,7 +11,6 @@ import cv2
 import numpy as np
 import pytest
 
-from model_zoo.input_cache import InputCache
 from model_zoo.prepare import InputSpec, read_for_model
 from sall_desktop.domain.grades import FieldSource, Laterality
 from sall_desktop.services.catalogue import (
@@ -22,6 +21,7 @@ from sall_desktop.services.catalogue import (
     scan_files,
 )
 from sall_desktop.services.folder_scan import scan_folder
+from sall_desktop.store.input_cache import InputCache
 
 
 def _write_jpeg(path: Path, seed: int, size: int = 48) -> Path:
@@ -168,7 +168,7 @@ def test_preparing_inputs_in_a_decode_process_never_imports_torch(tmp_path: Path
     code = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from model_zoo.input_cache import InputCache\n"
+        "from sall_desktop.store.input_cache import InputCache\n"
         "from model_zoo.prepare import InputSpec\n"
         "from sall_desktop.services.catalogue import FoundFile, describe_files\n"
         "cache = InputCache(Path(sys.argv[2]), InputSpec(64, 'bilinear', fundus_crop=True))\n"
