@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -238,6 +239,10 @@ class PreparedInputs(Protocol):
     def spec(self) -> InputSpec: ...
 
     def __contains__(self, sha256: object) -> bool: ...
+
+    def cached(self, sha256s: Sequence[str]) -> set[str]:
+        """Those of ``sha256s`` that have an entry (one look-up for a batch)."""
+        ...
 
     def get(self, sha256: str) -> NDArray[np.uint8] | None: ...
 

@@ -113,6 +113,24 @@ class InputCache:
         except (sqlite3.Error, OSError):
             return False
 
+    def cached(self, sha256s: Sequence[str]) -> set[str]:
+        """Those of ``sha256s`` that have an entry (one query for a batch)."""
+        found: set[str] = set()
+        chunk = 500  # well under SQLite's limit on parameters
+        try:
+            connection = _connection(self.database)
+            for start in range(0, len(sha256s), chunk):
+                part = list(sha256s[start : start + chunk])
+                marks = ",".join("?" * len(part))
+                rows = connection.execute(
+                    f"SELECT sha256 FROM inputs WHERE spec = ? AND sha256 IN ({marks})",
+                    (self.spec.key, *part),
+                )
+                found.update(sha for (sha,) in rows)
+        except (sqlite3.Error, OSError):
+            return set()
+        return found
+
     def get(self, sha256: str) -> NDArray[np.uint8] | None:
         """The prepared ``S×S×3`` image of the file with this SHA-256, or None."""
         key = (self.spec.key, sha256)

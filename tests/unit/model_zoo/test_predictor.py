@@ -182,6 +182,9 @@ class _MemoryInputs:
     def __contains__(self, sha256: object) -> bool:
         return sha256 in self.entries
 
+    def cached(self, sha256s) -> set[str]:
+        return {sha for sha in sha256s if sha in self.entries}
+
     def get(self, sha256: str):
         self.gets += 1
         return self.entries.get(sha256)

@@ -40,6 +40,8 @@ def test_round_trip_is_exact_and_keyed_by_content(cache: InputCache) -> None:
     got = cache.get(SHA_A)
     assert got is not None and got.dtype == np.uint8 and got.shape == (32, 32, 3)
     assert np.array_equal(got, image)
+    assert cache.cached([SHA_A, SHA_B, SHA_C]) == {SHA_A}
+    assert cache.cached([]) == set()
     assert cache.put(SHA_A, _image(32, seed=1))  # replaced, not duplicated
     assert _execute(cache, "SELECT count(*) FROM inputs") == [(1,)]
 
