@@ -348,7 +348,7 @@ class CatalogueBridge(QObject):
         decoder: the decode processes that hash and read each file (default: the catalogue's
             own threads, at background priority).
         inputs: where each scan leaves the active model's prepared inputs (asked once per
-            scan, on the first describe), so grading need not decode the files again.
+            scan, on a thread of its own), so grading need not decode the files again.
     """
 
     found = Signal(int, object)  # scan id, list[FoundFile]
