@@ -121,6 +121,9 @@ def create_workstation(
         device=device,
         low_confidence=settings.low_confidence,
         inputs_root=inputs_root,
+        # The scan only needs the card to know which inputs to prepare: re-hashing the weights
+        # there kept the store thread busy while the first screen of a folder waited on it.
+        card_dir=None if model is not None else partial(active_model_dir, store, verify=False),
     )
     services = WorkstationServices(
         grading=GradingService(store, **kwargs),  # type: ignore[arg-type]

@@ -94,11 +94,16 @@ NO_MODEL = (
 """The model panel's text when there is nothing to load."""
 
 
-def active_model_dir(store: StoreExecutor) -> Path:
+def active_model_dir(store: StoreExecutor, *, verify: bool = True) -> Path:
     """The verified folder of the active model version (call it off the GUI thread).
 
     Asks ``services.models.active_model`` on the store thread, which registers and activates the
     bundled demo model on first use and re-hashes the weights (R12), and waits for the answer.
+
+    Args:
+        store: the store thread.
+        verify: re-hash the weights; False only where nothing is loaded from the folder but
+            its card (which preprocessing to prepare inputs for).
 
     Raises:
         FileNotFoundError: nothing is active and there is no bundled model (:data:`NO_MODEL`).
@@ -106,7 +111,7 @@ def active_model_dir(store: StoreExecutor) -> Path:
     """
     from sall_desktop.services.models import active_model
 
-    version = store.submit(active_model).result()
+    version = store.submit(lambda s: active_model(s, verify=verify)).result()
     if version is None:
         raise FileNotFoundError(NO_MODEL)
     return version.folder
@@ -192,6 +197,8 @@ class InferenceService:
         inputs_root: the folder of prepared model inputs
             (:mod:`sall_desktop.store.input_cache`) that batch grading reads and fills; None
             decodes every file.
+        card_dir: where to read the active card without verifying the weights, for
+            :meth:`input_cache` before the model is loaded (default: ``model_dir``).
 
     Example:
         >>> service = InferenceService(lambda: active_model_dir(store_thread), store=store_thread)
@@ -207,9 +214,11 @@ class InferenceService:
         device: str | None = None,
         low_confidence: float = DEFAULT_LOW_CONFIDENCE,
         inputs_root: Path | None = None,
+        card_dir: Callable[[], Path] | None = None,
     ) -> None:
         self._model_dir = model_dir
         self._inputs_root = inputs_root
+        self._card_dir = card_dir
         self._store = store
         self._device = device
         self.low_confidence = low_confidence
@@ -330,7 +339,7 @@ class InferenceService:
         if predictor is not None:
             return InputCache(self._inputs_root, predictor.transform.input_spec)
         try:
-            source = self._model_dir
+            source = self._card_dir or self._model_dir
             folder = Path(source() if callable(source) else source)
             card = read_card(folder / CARD_FILENAME if folder.is_dir() else folder)
         except Exception:  # noqa: BLE001 - the load itself reports what is wrong

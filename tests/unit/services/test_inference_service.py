@@ -186,6 +186,23 @@ def test_grading_reads_what_describing_the_folder_prepared(
         svc.shutdown()
 
 
+def test_the_inputs_to_prepare_come_from_the_card_alone(model_dir: Path, tmp_path: Path) -> None:
+    def verified_folder() -> Path:
+        raise AssertionError("the weights were re-hashed to learn the preprocessing")
+
+    svc = InferenceService(
+        verified_folder, inputs_root=tmp_path, card_dir=lambda: model_dir, device="cpu"
+    )
+    try:
+        inputs = svc.input_cache()
+        assert inputs is not None and inputs.spec.input_size == 64
+        broken = InferenceService(verified_folder, inputs_root=tmp_path, card_dir=lambda: tmp_path)
+        assert broken.input_cache() is None  # no card there: nothing is prepared, no crash
+        broken.shutdown()
+    finally:
+        svc.shutdown()
+
+
 def test_without_an_inputs_folder_nothing_is_prepared(service: InferenceService) -> None:
     assert service.input_cache() is None
 
