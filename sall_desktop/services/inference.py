@@ -331,8 +331,9 @@ class InferenceService:
 
     def input_cache(self) -> InputCache | None:
         """Where a folder's first read should leave the active model's inputs, or None (no
-        cache, or no readable model card). Reads only the card, never the weights: call it off
-        the GUI thread (resolving the active version may wait for the store)."""
+        cache, or no readable model card). Before the model is loaded it reads the card found
+        through ``card_dir`` (else ``model_dir``): call it off the GUI thread, since resolving
+        the active version waits for the store."""
         if self._inputs_root is None:
             return None
         predictor = self._predictor
