@@ -28,9 +28,8 @@ import itertools
 import math
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -90,25 +89,25 @@ class ImagePrediction:
     path: str = ""
 
 
-class _Now:
-    """A pending item computed by the thread that asks for its result (a cached input)."""
-
-    def __init__(self, compute: Callable[[], _Decoded]) -> None:
-        self._compute = compute
-
-    def result(self, timeout: float | None = None) -> _Decoded:
-        return self._compute()
-
-    def cancel(self) -> bool:
-        return True
-
-
 @dataclass(frozen=True, slots=True)
 class _Decoded:
     path: str
     sha256: str
-    tensor: torch.Tensor | None
+    prepared: NDArray[np.uint8] | None  # the uint8 S×S×3 input; None when unreadable
     error: str | None = None
+
+
+class _Ready:
+    """A pending item that is already there (a cached input), in the queue of decode futures."""
+
+    def __init__(self, item: _Decoded) -> None:
+        self._item = item
+
+    def result(self, timeout: float | None = None) -> _Decoded:
+        return self._item
+
+    def cancel(self) -> bool:
+        return True
 
 
 def _native_cpu_bf16() -> bool:
@@ -215,8 +214,10 @@ class Predictor:
         """Raw logits ``{task: float32 [B, C_k]}`` (CPU) of a preprocessed ``[B, 3, S, S]``."""
         with torch.inference_mode():
             x = batch.to(self.device, non_blocking=True)
-            if self._precision.channels_last:
+            if self._precision.channels_last:  # a no-op for Preprocess.normalise_batch's
                 x = x.contiguous(memory_format=torch.channels_last)
+            else:
+                x = x.contiguous()
             with self._autocast():
                 out = self.model(x)
             raw = out.logits if hasattr(out, "logits") else out
@@ -261,14 +262,13 @@ class Predictor:
         return math.fsum(dr.probabilities[REFERABLE_DR_MIN_GRADE:])
 
     def _predict_decoded(self, items: Sequence[_Decoded]) -> list[ImagePrediction]:
-        good = [item for item in items if item.tensor is not None]
+        good = [item.prepared for item in items if item.prepared is not None]
         heads: list[dict[str, HeadPrediction]] = []
         if good:
-            batch = torch.stack([item.tensor for item in good if item.tensor is not None])
-            heads = self._heads(self.logits(batch))
+            heads = self._heads(self.logits(self.transform.normalise_batch(good)))
         results, it = [], iter(heads)
         for item in items:
-            if item.tensor is None:
+            if item.prepared is None:
                 results.append(
                     ImagePrediction(item.sha256, self.card.id, {}, None, item.error, item.path)
                 )
@@ -301,7 +301,7 @@ class Predictor:
         decoded = []
         for rgb, sha in zip(rgbs, sha256s, strict=True):
             try:
-                decoded.append(_Decoded("", sha, self.transform(rgb)))
+                decoded.append(_Decoded("", sha, self.transform.prepare(rgb)))
             except ValueError as exc:
                 decoded.append(_Decoded("", sha, None, f"image cannot be graded: {exc}"))
         results: list[ImagePrediction] = []
@@ -310,11 +310,7 @@ class Predictor:
         return results
 
     # ------------------------------------------------------------------ files
-    def _decode(self, path: str, sha256: str | None, inputs: PreparedInputs | None) -> _Decoded:
-        if inputs is not None and sha256:
-            prepared = inputs.get(sha256)
-            if prepared is not None:  # decoded before, for the catalogue or an earlier run
-                return _Decoded(path, sha256, self.transform.normalise(prepared))
+    def _decode(self, path: str, inputs: PreparedInputs | None) -> _Decoded:
         try:
             loaded = load_for_model(path, self.card, reduce_hint=self._reduce_hint)
             # Only a speed hint for the next file (same camera, same size): races are harmless.
@@ -323,7 +319,7 @@ class Predictor:
             prepared = self.transform.prepare(loaded.rgb)
             if inputs is not None:
                 inputs.put(meta.sha256, prepared)
-            return _Decoded(path, meta.sha256, self.transform.normalise(prepared))
+            return _Decoded(path, meta.sha256, prepared)
         except LoadError as exc:
             message = str(exc)
         except Exception as exc:  # a decoder bug must cost one file, not the batch
@@ -373,7 +369,8 @@ class Predictor:
         batch_size = max(1, batch_size)
         window = 2 * batch_size + max(1, workers)
         source = iter(paths)
-        pending: collections.deque[concurrent.futures.Future[_Decoded] | _Now] = collections.deque()
+        pending: collections.deque[concurrent.futures.Future[_Decoded] | _Ready]
+        pending = collections.deque()
         pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=max(1, workers), thread_name_prefix="sall-decode"
         )
@@ -381,18 +378,19 @@ class Predictor:
         def refill() -> None:
             room = max(0, window - len(pending))
             names = [os.fspath(path) for path in itertools.islice(source, room)]
-            shas = [known.get(name) for name in names]
-            present = set()
+            shas = [known.get(name, "") for name in names]
+            found: dict[str, NDArray[np.uint8]] = {}
             if inputs is not None:
-                present = inputs.cached([sha for sha in shas if sha])
+                # Read here, between forward passes, in one query for the window: a decode
+                # thread would compete with the forward pass for the cores and the GIL (2-4 %
+                # of throughput, measured).
+                found = inputs.get_many([sha for sha in shas if sha])
             for name, sha in zip(names, shas, strict=True):
-                if sha in present:
-                    # Reading a cached input costs ~0.1 ms: done here when its batch is put
-                    # together, it does not compete with the forward pass for the cores and
-                    # the GIL as a decode thread would (2-4 % of throughput, measured).
-                    pending.append(_Now(partial(self._decode, name, sha, inputs)))
+                prepared = found.get(sha)
+                if prepared is not None:  # decoded before, for the catalogue or an earlier run
+                    pending.append(_Ready(_Decoded(name, sha, prepared)))
                 else:
-                    pending.append(pool.submit(self._decode, name, sha, inputs))
+                    pending.append(pool.submit(self._decode, name, inputs))
 
         def cancelled() -> bool:
             return cancel is not None and cancel.is_set()

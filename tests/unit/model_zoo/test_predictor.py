@@ -177,17 +177,15 @@ class _MemoryInputs:
     def __init__(self, spec) -> None:
         self.spec = spec
         self.entries: dict[str, np.ndarray] = {}
-        self.gets = 0
 
     def __contains__(self, sha256: object) -> bool:
         return sha256 in self.entries
 
-    def cached(self, sha256s) -> set[str]:
-        return {sha for sha in sha256s if sha in self.entries}
-
     def get(self, sha256: str):
-        self.gets += 1
         return self.entries.get(sha256)
+
+    def get_many(self, sha256s) -> dict[str, np.ndarray]:
+        return {sha: self.entries[sha] for sha in sha256s if sha in self.entries}
 
     def put(self, sha256: str, prepared) -> bool:
         self.entries[sha256] = prepared.copy()

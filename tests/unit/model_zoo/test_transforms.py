@@ -74,6 +74,21 @@ def test_eval_transform_resizes_and_normalises_with_the_card(tiny_card) -> None:
     assert float(x.std(dim=(1, 2)).max()) < 1e-5
 
 
+def test_a_batch_is_normalised_bit_for_bit_as_each_image_and_laid_out_channels_last(
+    tiny_card,
+) -> None:
+    transform = eval_transform(tiny_card)
+    rng = np.random.default_rng(0)
+    prepared = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(3)]
+    batch = transform.normalise_batch(prepared)
+    assert batch.shape == (3, 3, 64, 64) and batch.dtype == torch.float32
+    assert batch.is_contiguous(memory_format=torch.channels_last)  # what the fast model takes
+    assert torch.equal(batch, torch.stack([transform.normalise(p) for p in prepared]))
+    assert transform.normalise_batch([]).shape == (0, 3, 64, 64)
+    with pytest.raises(ValueError, match="64×64×3 uint8"):
+        transform.normalise_batch([prepared[0], prepared[1][:32]])
+
+
 def test_eval_transform_crops_when_the_card_says_so(card_factory) -> None:
     image = _disc(200, 300, centre=(60, 100), radius=40)
     cropped = eval_transform(card_factory(fundus_crop=True))(image)

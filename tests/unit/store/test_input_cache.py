@@ -40,8 +40,9 @@ def test_round_trip_is_exact_and_keyed_by_content(cache: InputCache) -> None:
     got = cache.get(SHA_A)
     assert got is not None and got.dtype == np.uint8 and got.shape == (32, 32, 3)
     assert np.array_equal(got, image)
-    assert cache.cached([SHA_A, SHA_B, SHA_C]) == {SHA_A}
-    assert cache.cached([]) == set()
+    many = cache.get_many([SHA_A, SHA_B, SHA_C, SHA_A])
+    assert list(many) == [SHA_A] and np.array_equal(many[SHA_A], image)
+    assert cache.get_many([]) == {}
     assert cache.put(SHA_A, _image(32, seed=1))  # replaced, not duplicated
     assert _execute(cache, "SELECT count(*) FROM inputs") == [(1,)]
 
@@ -66,8 +67,10 @@ def test_a_damaged_entry_is_a_miss_and_is_removed(cache: InputCache, damage: str
         _execute(cache, "UPDATE inputs SET side = 48")
     else:
         _execute(cache, "UPDATE inputs SET pixels = ?", bytes(data))
+    cache.put(SHA_B, _image(32, seed=1))
+    assert list(cache.get_many([SHA_A, SHA_B])) == [SHA_B]  # the sound one is still read
+    assert SHA_A not in cache and SHA_B in cache
     assert cache.get(SHA_A) is None
-    assert SHA_A not in cache
     assert cache.put(SHA_A, _image(32))  # and it can be prepared again
 
 
