@@ -213,6 +213,36 @@ def test_grading_tasks_are_sized_to_half_a_second() -> None:
     assert inference.next_chunk(32, 0.01) == inference.CHUNK_LIMITS[1]
     assert inference.next_chunk(0, 0.0) == inference.CHUNK_LIMITS[1]
     assert inference.next_chunk(45, 0.5) % 8 == 0
+    assert inference.next_chunk(32, 0.1, batch=32) == 160  # whole forward passes of 32
+    assert inference.next_chunk(54, 0.1, batch=32) == 256
+    assert inference.next_chunk(32, 0.5, batch=32) == 32
+    assert inference.next_chunk(24, 0.5, batch=32) == 24  # less than one pass: a multiple of 8
+
+
+def test_light_models_run_bigger_forward_passes_within_a_memory_cap() -> None:
+    assert inference.forward_batch(128) == 32  # the demo model
+    assert inference.forward_batch(224) == 32
+    assert inference.forward_batch(299) == 16  # inception_v3
+    assert inference.forward_batch(384) == 8
+    assert inference.forward_batch(512) == 8  # never below 8
+    for size in (64, 128, 224, 256, 299, 384, 512, 1024):
+        batch = inference.forward_batch(size)
+        assert batch % 8 == 0 and batch * size * size <= max(
+            inference.FORWARD_BATCH_PIXELS, 8 * size * size
+        )
+
+
+def test_batch_grading_runs_forward_passes_of_the_models_batch(
+    service: InferenceService, images: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inference, "FORWARD_BATCH_LIMITS", (4, 4))
+    predictor = service.run_on_worker(service._loaded).result(timeout=60)
+    sizes: list[int] = []
+    logits = predictor.logits
+    monkeypatch.setattr(predictor, "logits", lambda x: sizes.append(len(x)) or logits(x))
+    known = {str(p): _sha(p) for p in images}
+    result = service.grade_folder([str(p) for p in images], known).result(timeout=60)
+    assert result.graded == 10 and sizes == [4, 4, 2]
 
 
 def test_cancel_keeps_committed_chunks(
