@@ -3,6 +3,12 @@
 Like the other bridges (``gui.bridges``), every emission is delivered on a later turn of the GUI
 event loop, requests carry a request id so stale results can be dropped, and every failure is
 emitted (nothing is swallowed).
+
+A running batch's progress and predictions are not signalled from the worker threads: they wait
+in a mailbox that the GUI thread empties every :data:`BATCH_UPDATE_MS`. A queued emission hands
+the GIL over, and the GUI work it starts (tiles, progress bar, triage) took both cores from the
+model's two threads for ~10 ms a chunk; coalesced, the same updates cost a few milliseconds a
+second, and the grid repaints once per tick instead of once per commit.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from sall_desktop.gui.bridges import Failure, connect_queued, failure_message, next_request_id
 from sall_desktop.services.inference import (
@@ -22,6 +28,32 @@ from sall_desktop.services.inference import (
     ModelInfo,
     PredictionSummary,
 )
+
+BATCH_UPDATE_MS = 250
+"""How often a running batch's progress and new predictions reach the GUI."""
+
+
+class _Mailbox:
+    """The newest progress and the predictions committed since the GUI last looked."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._progress: BatchProgress | None = None
+        self._rows: list[PredictionSummary] = []
+
+    def post_progress(self, progress: BatchProgress) -> None:
+        with self._lock:
+            self._progress = progress
+
+    def post_predictions(self, rows: list[PredictionSummary]) -> None:
+        with self._lock:
+            self._rows.extend(rows)
+
+    def take(self) -> tuple[BatchProgress | None, list[PredictionSummary]]:
+        with self._lock:
+            progress, rows = self._progress, self._rows
+            self._progress, self._rows = None, []
+        return progress, rows
 
 
 class InferenceBridge(QObject):
@@ -43,6 +75,10 @@ class InferenceBridge(QObject):
         self.service = service
         self._cancel: threading.Event | None = None
         self.batch_running = False
+        self._mailbox = _Mailbox()
+        self._batch_updates = QTimer(self)
+        self._batch_updates.setInterval(BATCH_UPDATE_MS)
+        self._batch_updates.timeout.connect(self._deliver_batch_updates)
         connect_queued(self._arrived, self._deliver)
 
     # ------------------------------------------------------------------ requests
@@ -92,22 +128,17 @@ class InferenceBridge(QObject):
             return False
         self._cancel = threading.Event()
         self.batch_running = True
-
-        def progress(p: BatchProgress) -> None:
-            self._arrived.emit("batch_progress", p)
-
-        def predictions(rows: list[PredictionSummary]) -> None:
-            self._arrived.emit("batch_predictions", rows)
-
+        self._mailbox = mailbox = _Mailbox()  # a fresh one: nothing of an earlier run leaks in
         try:
             future = self.service.grade_folder(
                 paths, known_sha256, cancel=self._cancel,
-                on_progress=progress, on_predictions=predictions,
+                on_progress=mailbox.post_progress, on_predictions=mailbox.post_predictions,
             )  # fmt: skip
         except RuntimeError as exc:
             self.batch_running = False
             self._arrived.emit("batch_failed", str(exc))
             return False
+        self._batch_updates.start()
         self._watch(future, "batch_finished", "batch_failed")
         return True
 
@@ -129,9 +160,20 @@ class InferenceBridge(QObject):
 
         future.add_done_callback(done)
 
+    @Slot()
+    def _deliver_batch_updates(self) -> None:
+        progress, rows = self._mailbox.take()
+        if rows:
+            self.batch_predictions.emit(rows)
+        if progress is not None:
+            self.batch_progress.emit(progress)
+
     @Slot(str, object)
     def _deliver(self, kind: str, payload: object) -> None:
         if kind in ("batch_finished", "batch_failed"):
+            # Every prediction the run committed is in the mailbox by now: shown before the end.
+            self._batch_updates.stop()
+            self._deliver_batch_updates()
             self.batch_running = False
         getattr(self, kind).emit(payload)
 
