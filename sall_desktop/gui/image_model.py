@@ -279,10 +279,17 @@ class ImageListModel(QAbstractListModel):
         self._bump_all()
 
     def add_predictions(self, predictions: Iterable[PredictionSummary]) -> None:
+        """Add new model outputs; one ``dataChanged`` spans the rows shown that changed (a
+        signal per row cost the GUI thread ~20 µs each while batch grading)."""
+        rows: list[int] = []
         for summary in predictions:
             self._predictions[summary.sha256] = summary
             for entry in self._by_sha.get(summary.sha256, ()):
-                self._entry_changed(entry)
+                entry.version += 1
+                rows.append(self._row_of.get(id(entry), -1))
+        shown = [row for row in rows if 0 <= row < self._fetched]
+        if shown:
+            self.dataChanged.emit(self.index(min(shown)), self.index(max(shown)))
 
     def prediction(self, sha256: str) -> PredictionSummary | None:
         return self._predictions.get(sha256)

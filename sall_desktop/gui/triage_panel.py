@@ -1,11 +1,13 @@
 """The triage queue panel: the most informative images first, by a chosen ordering.
 
-Ranking is :func:`sall_desktop.services.triage.rank` (pure, fast: a few ms for thousands of
-images); it reruns, debounced, when predictions or gradings change. Clicking a row opens the
+Ranking is :func:`sall_desktop.services.triage.rank_top` (pure; only the top that is shown is
+sorted); it reruns, debounced, when predictions or gradings change. Clicking a row opens the
 image. Ungradable images never appear (they need a better photograph, not a second look).
 """
 
 from __future__ import annotations
+
+import time
 
 from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtWidgets import (
@@ -20,7 +22,14 @@ from PySide6.QtWidgets import (
 from sall_desktop.gui.image_entry import ImageEntry
 from sall_desktop.gui.image_model import ImageListModel
 from sall_desktop.gui.navigation import Navigator
-from sall_desktop.services.triage import ORDER_LABELS, Ranked, TriageItem, TriageOrder, rank
+from sall_desktop.services.triage import (
+    ORDER_LABELS,
+    Ranked,
+    TriageItem,
+    TriageOrder,
+    rank_top,
+)
+from sall_desktop.services.triage import excluded as triage_excluded
 
 SHOWN = 100
 """Rows listed (the queue is for the next few images, not a second grid)."""
@@ -62,7 +71,12 @@ class TriagePanel(QWidget):
     def current_order(self) -> TriageOrder:
         return TriageOrder(self.order.currentData())
 
-    def show_ranked(self, ranked: list[Ranked], order: TriageOrder, excluded: int) -> None:
+    def show_ranked(
+        self, ranked: list[Ranked], order: TriageOrder, excluded: int, size: int | None = None
+    ) -> None:
+        """Show the top of the queue; ``size`` is the whole queue's length (``len(ranked)``
+        when None)."""
+        size = len(ranked) if size is None else size
         self.list.clear()
         for position, r in enumerate(ranked[:SHOWN], 1):
             name = r.item.path.rsplit("/", 1)[-1]
@@ -70,10 +84,10 @@ class TriagePanel(QWidget):
             item.setData(Qt.ItemDataRole.UserRole, r.item.path)
             item.setToolTip(r.item.path)
             self.list.addItem(item)
-        text = f"{len(ranked)} image(s) in the queue"
+        text = f"{size} image(s) in the queue"
         if excluded:
             text += f"; {excluded} ungradable kept out"
-        if order is TriageOrder.DISAGREEMENT and not ranked:
+        if order is TriageOrder.DISAGREEMENT and not size:
             text = "Grade some images first: disagreement needs your grade."
         self.summary.setText(text)
 
@@ -84,7 +98,9 @@ class TriageController(QObject):
     def __init__(self, panel: TriagePanel, model: ImageListModel, navigator: Navigator) -> None:
         super().__init__(panel)
         self.panel, self.model, self.navigator = panel, model, navigator
-        self.ranked: list[Ranked] = []
+        self.ranked: list[Ranked] = []  # the top of the queue, as shown
+        self.queue_size = 0
+        self._last_ms = 0
         self._timer = QTimer(self, singleShot=True, interval=REFRESH_MS)
         self._timer.timeout.connect(self.refresh_now)
         panel.order.currentIndexChanged.connect(lambda _: self.refresh_now())
@@ -92,9 +108,14 @@ class TriageController(QObject):
         panel.list.itemClicked.connect(self._open)
 
     def schedule(self) -> None:
-        """Rank again soon (coalesces bursts of predictions and gradings)."""
+        """Rank again soon (coalesces bursts of predictions and gradings).
+
+        Ranking a big folder takes the GUI thread a while (~25 ms for 10,000 images), and batch
+        grading asks again several times a second: the wait grows with the last ranking's cost,
+        so the queue takes at most a tenth of the GUI thread.
+        """
         if not self._timer.isActive():
-            self._timer.start()
+            self._timer.start(max(REFRESH_MS, 10 * self._last_ms))
 
     def items(self) -> list[TriageItem]:
         items = []
@@ -114,15 +135,13 @@ class TriageController(QObject):
         return items
 
     def refresh_now(self) -> None:
+        started = time.perf_counter()
         order = self.panel.current_order()
         items = self.items()
-        self.ranked = rank(items, order)
-        excluded = sum(
-            1
-            for i in items
-            if i.grader_ungradable or (i.prediction is not None and i.prediction.gate_failed)
-        )
-        self.panel.show_ranked(self.ranked, order, excluded)
+        self.ranked, self.queue_size = rank_top(items, order, limit=SHOWN)
+        excluded = sum(1 for i in items if triage_excluded(i))
+        self.panel.show_ranked(self.ranked, order, excluded, self.queue_size)
+        self._last_ms = int((time.perf_counter() - started) * 1000)
 
     def _open(self, item: QListWidgetItem) -> None:
         entry: ImageEntry | None = self.model.entry_for_path(

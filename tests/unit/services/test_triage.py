@@ -13,6 +13,7 @@ from sall_desktop.services.triage import (
     TriageOrder,
     disagreement,
     rank,
+    rank_top,
     referable_straddle,
     uncertainty,
 )
@@ -82,3 +83,17 @@ def test_ungradable_images_never_enter_the_queue() -> None:
     for order in TriageOrder:
         shas = {r.item.sha256 for r in rank(_items(), order)}
         assert not shas & {"e", "f", "g"}
+
+
+def test_the_top_of_a_big_queue_is_the_head_of_the_full_ranking() -> None:
+    spreads = [(0.5 + i % 7 / 20, 0.5 - i % 7 / 20, 0.0, 0.0, 0.0) for i in range(300)]
+    items = [
+        TriageItem(f"{i:03d}", f"{i:03d}.jpg", _summary(f"{i:03d}", p), grader_dr=i % 5)
+        for i, p in enumerate(spreads)
+    ] + _items()
+    for order in TriageOrder:
+        full = rank(items, order)
+        top, size = rank_top(items, order, limit=25)
+        assert size == len(full) > 25  # the whole queue is counted, ungradable ones left out
+        assert top == full[:25]  # same scores, same ties broken by path
+    assert rank_top(items, TriageOrder.UNCERTAINTY, limit=0) == ([], len(items) - 3)
