@@ -279,8 +279,8 @@ class ImageListModel(QAbstractListModel):
         self._bump_all()
 
     def add_predictions(self, predictions: Iterable[PredictionSummary]) -> None:
-        """Add new model outputs; one ``dataChanged`` spans the rows shown that changed (a
-        signal per row cost the GUI thread ~20 µs each while batch grading)."""
+        """Add new model outputs: one ``dataChanged`` spans the changed rows that are shown
+        (batch grading delivers a few hundred at a time)."""
         rows: list[int] = []
         for summary in predictions:
             self._predictions[summary.sha256] = summary

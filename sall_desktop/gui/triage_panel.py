@@ -110,7 +110,7 @@ class TriageController(QObject):
     def schedule(self) -> None:
         """Rank again soon (coalesces bursts of predictions and gradings).
 
-        Ranking a big folder takes the GUI thread a while (~25 ms for 10,000 images), and batch
+        Ranking a big folder takes the GUI thread a while (~10 ms to rank 10,000 images), and batch
         grading asks again several times a second: the wait grows with the last ranking's cost,
         so the queue takes at most a tenth of the GUI thread.
         """

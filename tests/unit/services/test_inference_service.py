@@ -265,6 +265,38 @@ def test_cancel_keeps_committed_chunks(
     assert len(store.submit(lambda s: s.predictions()).result()) == 3
 
 
+def test_a_failed_commit_fails_the_run_and_keeps_what_was_committed(
+    service: InferenceService,
+    store: StoreThread,
+    images: list[Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sall_desktop.store.errors import StoreWriteError
+    from sall_desktop.store.sqlite_repository import SqliteLabelStore
+
+    monkeypatch.setattr(inference, "CHUNK", 4)
+    monkeypatch.setattr(inference, "CHUNK_LIMITS", (4, 4))
+    monkeypatch.setattr(inference, "FORWARD_BATCH_LIMITS", (4, 4))
+    add = SqliteLabelStore.add_predictions
+    calls: list[int] = []
+
+    def second_fails(self: SqliteLabelStore, rows: list[Prediction]) -> int:
+        calls.append(len(rows))
+        if len(calls) == 2:
+            raise StoreWriteError("disk full")
+        return add(self, rows)
+
+    monkeypatch.setattr(SqliteLabelStore, "add_predictions", second_fails)
+    known = {str(p): _sha(p) for p in images}
+    with pytest.raises(StoreWriteError, match="disk full"):
+        service.grade_folder([str(p) for p in images], known).result(timeout=60)
+    stored = store.submit(lambda s: s.predictions()).result()
+    # Commits are not waited for per task, so the run may go one task past the failure; all
+    # but the failed commit's four are stored, and the run reports the failure.
+    assert calls[:2] == [4, 4] and len(stored) == sum(calls) - 4
+    assert not service._batches  # the run is over: a new one may start
+
+
 def test_a_model_that_cannot_load_fails_the_future(store: StoreThread, tmp_path: Path) -> None:
     svc = InferenceService(tmp_path / "no-model", store=store)
     try:
