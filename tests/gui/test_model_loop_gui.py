@@ -124,6 +124,22 @@ def test_batch_grading_stores_and_shows_predictions(
     assert "0 graded" in window.model_panel.batch_text.text()
     window.triage.refresh_now()
     assert len(window.triage.ranked) == len(shas)
+    # Disagreement needs the grader's grade: empty until one is given, then it is ranked
+    # (scores are kept between rankings, so a new grading must be seen).
+    from sall_desktop.services.triage import TriageOrder
+
+    panel = window.triage.panel
+    panel.order.setCurrentIndex(panel.order.findData(TriageOrder.DISAGREEMENT))
+    assert window.triage.ranked == [] and window.triage.queue_size == 0
+    entry = window.navigator.current
+    window.grading.set_dr(4)
+    window.grading.set_amd(0)
+    qtbot.waitUntil(lambda: ws.services.grading.pending_count == 0, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: entry.grading is not None, timeout=WAIT_MS)
+    window.triage.refresh_now()
+    assert [r.item.sha256 for r in window.triage.ranked] == [entry.sha256]
+    expected = abs(window.model.prediction(entry.sha256).heads["dr"].expected_grade - 4)
+    assert window.triage.ranked[0].score == pytest.approx(expected)
 
 
 def test_batch_grading_reads_the_inputs_the_folder_scan_prepared(
