@@ -2,13 +2,14 @@
 
 Ranking uses :mod:`sall_desktop.services.triage` (pure; only the top that is shown is sorted,
 and an image's score is computed again only when its prediction or grading changed); it reruns,
-debounced, when predictions or gradings change. Clicking a row opens the
-image. Ungradable images never appear (they need a better photograph, not a second look).
+debounced, when predictions or gradings change. Clicking a row opens the image. Ungradable
+images never appear (they need a better photograph, not a second look).
 """
 
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtWidgets import (
@@ -37,7 +38,16 @@ from sall_desktop.services.triage import (
 )
 from sall_desktop.services.triage import excluded as triage_excluded
 
-_Scored = tuple[PredictionSummary | None, Grading | None, TriageOrder, RankKey | None, bool]
+
+class _Scored(NamedTuple):
+    """What one ranking saw of an image and what it made of it."""
+
+    prediction: PredictionSummary | None
+    grading: Grading | None
+    order: TriageOrder
+    key: RankKey | None  # None: not in the queue under this ordering
+    excluded: bool
+
 
 SHOWN = 100
 """Rows listed (the queue is for the next few images, not a second grid)."""
@@ -109,7 +119,6 @@ class TriageController(QObject):
         self.ranked: list[Ranked] = []  # the top of the queue, as shown
         self.queue_size = 0
         self._last_ms = 0
-        # Per path: what the last ranking saw (prediction, grading, order) and what it made of it.
         self._scored: dict[str, _Scored] = {}
         self._timer = QTimer(self, singleShot=True, interval=REFRESH_MS)
         self._timer.timeout.connect(self.refresh_now)
@@ -139,7 +148,12 @@ class TriageController(QObject):
                 continue
             prediction, grading = self.model.shown_prediction(entry), entry.grading
             old = known.get(entry.path)
-            if old is not None and old[0] is prediction and old[1] is grading and old[2] is order:
+            if (
+                old is not None
+                and old.prediction is prediction
+                and old.grading is grading
+                and old.order is order
+            ):
                 scored = old  # unchanged since the last ranking: batch grading re-ranks often
             else:
                 item = TriageItem(
@@ -151,11 +165,11 @@ class TriageController(QObject):
                 )
                 value = score(item, order)
                 key = None if value is None else rank_key(item, value)
-                scored = (prediction, grading, order, key, triage_excluded(item))
+                scored = _Scored(prediction, grading, order, key, triage_excluded(item))
             self._scored[entry.path] = scored
-            excluded += scored[4]
-            if scored[3] is not None:
-                keys.append(scored[3])
+            excluded += scored.excluded
+            if scored.key is not None:
+                keys.append(scored.key)
         self.ranked, self.queue_size = top(keys, SHOWN), len(keys)
         self.panel.show_ranked(self.ranked, order, excluded, self.queue_size)
         self._last_ms = int((time.perf_counter() - started) * 1000)
