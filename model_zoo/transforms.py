@@ -93,16 +93,26 @@ class Preprocess:
             return self._augmented(image)
         return self.normalise(image)
 
-    def normalise(self, prepared: NDArray[np.uint8]) -> torch.Tensor:
-        """``uint8 S×S×3`` from :meth:`prepare` (or an input cache) -> float32 ``[3, S, S]``."""
-        if prepared.shape != (self.input_size, self.input_size, 3) or prepared.dtype != np.uint8:
-            raise ValueError(
-                f"expected a prepared {self.input_size}×{self.input_size}×3 uint8 image, "
-                f"got {prepared.dtype} {prepared.shape}"
-            )
+    def _scale_shift(self) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """Per channel, ``x / 255 · scale + shift`` as ``x · scale + shift`` (float32): the one
+        arithmetic :meth:`normalise` and :meth:`normalise_batch` share, bit for bit."""
         std = np.asarray(self.std, dtype=np.float32)
         scale: NDArray[np.float32] = np.float32(1.0 / 255.0) / std
         shift: NDArray[np.float32] = -np.asarray(self.mean, dtype=np.float32) / std
+        return scale, shift
+
+    def _check_prepared(self, prepared: NDArray[np.uint8]) -> None:
+        size = self.input_size
+        if prepared.shape != (size, size, 3) or prepared.dtype != np.uint8:
+            raise ValueError(
+                f"expected a prepared {size}×{size}×3 uint8 image, "
+                f"got {prepared.dtype} {prepared.shape}"
+            )
+
+    def normalise(self, prepared: NDArray[np.uint8]) -> torch.Tensor:
+        """``uint8 S×S×3`` from :meth:`prepare` (or an input cache) -> float32 ``[3, S, S]``."""
+        self._check_prepared(prepared)
+        scale, shift = self._scale_shift()
         chw = np.ascontiguousarray(prepared.transpose(2, 0, 1), dtype=np.float32)
         chw *= scale[:, None, None]
         chw += shift[:, None, None]
@@ -123,14 +133,9 @@ class Preprocess:
         """
         size = self.input_size
         for image in prepared:
-            if image.shape != (size, size, 3) or image.dtype != np.uint8:
-                raise ValueError(
-                    f"expected a prepared {size}×{size}×3 uint8 image, "
-                    f"got {image.dtype} {image.shape}"
-                )
-        std = np.asarray(self.std, dtype=np.float32)
-        scale = torch.from_numpy(np.tile(np.float32(1.0 / 255.0) / std, size))
-        shift = torch.from_numpy(np.tile(-np.asarray(self.mean, dtype=np.float32) / std, size))
+            self._check_prepared(image)
+        per_channel = self._scale_shift()
+        scale, shift = (torch.from_numpy(np.tile(values, size)) for values in per_channel)
         pixels = np.stack(prepared) if prepared else np.empty((0, size, size, 3), np.uint8)
         rows = torch.from_numpy(pixels).view(len(prepared) * size, size * 3).to(torch.float32)
         rows.mul_(scale).add_(shift)
