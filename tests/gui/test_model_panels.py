@@ -1,0 +1,75 @@
+"""The model-loop panels: triage rows follow each ranking though rewritten in place; batch
+progress is shown though its paint is deferred."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Qt
+
+from sall_desktop.gui.triage_panel import SHOWN, TriagePanel
+from sall_desktop.services.triage import Ranked, TriageItem, TriageOrder
+
+
+def ranking(names: list[str], scores: list[float]) -> list[Ranked]:
+    return [
+        Ranked(TriageItem(f"sha-{n}", f"/data/{n}.jpg", None), s)
+        for n, s in zip(names, scores, strict=True)
+    ]
+
+
+def rows(panel: TriagePanel) -> list[tuple[str, str, str]]:
+    out = []
+    for i in range(panel.list.count()):
+        item = panel.list.item(i)
+        out.append((item.text(), item.data(Qt.ItemDataRole.UserRole), item.toolTip()))
+    return out
+
+
+def test_rows_match_each_new_ranking(qtbot: Any, qapp_themed: Any) -> None:
+    panel = TriagePanel()
+    qtbot.addWidget(panel)
+    order = TriageOrder.UNCERTAINTY
+    panel.show_ranked(ranking(["a", "b", "c"], [0.9, 0.5, 0.1]), order, 0)
+    assert rows(panel) == [
+        ("  1. a.jpg   entropy 0.90", "/data/a.jpg", "/data/a.jpg"),
+        ("  2. b.jpg   entropy 0.50", "/data/b.jpg", "/data/b.jpg"),
+        ("  3. c.jpg   entropy 0.10", "/data/c.jpg", "/data/c.jpg"),
+    ]
+    # New images overtake, one drops out, a score changes: every row says what it opens.
+    panel.show_ranked(ranking(["d", "a", "b", "e"], [1.2, 0.9, 0.4, 0.2]), order, 0)
+    assert rows(panel) == [
+        ("  1. d.jpg   entropy 1.20", "/data/d.jpg", "/data/d.jpg"),
+        ("  2. a.jpg   entropy 0.90", "/data/a.jpg", "/data/a.jpg"),
+        ("  3. b.jpg   entropy 0.40", "/data/b.jpg", "/data/b.jpg"),
+        ("  4. e.jpg   entropy 0.20", "/data/e.jpg", "/data/e.jpg"),
+    ]
+    panel.show_ranked(ranking(["e"], [0.3]), order, 2)
+    assert rows(panel) == [("  1. e.jpg   entropy 0.30", "/data/e.jpg", "/data/e.jpg")]
+    assert panel.summary.text() == "1 image(s) in the queue; 2 ungradable kept out"
+    panel.show_ranked([], TriageOrder.DISAGREEMENT, 0)
+    assert rows(panel) == []
+
+
+def test_only_the_top_is_listed(qtbot: Any, qapp_themed: Any) -> None:
+    panel = TriagePanel()
+    qtbot.addWidget(panel)
+    names = [f"i{n:03d}" for n in range(SHOWN + 20)]
+    panel.show_ranked(ranking(names, [1.0] * len(names)), TriageOrder.UNCERTAINTY, 0)
+    assert panel.list.count() == SHOWN
+    assert panel.summary.text() == f"{SHOWN + 20} image(s) in the queue"
+
+
+def test_batch_progress_is_shown_and_painted_again(qtbot: Any, qapp_themed: Any) -> None:
+    from sall_desktop.gui.model_panel import ModelPanel
+
+    panel = ModelPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    panel.show_batch(5, 10, "Grading…", running=True)
+    bar = panel.batch_bar
+    assert (bar.value(), bar.maximum(), bar.text()) == (5, 10, "5 / 10")
+    assert bar.updatesEnabled()  # the paint it skipped is only deferred
+    assert panel.cancel_button.isEnabled() and not panel.grade_button.isEnabled()
+    panel.show_batch(10, 10, "Done", running=False)
+    assert bar.text() == "10 / 10" and panel.batch_text.text() == "Done"
