@@ -40,7 +40,8 @@ test-long: $(STAMP)
 # ablation (5 seeds, long) is `make bench-sall`.
 BENCHMARKS := benchmarks/bench_io.py benchmarks/bench_grading.py benchmarks/bench_explain.py \
 	benchmarks/bench_finetune_epoch.py benchmarks/bench_gui_startup.py benchmarks/bench_gui_folder.py \
-	benchmarks/bench_gui_viewer.py benchmarks/bench_gui_inference.py benchmarks/bench_gui_finetune.py
+	benchmarks/bench_gui_viewer.py benchmarks/bench_gui_inference.py benchmarks/bench_gui_finetune.py \
+	benchmarks/bench_triage.py
 bench: $(STAMP)
 	@for b in $(BENCHMARKS); do [ -f "$$b" ] || continue; echo "== $$b"; $(PY) $$b || exit 1; done
 

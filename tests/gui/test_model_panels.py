@@ -1,11 +1,12 @@
-"""The model-loop panels: triage rows follow each ranking though rewritten in place; batch
-progress is shown though its paint is deferred."""
+"""The model-loop panels: triage rows follow each ranking though rewritten in place, and a big
+ranking runs in slices to the same result; batch progress is shown though its paint is
+deferred."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QObject, Qt, Signal
 
 from sall_desktop.gui.triage_panel import SHOWN, TriagePanel
 from sall_desktop.services.triage import Ranked, TriageItem, TriageOrder
@@ -73,3 +74,86 @@ def test_batch_progress_is_shown_and_painted_again(qtbot: Any, qapp_themed: Any)
     assert panel.cancel_button.isEnabled() and not panel.grade_button.isEnabled()
     panel.show_batch(10, 10, "Done", running=False)
     assert bar.text() == "10 / 10" and panel.batch_text.text() == "Done"
+
+
+class _Images(QObject):
+    """A stand-in for the image list: many graded-by-the-model images, no window."""
+
+    modelReset = Signal()  # noqa: N815 - Qt's name
+
+    def __init__(self, n: int, prefix: str = "img") -> None:
+        super().__init__()
+        from types import SimpleNamespace
+
+        from sall_desktop.domain.predictions import Prediction
+        from sall_desktop.services.inference import summarize
+
+        self._entries = []
+        self._predictions = {}
+        for i in range(n):
+            sha = f"{prefix}-{i:06d}"
+            p = (i % 97 + 1) / 400
+            dr = (1 - 4 * p, p, p, p, p)
+            amd = (0.25, 0.25, 0.25, 0.25) if i % 3 else (0.7, 0.1, 0.1, 0.1)
+            prediction = Prediction(sha, "m" * 64, {"dr": dr, "amd": amd})
+            self._predictions[sha] = summarize(prediction)
+            self._entries.append(
+                SimpleNamespace(path=f"/d/{sha}.jpg", sha256=sha, gradable_image=True, grading=None)
+            )
+
+    def entries(self) -> list[Any]:
+        return list(self._entries)
+
+    def shown_prediction(self, entry: Any) -> Any:
+        return self._predictions[entry.sha256]
+
+    def reset_to(self, other: _Images) -> None:
+        self._entries, self._predictions = other._entries, other._predictions
+        self.modelReset.emit()
+
+
+def controller(qtbot: Any, images: _Images) -> Any:
+    from sall_desktop.gui.triage_panel import TriageController
+
+    panel = TriagePanel()
+    qtbot.addWidget(panel)
+    return TriageController(panel, images, navigator=None)  # type: ignore[arg-type]
+
+
+def test_a_big_ranking_runs_in_slices_and_equals_the_whole(
+    qtbot: Any, qapp_themed: Any, monkeypatch: Any
+) -> None:
+    import sall_desktop.gui.triage_panel as triage_panel
+
+    monkeypatch.setattr(triage_panel, "SLICE_MS", 0)  # a slice per 256 images
+    images = _Images(3000)
+    sliced = controller(qtbot, images)
+    sliced.refresh()
+    assert sliced.ranking and sliced.ranked == []  # the GUI thread was handed back
+    qtbot.waitUntil(lambda: not sliced.ranking, timeout=10_000)
+    whole = controller(qtbot, images)
+    whole.refresh_now()
+    assert sliced.ranked == whole.ranked and len(sliced.ranked) == SHOWN
+    assert sliced.queue_size == whole.queue_size == 3000
+    assert rows(sliced.panel) == rows(whole.panel)
+
+
+def test_a_new_ordering_or_folder_restarts_a_ranking_under_way(
+    qtbot: Any, qapp_themed: Any, monkeypatch: Any
+) -> None:
+    import sall_desktop.gui.triage_panel as triage_panel
+
+    monkeypatch.setattr(triage_panel, "SLICE_MS", 0)
+    images = _Images(3000)
+    sliced = controller(qtbot, images)
+    sliced.refresh()
+    order = sliced.panel.order
+    order.setCurrentIndex(order.findData(TriageOrder.REFERABLE))
+    images.reset_to(_Images(2000, prefix="other"))
+    qtbot.waitUntil(lambda: not sliced.ranking, timeout=10_000)
+    assert sliced.queue_size == 2000
+    assert all(r.item.sha256.startswith("other-") for r in sliced.ranked)
+    whole = controller(qtbot, images)
+    whole.panel.order.setCurrentIndex(whole.panel.order.findData(TriageOrder.REFERABLE))
+    whole.refresh_now()
+    assert sliced.ranked == whole.ranked
