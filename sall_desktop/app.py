@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 
 from model_zoo.fileio import remove_stale_temp_files
+from sall_desktop.gui import collector
 from sall_desktop.gui.launch import delete_window, qt_application, run_window, show_startup_error
 from sall_desktop.gui.main_window import MainWindow
 from sall_desktop.gui.session import WorkstationServices
@@ -52,6 +53,7 @@ class Workstation:
         Returns the grading writes that never committed (the user chose to quit anyway).
         """
         self.window.stop_timers()
+        collector.release()  # the open folder's objects are collected with the window
         # A fine-tune in flight is stopped (STOP, then kill) while the store can still record it.
         if self.window.model_windows is not None:
             self.window.model_windows.shutdown()

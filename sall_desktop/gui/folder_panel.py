@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from sall_desktop.domain.grades import AMD_GRADES, DR_GRADES, Laterality
+from sall_desktop.gui import collector
 from sall_desktop.gui.bridges import CatalogueBridge, ThumbnailBridge
 from sall_desktop.gui.image_entry import ImageEntry, ImageFilter, SortKey, StatusFilter
 from sall_desktop.gui.image_model import ImageListModel
@@ -225,6 +226,7 @@ class FolderController(QObject):
         self.catalogue.stop()
         self.thumbnails.cancel_pending()
         self.navigator.go_to(None)
+        collector.release()
         self.model.clear()
         self.patients.clear()
         self.folder = str(path)
@@ -240,6 +242,7 @@ class FolderController(QObject):
     def close_folder(self) -> None:
         self.catalogue.stop()
         self.scanning = False
+        collector.release()
 
     def _on_found(self, scan_id: int, found: list[object]) -> None:
         if scan_id != self.catalogue.scan_id:
@@ -272,6 +275,7 @@ class FolderController(QObject):
         self.patients.refresh(self.model.entries())
         if self.model.image_filter != ImageFilter() or self.model.sort_key is not SortKey.PATH:
             self.model.set_view()  # rows found while scanning are now filtered and sorted
+        collector.settle()
         if self.navigator.current is None:
             self._select_sha = self._select_path = ""
             first = self.model.entry_at(0)

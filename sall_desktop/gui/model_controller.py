@@ -23,6 +23,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QWidget
 
 from sall_desktop.domain.grades import Grading
+from sall_desktop.gui import collector
 from sall_desktop.gui.bridges import Failure
 from sall_desktop.gui.grading_controller import GradingController
 from sall_desktop.gui.image_entry import ImageEntry
@@ -156,6 +157,7 @@ class ModelController(QObject):
 
     def _on_stored(self, stored: dict[str, PredictionSummary]) -> None:
         self.model.set_predictions(stored)
+        collector.settle()  # kept while this model version is active: out of full collections
         self.predictions_changed.emit()
         self._show()
         if self._grade_when_loaded:
