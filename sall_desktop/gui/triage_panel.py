@@ -141,8 +141,9 @@ class TriageController(QObject):
         self._last_ms = 0
         self._scored: dict[str, _Scored] = {}
         self._pass: Iterator[None] | None = None
+        self._again = False  # asked to rank again while a ranking was under way
         self._timer = QTimer(self, singleShot=True, interval=REFRESH_MS)
-        self._timer.timeout.connect(self.refresh)
+        self._timer.timeout.connect(self._scheduled)
         self._slices = QTimer(self, singleShot=True, interval=0)
         self._slices.timeout.connect(self._next_slice)
         panel.order.currentIndexChanged.connect(lambda _: self.refresh())
@@ -179,6 +180,14 @@ class TriageController(QObject):
         for _ in self._ranking(self.panel.current_order(), deadline_s=None):
             pass
 
+    def _scheduled(self) -> None:
+        # New predictions do not make a ranking under way wrong, only late: restarting it on
+        # every burst could keep a cold ranking of a big folder from ever finishing.
+        if self._pass is not None:
+            self._again = True
+        else:
+            self.refresh()
+
     def _restart(self) -> None:
         if self._pass is not None:
             self.refresh()
@@ -186,10 +195,13 @@ class TriageController(QObject):
     def _next_slice(self) -> None:
         if self._pass is None:
             return
-        if next(self._pass, StopIteration) is StopIteration:
-            self._pass = None
-        else:
+        if next(self._pass, StopIteration) is not StopIteration:
             self._slices.start()
+            return
+        self._pass = None
+        if self._again:
+            self._again = False
+            self.schedule()
 
     def _ranking(self, order: TriageOrder, *, deadline_s: float | None) -> Iterator[None]:
         """Score every gradable image, yielding whenever ``deadline_s`` of GUI-thread time has

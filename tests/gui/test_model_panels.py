@@ -157,3 +157,19 @@ def test_a_new_ordering_or_folder_restarts_a_ranking_under_way(
     whole.panel.order.setCurrentIndex(whole.panel.order.findData(TriageOrder.REFERABLE))
     whole.refresh_now()
     assert sliced.ranked == whole.ranked
+
+
+def test_new_predictions_do_not_restart_a_ranking_under_way(
+    qtbot: Any, qapp_themed: Any, monkeypatch: Any
+) -> None:
+    import sall_desktop.gui.triage_panel as triage_panel
+
+    monkeypatch.setattr(triage_panel, "SLICE_MS", 0)
+    sliced = controller(qtbot, _Images(3000))
+    sliced.refresh()
+    under_way = sliced._pass
+    sliced._timer.timeout.emit()  # batch grading's next burst of predictions, meanwhile
+    assert sliced._pass is under_way  # goes on: a restart per burst might never finish
+    qtbot.waitUntil(lambda: not sliced.ranking, timeout=10_000)
+    assert sliced.queue_size == 3000
+    assert sliced._timer.isActive()  # and the burst gets its ranking afterwards
