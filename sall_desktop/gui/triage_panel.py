@@ -129,8 +129,8 @@ class TriageController(QObject):
 
     A ranking runs on the GUI thread (it reads the image list, which lives there) in slices of
     at most :data:`SLICE_MS`, so even scoring a folder of tens of thousands of images afresh (a
-    new ordering, a new model version: ~57 ms for 10,000 images, ~190 ms for 30,000, measured)
-    never holds the window for longer than a slice (P6).
+    new ordering, a new model version: 32-61 ms for 10,000 images, 103-190 ms for 30,000,
+    ``benchmarks/bench_triage.py``) never holds the window for longer than a slice (P6).
     """
 
     def __init__(self, panel: TriagePanel, model: ImageListModel, navigator: Navigator) -> None:
@@ -174,7 +174,7 @@ class TriageController(QObject):
         self._next_slice()
 
     def refresh_now(self) -> None:
-        """Rank again and show the result before returning (tests; a small folder)."""
+        """Rank again, whole, and show the result before returning (tests, benchmarks)."""
         self._slices.stop()
         self._pass = None
         for _ in self._ranking(self.panel.current_order(), deadline_s=None):
