@@ -375,16 +375,27 @@ class Predictor:
             max_workers=max(1, workers), thread_name_prefix="sall-decode"
         )
 
+        queued = 0
+
         def refill() -> None:
+            nonlocal queued
+            # Whole forward passes at a time (the window holds two and more), so each read of
+            # the input cache below is one pass's images.
             room = max(0, window - len(pending))
+            room = max(0, room - (queued + room) % batch_size)
             names = [os.fspath(path) for path in itertools.islice(source, room)]
+            queued += len(names)
             shas = [known.get(name, "") for name in names]
             found: dict[str, NDArray[np.uint8]] = {}
             if inputs is not None:
-                # Read here, between forward passes, in one query for the window: a decode
-                # thread would compete with the forward pass for the cores and the GIL (2-4 %
-                # of throughput, measured).
-                found = inputs.get_many([sha for sha in shas if sha])
+                # Read here, between forward passes: a decode thread would compete with the
+                # forward pass for the cores and the GIL (2-4 % of throughput, measured). A
+                # read is one block of images, so a pass whose inputs were all cached is
+                # normalised without stacking them first.
+                for start in range(0, len(names), batch_size):
+                    part = [sha for sha in shas[start : start + batch_size] if sha]
+                    if part:
+                        found.update(inputs.get_many(part))
             for name, sha in zip(names, shas, strict=True):
                 prepared = found.get(sha)
                 if prepared is not None:  # decoded before, for the catalogue or an earlier run

@@ -124,17 +124,24 @@ class InputCache:
         """The prepared images of those of ``sha256s`` that have a sound entry, by SHA-256.
 
         One query per 500 images: batch grading reads a window of inputs at once (a query per
-        image cost ~27 µs of SQLite overhead each, a batched read ~5 µs).
+        image cost ~27 µs of SQLite overhead each, a batched read ~5 µs). The images are rows of
+        one ``N×S×S×3`` block in the order asked, so a forward pass's consecutive images need
+        no stacking (``Preprocess.normalise_batch`` takes such a run as it is): copying each
+        row while SQLite's copy is still in the CPU's cache cost ~3 µs, stacking it later for
+        the batch ~22 µs (measured in situ, efficientnet_b0@128). An image found keeps its
+        block alive: ask for about a forward pass's images at a time.
         """
         size = self.spec.input_size
         length = size * size * 3
         found: dict[str, NDArray[np.uint8]] = {}
+        unique = list(dict.fromkeys(sha256s))
+        place = {sha256: n for n, sha256 in enumerate(unique)}
+        block = np.empty((len(unique), size, size, 3), np.uint8)
         stale: list[tuple[float, str, str]] = []
         damaged: list[tuple[str, str]] = []
         now = time.time()
         try:
             connection = _connection(self.database)
-            unique = list(dict.fromkeys(sha256s))
             for start in range(0, len(unique), _PARAMETERS):
                 part = unique[start : start + _PARAMETERS]
                 marks = ",".join("?" * len(part))
@@ -145,7 +152,9 @@ class InputCache:
                 )
                 for sha256, side, crc, used, pixels in rows:
                     if side == size and len(pixels) == length and zlib.crc32(pixels) == crc:
-                        found[sha256] = np.frombuffer(pixels, np.uint8).reshape(size, size, 3)
+                        row = block[place[sha256]]
+                        row[...] = np.frombuffer(pixels, np.uint8).reshape(size, size, 3)
+                        found[sha256] = row
                         if now - used > TOUCH_AFTER_S:
                             stale.append((now, self.spec.key, sha256))
                     else:  # damaged (a bit flip on disk): the caller decodes the file instead

@@ -177,6 +177,7 @@ class _MemoryInputs:
     def __init__(self, spec) -> None:
         self.spec = spec
         self.entries: dict[str, np.ndarray] = {}
+        self.reads: list[int] = []
 
     def __contains__(self, sha256: object) -> bool:
         return sha256 in self.entries
@@ -185,6 +186,7 @@ class _MemoryInputs:
         return self.entries.get(sha256)
 
     def get_many(self, sha256s) -> dict[str, np.ndarray]:
+        self.reads.append(len(sha256s))
         return {sha: self.entries[sha] for sha in sha256s if sha in self.entries}
 
     def put(self, sha256: str, prepared) -> bool:
@@ -210,6 +212,26 @@ def test_cached_inputs_give_the_same_predictions_without_decoding(
         assert new.sha256 == old.sha256 and new.error is None
         for head in ("dr", "amd"):
             assert new.heads[head].logits == old.heads[head].logits  # bit for bit
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 4])
+def test_cached_inputs_are_read_a_forward_pass_at_a_time(predictor, folder, batch_size) -> None:
+    # Each read is one forward pass's images (the app's cache returns them as one block, which
+    # is normalised without stacking), so no read may straddle two passes.
+    inputs = _MemoryInputs(predictor.transform.input_spec)
+    first = list(predictor.predict_paths(folder, inputs=inputs))
+    known = {r.path: r.sha256 for r in first if r.error is None}
+    inputs.reads.clear()
+    again = list(
+        predictor.predict_paths(folder, batch_size=batch_size, sha256s=known, inputs=inputs)
+    )
+    assert [r.sha256 for r in again] == [r.sha256 for r in first]
+    readable = [i for i, r in enumerate(first) if r.error is None]  # files with a SHA-256
+    start = 0
+    for n in inputs.reads:
+        assert len({i // batch_size for i in readable[start : start + n]}) == 1
+        start += n
+    assert start == len(readable)
 
 
 def test_a_missing_cached_input_is_decoded_and_prepared_again(predictor, folder) -> None:

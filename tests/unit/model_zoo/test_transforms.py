@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from model_zoo.transforms import (
+    _as_block,
     choose_reduce,
     eval_transform,
     fundus_crop,
@@ -87,6 +88,27 @@ def test_a_batch_is_normalised_bit_for_bit_as_each_image_and_laid_out_channels_l
     assert transform.normalise_batch([]).shape == (0, 3, 64, 64)
     with pytest.raises(ValueError, match="64×64×3 uint8"):
         transform.normalise_batch([prepared[0], prepared[1][:32]])
+
+
+def test_a_batch_of_consecutive_rows_of_one_block_is_taken_as_it_is(tiny_card) -> None:
+    # The input cache reads a forward pass's images as rows of one block: they are normalised
+    # from the block itself, and anything else is stacked first, with equal values either way.
+    transform = eval_transform(tiny_card)
+    block = np.random.default_rng(1).integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
+    other = block.copy()
+    arrangements = {
+        "consecutive": [block[1], block[2], block[3]],
+        "reversed": [block[3], block[2], block[1]],
+        "gap": [block[0], block[2]],
+        "transposed": [block[1].transpose(1, 0, 2), block[2]],
+        "two blocks": [block[1], other[2]],
+    }
+    for name, images in arrangements.items():
+        expected = torch.stack([transform.normalise(np.ascontiguousarray(i)) for i in images])
+        assert torch.equal(transform.normalise_batch(images), expected), name
+        as_one = _as_block(images, 64)
+        assert np.array_equal(as_one, np.stack(images)), name
+        assert np.shares_memory(as_one, block) == (name == "consecutive"), name
 
 
 def test_eval_transform_crops_when_the_card_says_so(card_factory) -> None:

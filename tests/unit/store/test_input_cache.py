@@ -47,6 +47,21 @@ def test_round_trip_is_exact_and_keyed_by_content(cache: InputCache) -> None:
     assert _execute(cache, "SELECT count(*) FROM inputs") == [(1,)]
 
 
+def test_a_read_returns_rows_of_one_block_in_the_order_asked(cache: InputCache) -> None:
+    images = {sha: _image(32, seed=n) for n, sha in enumerate((SHA_A, SHA_B, SHA_C))}
+    for sha, image in images.items():
+        cache.put(sha, image)
+    asked = [SHA_C, SHA_A, "d" * 64, SHA_B]  # not in the index's order, one missing
+    found = cache.get_many(asked)
+    assert list(found) != [] and set(found) == set(images)
+    block = found[SHA_C].base
+    assert block is not None and all(found[sha].base is block for sha in images)
+    for position, sha in enumerate(asked):
+        if sha in found:
+            assert np.array_equal(found[sha], images[sha])
+            assert np.shares_memory(found[sha], block[position])  # its place in the order
+
+
 def test_a_wrong_shape_is_refused(cache: InputCache) -> None:
     with pytest.raises(ValueError, match="32×32×3"):
         cache.put(SHA_A, _image(16))
