@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +26,16 @@ from training.protocol.csvsafe import escape_cell
 MODEL_LOAD_ERRORS: tuple[type[Exception], ...] = (CheckpointError, CardError, OSError, ValueError)
 """What loading a model version raises for a bad, missing or tampered folder (not bugs)."""
 
-COMMIT_EVERY = 32
-"""Predictions per store transaction: few fsyncs, little to redo after an interruption."""
+COMMIT_EVERY = 128
+"""Most predictions per store transaction: few fsyncs, little to redo after an interruption.
+
+Each transaction costs the store thread a fixed share besides its rows, taken from the two
+cores the forward pass runs on: 512 predictions in transactions of 32 cost 16-20 ms of CPU, in
+transactions of 128, 13 ms (measured)."""
+
+COMMIT_AFTER_S = 0.5
+"""...or the predictions of this many seconds, whichever comes first, so a slow model's
+progress still moves (resnet50@384 grades ~13 images/s on two cores)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +120,11 @@ def grade_paths(
     written: list[ImagePrediction] = []
     failures: list[tuple[str, str]] = []
     done = 0
+    committed = time.monotonic()
 
     def commit() -> None:
+        nonlocal committed
+        committed = time.monotonic()
         if pending:
             store.add_predictions(pending)
             pending.clear()
@@ -129,7 +141,7 @@ def grade_paths(
         else:
             pending.append(to_prediction(result))
             written.append(result)
-        if len(pending) >= COMMIT_EVERY:
+        if len(pending) >= COMMIT_EVERY or time.monotonic() - committed >= COMMIT_AFTER_S:
             commit()
     commit()
     if csv_out is not None:

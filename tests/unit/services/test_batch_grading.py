@@ -139,3 +139,30 @@ def test_grade_command_refuses_a_tampered_model(
     code = main(["--db", str(tmp_path / "db.sqlite"), "grade", str(folder), "--model", str(bad)])
     assert code == 1
     assert "could not be loaded" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("every", "after_s", "commits"), [(4, 3600.0, 3), (1000, 0.0, 10)])
+def test_predictions_are_committed_by_count_or_by_time(
+    model_dir: Path, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    every: int, after_s: float, commits: int,
+) -> None:  # fmt: skip
+    # A fast model commits every COMMIT_EVERY predictions; a slow one every COMMIT_AFTER_S,
+    # so its progress still moves (here: after each image).
+    import sall_desktop.services.batch_grading as batch_grading
+
+    monkeypatch.setattr(batch_grading, "COMMIT_EVERY", every)
+    monkeypatch.setattr(batch_grading, "COMMIT_AFTER_S", after_s)
+    predictor = load_predictor(model_dir, device="cpu")
+    summary = scan_folder(folder)
+    store = open_store(tmp_path / "db.sqlite")
+    writes: list[int] = []
+    add = store.add_predictions
+
+    def counted(rows: list[object]) -> int:
+        writes.append(len(rows))
+        return add(rows)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "add_predictions", counted)
+    grade_paths(store, predictor, [Path(r.path) for r in summary.records], batch_size=4)
+    assert sum(writes) == 10 and len(writes) == commits
+    store.close()
