@@ -13,7 +13,9 @@
   - strict: the best of three runs at passes of 8 and of the service's size, before and after
     (mean): higher than the paired one by what picking the best of six runs adds.
   P6's 100 Hz heartbeat, which wakes the GUI thread as no idle grader does,
-  runs in a round of its own, after them. The window runs in a child process whose only torch
+  runs in a round of its own, before them: it is also the service's warm-up, as the ceiling
+  has warm-up passes (in four of six runs the first grading of a session was the run's
+  slowest round, at 0.76-0.87 of the ceiling). The window runs in a child process whose only torch
   thread is the app's inference thread, and the in-app ceiling runs on that thread, once the
   new folder's thumbnails are done: a second thread running torch gives OpenMP a second team,
   and with more OpenMP threads than cores libgomp stops spinning between parallel regions
@@ -137,7 +139,7 @@ def main() -> None:
         )  # fmt: skip
         save_checkpoint(get_model(card.architecture, **card.architecture_kwargs), card, root / "m")
         folders = []
-        for r in range(args.rounds + 1):  # the last folder is P6's
+        for r in range(args.rounds + 1):  # the first folder is P6's
             folders.append(root / f"images{r}")
             make_images(folders[-1], args.n, first=r * args.n)
         quiet_predictor = Predictor.from_checkpoint(root / "m", device="cpu")
@@ -276,7 +278,7 @@ def run_gui(
         spin_until(described)
         spin_until(current_predicted)
         settle()
-        p6_round = number == len(folders) - 1
+        p6_round = number == 0
         stacked = None
         if not p6_round:
             # Decoded first, so that the ceiling's passes run just before and just after the
