@@ -34,8 +34,9 @@ cores the forward pass runs on: 512 predictions in transactions of 32 cost 16-20
 transactions of 128, 13 ms (measured)."""
 
 COMMIT_AFTER_S = 0.5
-"""...or the predictions of this many seconds, whichever comes first, so a slow model's
-progress still moves (resnet50@384 grades ~13 images/s on two cores)."""
+"""Most seconds of grading per store transaction (whichever of this and :data:`COMMIT_EVERY`
+comes first), so a slow model's progress still moves (resnet50@384 grades ~13 images/s on two
+cores)."""
 
 
 @dataclass(frozen=True, slots=True)
