@@ -128,7 +128,7 @@ class Preprocess:
         image against ~13 µs here (128 px, measured), next to ~3 ms of the demo model's
         forward pass. Images that are consecutive rows of one block (how the input cache
         reads a forward pass's images) are read in place; others are stacked first, which cost
-        ~22 µs per 128-px image right after a forward pass had emptied the CPU's caches. Each
+        ~22 µs per 128-px image between the forward passes of batch grading (cProfile). Each
         value is the one :meth:`normalise` gives, bit for bit.
 
         Runs torch operations: call it from the thread that runs the model (a second thread

@@ -53,7 +53,7 @@ def test_a_read_returns_rows_of_one_block_in_the_order_asked(cache: InputCache) 
         cache.put(sha, image)
     asked = [SHA_C, SHA_A, "d" * 64, SHA_B]  # not in the index's order, one missing
     found = cache.get_many(asked)
-    assert list(found) != [] and set(found) == set(images)
+    assert set(found) == set(images)
     block = found[SHA_C].base
     assert block is not None and all(found[sha].base is block for sha in images)
     for position, sha in enumerate(asked):
