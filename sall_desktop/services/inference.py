@@ -468,8 +468,8 @@ class InferenceService:
         def start() -> None:
             try:
                 info = self._ensure_loaded()
-                rows = store.submit(lambda s: s.predictions(model_id=info.id)).result()
-                graded = {p.image_sha256 for p in rows}
+                hashes = [known_sha256[p] for p in paths if p in known_sha256]
+                graded = store.submit(lambda s: s.graded_images(info.id, hashes)).result()
                 todo = [p for p in paths if known_sha256.get(p) not in graded]
                 batch = _Batch(
                     todo, known_sha256, len(todo), len(paths) - len(todo), cancel, on_progress,

@@ -6,7 +6,7 @@ same contract tests. Values in and out are the frozen domain types, never rows o
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -127,6 +127,10 @@ class LabelRepository(Protocol):
 
     def predictions(self, *, model_id: str | None = None) -> list[Prediction]:
         """Every stored prediction (of ``model_id`` if given), oldest first."""
+        ...
+
+    def graded_images(self, model_id: str, image_sha256s: Iterable[str]) -> set[str]:
+        """Those of ``image_sha256s`` that ``model_id`` has a prediction for."""
         ...
 
     def add_import_extras(self, import_id: str, extras: Mapping[str, Mapping[str, str]]) -> int:

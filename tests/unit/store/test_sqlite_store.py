@@ -237,6 +237,20 @@ def test_predictions_are_appended_and_the_latest_is_returned(store, sha) -> None
     assert first >= 1
 
 
+def test_graded_images_are_those_of_the_folder_this_model_predicted(store, sha) -> None:
+    def pred(n: int, model: str) -> Prediction:
+        return Prediction(image_sha256=sha(n), model_id=model, probabilities={"dr": (1.0,)})
+
+    # More hashes than one IN (...) query takes, so the lookup is split.
+    store.add_predictions([pred(n, "m1") for n in range(0, 1200, 2)])
+    store.add_predictions([pred(n, "m2") for n in range(1, 1200, 2)])
+    asked = [sha(n) for n in range(1300)] + [sha(4)]  # unknown images and a repeat too
+    assert store.graded_images("m1", asked) == {sha(n) for n in range(0, 1200, 2)}
+    assert store.graded_images("m2", asked[:10]) == {sha(n) for n in (1, 3, 5, 7, 9)}
+    assert store.graded_images("m3", asked) == set()
+    assert store.graded_images("m1", []) == set()
+
+
 def test_settings_and_import_extras(store, sha) -> None:
     assert store.get_setting("last_image") is None
     store.set_setting("last_image", sha(1))
