@@ -44,6 +44,8 @@ BENCHMARKS := benchmarks/bench_io.py benchmarks/bench_grading.py benchmarks/benc
 	benchmarks/bench_triage.py
 bench: $(STAMP)
 	@for b in $(BENCHMARKS); do [ -f "$$b" ] || continue; echo "== $$b"; $(PY) $$b || exit 1; done
+	@echo "== benchmarks/bench_gui_inference.py, the bundled demo model's architecture"
+	$(PY) benchmarks/bench_gui_inference.py --backbone efficientnet_b0 --size 128
 
 bench-sall: $(STAMP)
 	$(PY) benchmarks/sall_vs_single_task.py
