@@ -12,8 +12,8 @@
     moment of the machine weighs the same on both sides;
   - strict: the best of three runs at passes of 8 and of the service's size, before and after
     (mean): higher than the paired one by what picking the best of six runs adds.
-  The paired ratios' median comes with a bootstrap interval: single rounds range over ±10 %
-  with the VM, and medians of five rounds ranged from 0.88 to 0.95 between runs.
+  The paired ratios' median comes with a bootstrap interval: single rounds ranged from 0.46
+  to 1.24 with the VM, and medians of five rounds from 0.88 to 0.95 between runs.
   P6's 100 Hz heartbeat, which wakes the GUI thread as no idle grader does,
   runs in a round of its own, before them: it is also the service's warm-up, as the ceiling
   has warm-up passes (in four of six runs the first grading of a session was the run's

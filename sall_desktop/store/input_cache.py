@@ -38,6 +38,7 @@ from numpy.typing import NDArray
 
 from model_zoo.prepare import InputSpec
 from sall_desktop.store import db
+from sall_desktop.store.rows import IN_VALUES
 
 DATABASE = "inputs.sqlite"
 TOUCH_AFTER_S = 3600.0
@@ -57,8 +58,6 @@ CREATE TABLE IF NOT EXISTS inputs (
 CREATE INDEX IF NOT EXISTS inputs_used ON inputs (used);
 """
 
-_PARAMETERS = 500
-"""SHA-256 values per ``IN (...)`` query, well under SQLite's limit on parameters."""
 
 _local = threading.local()
 
@@ -143,8 +142,8 @@ class InputCache:
         now = time.time()
         try:
             connection = _connection(self.database)
-            for start in range(0, len(unique), _PARAMETERS):
-                part = unique[start : start + _PARAMETERS]
+            for start in range(0, len(unique), IN_VALUES):
+                part = unique[start : start + IN_VALUES]
                 marks = ",".join("?" * len(part))
                 rows = connection.execute(
                     "SELECT sha256, side, crc, used, pixels FROM inputs "

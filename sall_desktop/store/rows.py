@@ -115,6 +115,9 @@ def prediction_from_row(row: Sequence[Any]) -> Prediction:
     )
 
 
+IN_VALUES = 500
+"""Values per ``IN (...)`` list in one query, well under SQLite's limit on parameters."""
+
 PREDICTION_SELECT = (
     "SELECT i.sha256, p.model_id, p.probabilities, p.gradable_probability, p.created_at "
     "FROM predictions AS p JOIN images AS i ON i.id = p.image_id"

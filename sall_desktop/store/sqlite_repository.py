@@ -32,15 +32,13 @@ from sall_desktop.store.rows import (
     GRADING_FIELDS,
     GRADING_SELECT,
     IMAGE_SELECT,
+    IN_VALUES,
     PREDICTION_SELECT,
     UPSERT_IMAGE,
     grading_from_row,
     image_from_row,
     prediction_from_row,
 )
-
-_SQL_PARAMETERS = 500
-"""SHA-256 values per ``IN (...)`` query, well under SQLite's limit on parameters."""
 
 
 class SqliteLabelStore(ModelsRepositoryMixin, StoreConnection):
@@ -370,14 +368,15 @@ class SqliteLabelStore(ModelsRepositoryMixin, StoreConnection):
         """Those of ``image_sha256s`` that ``model_id`` has a prediction for.
 
         Looked up image by image through the indexes, so the cost follows the folder asked
-        about, not the store: reading every prediction of the model instead (to skip graded
-        images when a grading run starts) grew from 0.2 to 14.6 ms over four folders of 512.
+        about, not the store. Reading every prediction of the model instead (to skip graded
+        images when a grading run starts) took 958 ms in a store of 100,000 predictions, this
+        2.4 ms for a folder of 512 and 30-55 ms for 10,000 (measured).
         """
         wanted = list(dict.fromkeys(image_sha256s))
         graded: set[str] = set()
         with self._read("the model outputs") as conn:
-            for start in range(0, len(wanted), _SQL_PARAMETERS):
-                part = wanted[start : start + _SQL_PARAMETERS]
+            for start in range(0, len(wanted), IN_VALUES):
+                part = wanted[start : start + IN_VALUES]
                 marks = ",".join("?" * len(part))
                 rows = conn.execute(
                     f"SELECT i.sha256 FROM images AS i WHERE i.sha256 IN ({marks}) AND EXISTS "
