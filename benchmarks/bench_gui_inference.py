@@ -12,6 +12,9 @@
     moment of the machine weighs the same on both sides;
   - strict: the best of three runs at passes of 8 and of the service's size, before and after
     (mean): higher than the paired one by what picking the best of six runs adds.
+  Each ratio is split into the share of the service's time its forward passes took (its own
+  overhead: reading, normalising, storing) and the speed of those passes against the paired
+  ceiling (the VM's drift, and the GUI and store threads' use of the two cores).
   The paired ratios' median comes with a bootstrap interval: single rounds ranged from 0.46
   to 1.24 with the VM, and medians of five rounds from 0.88 to 0.95 between runs.
   P6's 100 Hz heartbeat, which wakes the GUI thread as no idle grader does,
@@ -174,7 +177,9 @@ def main() -> None:
             print(
                 f"P1 round {i + 1}: GUI service {r.service:.1f} img/s; forward-only in the app "
                 f"{r.paired:.1f} img/s paired (ratio {r.service / r.paired:.2f}), "
-                f"{r.strict:.1f} img/s best of three (ratio {r.service / r.strict:.2f})"
+                f"{r.strict:.1f} img/s best of three (ratio {r.service / r.strict:.2f}); "
+                f"forward passes {r.forward_share:.0%} of the service's time, at "
+                f"{r.service / r.forward_share / r.paired:.2f} of the paired ceiling's speed"
             )
         paired_ratios = [r.service / r.paired for r in rounds]
         paired = statistics.median(paired_ratios)
@@ -188,15 +193,25 @@ def main() -> None:
             f"forward-only before the window ({quiet:.1f} img/s): median "
             f"{statistics.median(services) / quiet:.2f}, best {max(services) / quiet:.2f}"
         )
+        # ratio = share x speed: the share is the service's own overhead and hardly drifts;
+        # the speed factor carries the VM's drift and the other threads' use of the cores.
+        share = statistics.median(r.forward_share for r in rounds)
+        speed = statistics.median(r.service / r.forward_share / r.paired for r in rounds)
+        print(
+            f"P1 parts (medians): forward passes {share:.1%} of the service's time; in them the "
+            f"model ran at {speed:.2f} of the paired ceiling's speed"
+        )
 
 
 class Round(NamedTuple):
     """One P1 round's images/s: the service, and the forward-only ceiling measured around it,
-    paired (one run each side, as the service had one) and strict (best of three)."""
+    paired (one run each side, as the service had one) and strict (best of three); and the
+    share of the service's time that its forward passes took."""
 
     service: float
     paired: float
     strict: float
+    forward_share: float
 
 
 def _gui_child(root: Path, folders: list[Path], args: argparse.Namespace, answers: Any) -> None:
@@ -342,7 +357,12 @@ def run_gui(
                 partial(strict_ceiling, predictor, stacked)
             ).result()
             rounds.append(
-                Round(rate, (paired_before + paired_after) / 2, (strict_before + strict_after) / 2)
+                Round(
+                    rate,
+                    (paired_before + paired_after) / 2,
+                    (strict_before + strict_after) / 2,
+                    result.forward_s / result.elapsed_s,
+                )
             )
 
     # P4: overlay latency on images whose prediction is stored (map computed on demand).

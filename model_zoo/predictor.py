@@ -28,6 +28,7 @@ import itertools
 import math
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -187,6 +188,9 @@ class Predictor:
         self.transform = eval_transform(card)
         self._temperatures = {t.name: card.temperatures[t.name] for t in card.tasks}
         self._reduce_hint = 8
+        self.forward_s = 0.0
+        """Seconds spent in :meth:`logits` since loading: a caller that reads it before and
+        after its work learns how much of it was the model's forward pass."""
 
     @classmethod
     def from_checkpoint(
@@ -212,6 +216,7 @@ class Predictor:
 
     def logits(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         """Raw logits ``{task: float32 [B, C_k]}`` (CPU) of a preprocessed ``[B, 3, S, S]``."""
+        started = time.perf_counter()
         with torch.inference_mode():
             x = batch.to(self.device, non_blocking=True)
             if self._precision.channels_last:  # a no-op for Preprocess.normalise_batch's
@@ -225,7 +230,9 @@ class Predictor:
                 if len(self.card.tasks) != 1:
                     raise TypeError("a multi-task model must return logits per task")
                 raw = {self.card.tasks[0].name: raw}
-            return {t.name: raw[t.name].float().cpu() for t in self.card.tasks}
+            logits = {t.name: raw[t.name].float().cpu() for t in self.card.tasks}
+        self.forward_s += time.perf_counter() - started
+        return logits
 
     def _heads(self, logits: dict[str, torch.Tensor]) -> list[dict[str, HeadPrediction]]:
         batch = next(iter(logits.values())).shape[0]

@@ -171,6 +171,7 @@ class _Batch:
     appender: _StoreAppender | None = None
     done: int = 0
     graded: int = 0
+    forward_s: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -506,6 +507,7 @@ class InferenceService:
                         BatchProgress(batch.done, batch.total, failed, batch.skipped, elapsed)
                     )
 
+            forward_before = predictor.forward_s
             inputs = None
             if self._inputs_root is not None:
                 inputs = InputCache(self._inputs_root, predictor.transform.input_spec)
@@ -515,6 +517,7 @@ class InferenceService:
                 cancel=batch.cancel, on_progress=progress, known_sha256=batch.known_sha256,
                 inputs=inputs, skip_graded=False,
             )  # fmt: skip
+            batch.forward_s += predictor.forward_s - forward_before
             batch.appender.check()
             batch.graded += summary.graded
             batch.failures.extend(summary.failures)
@@ -540,6 +543,7 @@ class InferenceService:
                     tuple(batch.failures),
                     cancelled,
                     time.perf_counter() - batch.started,
+                    batch.forward_s,
                 )  # fmt: skip
             )
 

@@ -202,7 +202,12 @@ class BatchProgress:
 
 @dataclass(frozen=True, slots=True)
 class BatchResult:
-    """How a batch-grading run ended."""
+    """How a batch-grading run ended.
+
+    Attributes:
+        elapsed_s: the run's seconds; forward_s: those spent in the model's forward passes
+            (the rest went to reading, normalising, storing and waiting for the machine).
+    """
 
     model_id: str
     graded: int
@@ -210,3 +215,4 @@ class BatchResult:
     failures: tuple[tuple[str, str], ...] = ()
     cancelled: bool = False
     elapsed_s: float = 0.0
+    forward_s: float = 0.0

@@ -142,12 +142,14 @@ def test_batch_grading_stores_with_model_id_and_skips_graded(
     ).result(timeout=60)  # fmt: skip
     model_id = service.info.id if service.info else ""
     assert result.graded == 10 and result.skipped == 0 and not result.cancelled
+    assert 0.0 < result.forward_s < result.elapsed_s  # the forward passes, within the run
     assert [f[0] for f in result.failures] == [str(broken)]
     stored = store.submit(lambda s: s.predictions(model_id=model_id)).result()
     assert {p.image_sha256 for p in stored} == set(known.values()) == set(shown)
     assert progress[-1].done == 11 and progress[-1].failed == 1
     again = service.grade_folder(paths, known).result(timeout=60)
     assert again.graded == 0 and again.skipped == 10  # only the unreadable file is retried
+    assert again.forward_s == 0.0  # the unreadable file never reached the model
     assert len(store.submit(lambda s: s.predictions(model_id=model_id)).result()) == 10
     assert service.stored_predictions().result(timeout=10).keys() == set(known.values())
 
