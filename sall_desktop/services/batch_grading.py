@@ -110,13 +110,11 @@ def grade_paths(
     """
     model_id = predictor.card.id
     known = known_sha256 or {}
-    todo, skipped = [], 0
-    for path in paths:
-        sha = known.get(str(path))
-        if skip_graded and sha is not None and store.latest_prediction(sha, model_id) is not None:
-            skipped += 1
-        else:
-            todo.append(path)
+    graded: set[str] = set()
+    if skip_graded:
+        graded = store.graded_images(model_id, [known[str(p)] for p in paths if str(p) in known])
+    todo = [path for path in paths if known.get(str(path)) not in graded]
+    skipped = len(paths) - len(todo)
     pending: list[Prediction] = []
     written: list[ImagePrediction] = []
     failures: list[tuple[str, str]] = []

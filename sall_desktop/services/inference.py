@@ -176,7 +176,8 @@ class _Batch:
 
 
 class _StoreAppender:
-    """The part of the label repository ``grade_paths`` uses, forwarded to the store thread."""
+    """The part of the label repository ``grade_paths`` uses when the caller has skipped the
+    graded images itself (``skip_graded=False``), forwarded to the store thread."""
 
     def __init__(
         self, store: StoreExecutor, sink: Callable[[Sequence[Prediction]], None] | None
@@ -211,9 +212,6 @@ class _StoreAppender:
         commits, self._commits = self._commits, []
         for future in commits:
             future.result()
-
-    def latest_prediction(self, sha256: str, model_id: str | None = None) -> Prediction | None:
-        return self._store.submit(lambda s: s.latest_prediction(sha256, model_id)).result()
 
 
 # ---------------------------------------------------------------------- the service
