@@ -57,6 +57,8 @@ class ImageListModel(QAbstractListModel):
     """Rows exist beyond ``rowCount``: a view scrolled to its end should fetch them."""
     entries_changed = Signal()
     """Counts changed (rows found, described or graded): status bars recount."""
+    records_added = Signal(list)
+    """SHA-256s of images whose records just arrived (the model's stored outputs are read)."""
 
     def __init__(
         self,
@@ -183,7 +185,7 @@ class ImageListModel(QAbstractListModel):
 
     def add_described(self, described: Iterable[DescribedFile]) -> list[ImageEntry]:
         """Attach records (or read errors) to their rows; return the entries updated."""
-        updated = []
+        updated, recorded = [], []
         for item in described:
             entry = self._by_path.get(str(item.found.path))
             if entry is None:
@@ -197,6 +199,7 @@ class ImageListModel(QAbstractListModel):
             entry.duplicate_of = str(item.duplicate_of) if item.duplicate_of else ""
             if item.record is not None:
                 sha = item.record.sha256
+                recorded.append(sha)
                 self._by_sha.setdefault(sha, []).append(entry)
                 if item.record.patient_id:
                     self._by_patient.setdefault(item.record.patient_id, []).append(entry)
@@ -206,6 +209,8 @@ class ImageListModel(QAbstractListModel):
             self._entry_changed(entry)
         if updated:
             self.entries_changed.emit()
+        if recorded:
+            self.records_added.emit(recorded)
         return updated
 
     def set_gradings(self, gradings: dict[str, Grading]) -> None:

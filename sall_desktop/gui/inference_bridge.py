@@ -15,6 +15,7 @@ repaints once per tick instead of once per commit.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from concurrent.futures import Future
 from typing import Any
 
@@ -64,7 +65,7 @@ class InferenceBridge(QObject):
     load_failed = Signal(str)
     result_ready = Signal(object)  # InferenceResult
     failed = Signal(object)  # Failure (context: the InferenceRequest)
-    stored = Signal(object)  # dict[str, PredictionSummary]
+    stored = Signal(object)  # StoredPredictions
     batch_progress = Signal(object)  # BatchProgress
     batch_predictions = Signal(object)  # list[PredictionSummary]
     batch_finished = Signal(object)  # BatchResult
@@ -87,9 +88,10 @@ class InferenceBridge(QObject):
         """Load the active model (the first call imports torch on the worker)."""
         self._watch(self.service.load(), "loaded", "load_failed")
 
-    def load_stored(self) -> None:
-        """Fetch the active model's stored predictions (emitted as :attr:`stored`)."""
-        self._watch(self.service.stored_predictions(), "stored", "load_failed")
+    def load_stored(self, sha256s: Iterable[str]) -> None:
+        """Fetch the active model's stored predictions of these images (emitted as
+        :attr:`stored`)."""
+        self._watch(self.service.stored_predictions(sha256s), "stored", "load_failed")
 
     def request(
         self,

@@ -1,8 +1,9 @@
 """The model in the loop: what the active model says about each image, when the grader sees it,
 batch grading of the open folder, and the audit of a change of mind after the model's reveal.
 
-- Stored predictions of the active model are loaded once; an image without one is predicted on
-  demand (and stored) when it becomes current; batch grading fills in the rest.
+- The active model's stored predictions are read for the open folder's images as their records
+  arrive; an image without one is predicted on demand (and stored) when it becomes current;
+  batch grading fills in the rest.
 - Blind-first mode (setting): the model's grade and overlay stay hidden for an image until the
   grader's grade for it is saved; then they are revealed. A later change of that grade is saved
   with the audit reason ``changed after model reveal`` and the model version it was made with.
@@ -18,7 +19,7 @@ from concurrent.futures import Future
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QWidget
 
@@ -40,6 +41,7 @@ from sall_desktop.services.inference import (
     InferenceResult,
     ModelInfo,
     PredictionSummary,
+    StoredPredictions,
 )
 
 if TYPE_CHECKING:  # the windows import matplotlib: only when first opened (P7)
@@ -47,6 +49,8 @@ if TYPE_CHECKING:  # the windows import matplotlib: only when first opened (P7)
     from sall_desktop.gui.model_manager import ModelManager
 
 CHANGED_AFTER_REVEAL = "changed after model reveal"
+STORED_ASK_MS = 100
+"""Records arriving within this long are asked about in one read of the stored predictions."""
 
 
 class ModelController(QObject):
@@ -73,6 +77,12 @@ class ModelController(QObject):
         self.info: ModelInfo | None = None
         self.entry: ImageEntry | None = None
         self._pending: dict[str, int] = {}  # sha256 -> id of the on-demand prediction request
+        # Images whose stored predictions are not read yet (an on-demand request for one would
+        # grade it again), and those of them not asked about yet.
+        self._awaiting: set[str] = set()
+        self._unasked: set[str] = set()
+        self._ask = QTimer(self, singleShot=True, interval=STORED_ASK_MS)
+        self._ask.timeout.connect(self._ask_stored)
         self._revealed: set[str] = set()
         self.blind = settings.blind_first
         model.set_blind(self.blind)
@@ -91,6 +101,7 @@ class ModelController(QObject):
         bridge.batch_finished.connect(self._on_batch_finished)
         bridge.batch_failed.connect(self._on_batch_failed)
         navigator.current_changed.connect(self.set_entry)
+        model.records_added.connect(self._on_records)
         grading.grading_written.connect(self._on_grading_written)
         viewer.image_shown.connect(self.overlay.reattach)
         self.overlay.error.connect(self.error)
@@ -120,7 +131,22 @@ class ModelController(QObject):
     def _on_loaded(self, info: ModelInfo) -> None:
         self.info = info
         self.panel.show_model(info)
-        self.bridge.load_stored()
+        self.model.set_predictions({})  # another version's, if any
+        self._awaiting = {e.sha256 for e in self.model.entries() if e.record is not None}
+        self._unasked = set(self._awaiting)
+        self._ask_stored()  # even for no image: the reply starts a grading asked for meanwhile
+
+    def _on_records(self, sha256s: list[str]) -> None:
+        self._awaiting.update(sha256s)
+        self._unasked.update(sha256s)
+        if self.info is not None and not self._ask.isActive():
+            self._ask.start()
+
+    def _ask_stored(self) -> None:
+        self._ask.stop()
+        if self.info is not None:
+            asked, self._unasked = self._unasked, set()
+            self.bridge.load_stored(asked)
 
     def reload_model(self, model_id: str = "") -> None:
         """The active version changed (``model_id``): load it off the GUI thread, show its badge,
@@ -149,14 +175,19 @@ class ModelController(QObject):
         self.set_entry(self.navigator.current)
 
     def _on_load_failed(self, message: str) -> None:
+        self._awaiting.clear()  # the model grades the images on demand instead
         if self.info is None:
             self.panel.show_model_error(message)
             self.error.emit(f"The model could not be loaded: {message}")
         else:
             self.error.emit(f"The model's stored predictions could not be read: {message}")
+            self._show()
 
-    def _on_stored(self, stored: dict[str, PredictionSummary]) -> None:
-        self.model.set_predictions(stored)
+    def _on_stored(self, stored: StoredPredictions) -> None:
+        if self.info is None or stored.model_id != self.info.id:
+            return  # read for a version that is no longer active
+        self._awaiting.difference_update(stored.asked)
+        self.model.add_predictions(stored.summaries.values())
         collector.settle()  # kept while this model version is active: out of full collections
         self.predictions_changed.emit()
         self._show()
@@ -212,6 +243,8 @@ class ModelController(QObject):
         if summary is None:
             if self.info is None:
                 note = "Waiting for the model…"
+            elif entry.sha256 in self._awaiting:
+                note = "Reading the model's stored output…"
             else:
                 note = "The model is grading this image…"
                 if entry.sha256 not in self._pending:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -38,6 +38,7 @@ from sall_desktop.services.inference_values import (
     InferenceResult,
     ModelInfo,
     PredictionSummary,
+    StoredPredictions,
     summarize,
 )
 from sall_desktop.store.input_cache import InputCache
@@ -59,6 +60,7 @@ __all__ = [  # the values live in inference_values; callers import them from her
     "InferenceService",
     "ModelInfo",
     "PredictionSummary",
+    "StoredPredictions",
     "active_model_dir",
     "load_predictor",
     "summarize",
@@ -423,16 +425,25 @@ class InferenceService:
         )
 
     # ------------------------------------------------------------------ stored
-    def stored_predictions(self) -> Future[dict[str, PredictionSummary]]:
-        """The active model's latest stored prediction of every image, by SHA-256 (loads the
-        model first, on the worker; the query itself runs on the store thread)."""
+    def stored_predictions(self, sha256s: Iterable[str]) -> Future[StoredPredictions]:
+        """The active model's newest stored prediction of each of ``sha256s`` (loads the model
+        first, on the worker; the query itself runs on the store thread).
 
-        def job() -> dict[str, PredictionSummary]:
+        The window asks for the images of the open folder as their records arrive. Reading and
+        summarising every prediction of the model instead took 2.8-3.0 s on this thread in a
+        store of 100,000 (measured), and each overlay and on-demand prediction waited behind
+        it; for a folder of 10,000 with 5,000 stored, 0.14 s.
+        """
+        asked = frozenset(sha256s)
+
+        def job() -> StoredPredictions:
             info = self._ensure_loaded()
-            if self._store is None:
-                return {}
-            rows = self._store.submit(lambda s: s.predictions(model_id=info.id)).result()
-            return {p.image_sha256: summarize(p, low_confidence=self.low_confidence) for p in rows}
+            rows: dict[str, Prediction] = {}
+            if self._store is not None and asked:
+                rows = self._store.submit(lambda s: s.latest_predictions(info.id, asked)).result()
+            low = self.low_confidence
+            summaries = {sha: summarize(p, low_confidence=low) for sha, p in rows.items()}
+            return StoredPredictions(info.id, asked, summaries)
 
         return self._run(job)
 

@@ -216,3 +216,18 @@ class BatchResult:
     cancelled: bool = False
     elapsed_s: float = 0.0
     forward_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPredictions:
+    """The stored predictions of one model version for the images the window asked about.
+
+    Attributes:
+        model_id: the version (a reply for a version no longer active is stale).
+        asked: every image asked about, found or not: those not found need the model.
+        summaries: by SHA-256, the newest stored prediction of each image that has one.
+    """
+
+    model_id: str
+    asked: frozenset[str]
+    summaries: dict[str, PredictionSummary]

@@ -129,6 +129,12 @@ class LabelRepository(Protocol):
         """Every stored prediction (of ``model_id`` if given), oldest first."""
         ...
 
+    def latest_predictions(
+        self, model_id: str, image_sha256s: Iterable[str]
+    ) -> dict[str, Prediction]:
+        """The newest prediction of ``model_id`` for each of ``image_sha256s`` that has one."""
+        ...
+
     def graded_images(self, model_id: str, image_sha256s: Iterable[str]) -> set[str]:
         """Those of ``image_sha256s`` that ``model_id`` has a prediction for."""
         ...

@@ -142,6 +142,85 @@ def test_batch_grading_stores_and_shows_predictions(
     assert window.triage.ranked[0].score == pytest.approx(expected)
 
 
+def test_stored_predictions_are_read_for_the_open_folder_only(
+    workstation: Callable[..., Any],
+    image_folder: Callable[..., Path],
+    qtbot: Any,
+    tiny_model: Path,
+    tmp_path: Path,
+) -> None:
+    import hashlib
+
+    from model_zoo.cards import read_card
+    from sall_desktop.domain.predictions import Prediction
+    from sall_desktop.store import open_store
+
+    folder = image_folder(8)
+    files = sorted(folder.iterdir())
+    shas = [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
+    model_id = read_card(tiny_model).id
+    # A store that already holds this version's outputs for the first five images (the first
+    # is the one shown first) and for images of other folders.
+    (tmp_path / "home").mkdir(exist_ok=True)
+    with open_store(tmp_path / "home" / "labels.sqlite") as store:
+        store.add_predictions(
+            [Prediction(sha, model_id, {"dr": (0.1, 0.1, 0.6, 0.1, 0.1)}) for sha in shas[:5]]
+            + [Prediction(f"{n:064x}", model_id, {"dr": (1.0, 0, 0, 0, 0)}) for n in range(50)]
+        )
+    # Opened once the model is loaded (its records then arrive with a model to ask).
+    ws = workstation(image_folder(2, name="earlier"))
+    window = ws.window
+    window.start(str(folder))
+    qtbot.waitUntil(
+        lambda: window.navigator.current is not None and window.navigator.current.sha256 == shas[0],
+        timeout=WAIT_MS,
+    )
+    qtbot.waitUntil(
+        lambda: all(window.model.prediction(sha) is not None for sha in shas[:5]), timeout=WAIT_MS
+    )
+    assert window.model.prediction(shas[0]).heads["dr"].grade == 2  # the stored output, shown
+    assert window.model.predictions().keys() <= set(shas)  # no other folder's outputs
+    ws.inference.run_on_worker(lambda: None).result(timeout=10)  # requests made have run
+    stored = ws.store.submit(lambda s: s.predictions(model_id=model_id)).result(timeout=10)
+    assert [p.image_sha256 for p in stored].count(shas[0]) == 1  # not graded again on demand
+    window.navigator.step(+1)
+    window.navigator.step(+1)
+    window.navigator.step(+1)
+    window.navigator.step(+1)
+    window.navigator.step(+1)  # the sixth image: no stored output, so the model grades it
+    assert window.navigator.current.sha256 == shas[5]
+    qtbot.waitUntil(lambda: window.model.prediction(shas[5]) is not None, timeout=WAIT_MS)
+
+
+def test_a_failed_read_of_stored_predictions_falls_back_to_the_model(
+    workstation: Callable[..., Any], image_folder: Callable[..., Path], qtbot: Any
+) -> None:
+    import sqlite3
+    from concurrent.futures import Future
+
+    ws = workstation(image_folder(2, name="earlier"))
+    window, loop = ws.window, ws.window.model_loop
+
+    def unreadable(sha256s: Any) -> Future[Any]:
+        failed: Future[Any] = Future()
+        failed.set_exception(sqlite3.OperationalError("disk I/O error"))
+        return failed
+
+    ws.inference.stored_predictions = unreadable
+    errors: list[str] = []
+    loop.error.connect(errors.append)
+    window.start(str(image_folder(4)))
+    qtbot.waitUntil(lambda: bool(errors), timeout=WAIT_MS)
+    assert "stored predictions could not be read" in errors[0]
+    qtbot.waitUntil(
+        lambda: (
+            window.navigator.current is not None
+            and window.model.prediction(window.navigator.current.sha256) is not None
+        ),
+        timeout=WAIT_MS,
+    )
+
+
 def test_batch_grading_reads_the_inputs_the_folder_scan_prepared(
     workstation: Callable[..., Any],
     image_folder: Callable[..., Path],

@@ -151,7 +151,12 @@ def test_batch_grading_stores_with_model_id_and_skips_graded(
     assert again.graded == 0 and again.skipped == 10  # only the unreadable file is retried
     assert again.forward_s == 0.0  # the unreadable file never reached the model
     assert len(store.submit(lambda s: s.predictions(model_id=model_id)).result()) == 10
-    assert service.stored_predictions().result(timeout=10).keys() == set(known.values())
+    # The window reads the stored predictions of the images it asks about, no others.
+    asked = [_sha(p) for p in images[:4]] + ["0" * 64]  # and an image the model never saw
+    stored = service.stored_predictions(asked).result(timeout=10)
+    assert stored.model_id == model_id and stored.asked == frozenset(asked)
+    assert stored.summaries.keys() == set(asked[:4])
+    assert all(s.model_id == model_id for s in stored.summaries.values())
 
 
 def test_grading_reads_what_describing_the_folder_prepared(

@@ -251,6 +251,29 @@ def test_graded_images_are_those_of_the_folder_this_model_predicted(store, sha) 
     assert store.graded_images("m1", []) == set()
 
 
+def test_latest_predictions_are_the_newest_of_this_model_for_the_images_asked(store, sha) -> None:
+    def pred(n: int, model: str, p: float) -> Prediction:
+        return Prediction(image_sha256=sha(n), model_id=model, probabilities={"dr": (p, 1.0 - p)})
+
+    # More hashes than one IN (...) query takes, so the lookup is split.
+    store.add_predictions([pred(n, "m1", 0.25) for n in range(0, 1200, 2)])
+    store.add_predictions([pred(n, "m2", 0.5) for n in range(0, 1200)])
+    store.add_predictions([pred(n, "m1", 0.75) for n in (2, 700)])  # graded again, later
+    asked = [sha(n) for n in range(1300)] + [sha(4)]  # unknown images and a repeat too
+    latest = store.latest_predictions("m1", asked)
+    assert latest.keys() == {sha(n) for n in range(0, 1200, 2)}
+    assert {n: latest[sha(n)].probabilities["dr"][0] for n in (0, 2, 700, 702)} == {
+        0: 0.25,
+        2: 0.75,
+        700: 0.75,
+        702: 0.25,
+    }
+    assert all(p.model_id == "m1" for p in latest.values())
+    assert store.latest_predictions("m1", [sha(1), sha(3)]) == {}  # only m2 graded them
+    assert store.latest_predictions("m3", asked) == {}
+    assert store.latest_predictions("m1", []) == {}
+
+
 def test_settings_and_import_extras(store, sha) -> None:
     assert store.get_setting("last_image") is None
     store.set_setting("last_image", sha(1))
