@@ -58,6 +58,7 @@ class ModelController(QObject):
 
     error = Signal(str)
     predictions_changed = Signal()
+    batch_predictions_changed = Signal()  # a delivery of batch grading (several a second)
     _reloaded = Signal(object, object)  # ModelInfo | None, error message; from the worker
 
     def __init__(
@@ -314,7 +315,7 @@ class ModelController(QObject):
 
     def _on_batch_predictions(self, rows: list[PredictionSummary]) -> None:
         self.model.add_predictions(rows)
-        self.predictions_changed.emit()
+        self.batch_predictions_changed.emit()
         if self.entry is not None and any(r.sha256 == self.entry.sha256 for r in rows):
             self._show()
 

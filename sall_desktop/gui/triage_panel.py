@@ -53,6 +53,10 @@ class _Scored(NamedTuple):
 SHOWN = 100
 """Rows listed (the queue is for the next few images, not a second grid)."""
 REFRESH_MS = 300
+BATCH_REFRESH_MS = 1000
+"""The shortest wait between rankings for batch grading's deliveries: the queue is read when
+the grader turns to it, and each ranking of a 512-image folder cost the GUI thread ~5 ms
+(cProfile) on the two cores the model's forward passes use."""
 SLICE_MS = 10
 """The longest a ranking holds the GUI thread at a time."""
 
@@ -151,15 +155,21 @@ class TriageController(QObject):
         panel.list.itemActivated.connect(self._open)
         panel.list.itemClicked.connect(self._open)
 
-    def schedule(self) -> None:
-        """Rank again soon (coalesces bursts of predictions and gradings).
+    def schedule(self, wait_ms: int = REFRESH_MS) -> None:
+        """Rank again within ``wait_ms`` (coalesces bursts of predictions and gradings).
 
-        Batch grading asks again several times a second, and a ranking costs the GUI thread
-        ~3 ms for 10,000 images when few scores changed: the wait grows with the last ranking's
-        cost, so the queue takes at most a tenth of the GUI thread.
+        A ranking costs the GUI thread ~3 ms for 10,000 images when few scores changed: the
+        wait grows with the last ranking's cost, so the queue takes at most a tenth of the GUI
+        thread.
         """
-        if not self._timer.isActive():
-            self._timer.start(max(REFRESH_MS, 10 * self._last_ms))
+        wait = max(wait_ms, 10 * self._last_ms)
+        if not self._timer.isActive() or self._timer.remainingTime() > wait:
+            self._timer.start(wait)
+
+    def schedule_for_batch(self) -> None:
+        """Rank again for a delivery of batch grading (several a second): within
+        :data:`BATCH_REFRESH_MS`."""
+        self.schedule(BATCH_REFRESH_MS)
 
     @property
     def ranking(self) -> bool:

@@ -173,3 +173,18 @@ def test_new_predictions_do_not_restart_a_ranking_under_way(
     qtbot.waitUntil(lambda: not sliced.ranking, timeout=10_000)
     assert sliced.queue_size == 3000
     assert sliced._timer.isActive()  # and the burst gets its ranking afterwards
+
+
+def test_batch_deliveries_wait_longer_for_a_ranking_than_a_grading(
+    qtbot: Any, qapp_themed: Any
+) -> None:
+    import sall_desktop.gui.triage_panel as triage_panel
+
+    triage = controller(qtbot, _Images(50))
+    triage.schedule_for_batch()  # batch grading delivers several times a second
+    assert triage._timer.remainingTime() > triage_panel.REFRESH_MS
+    triage.schedule_for_batch()  # the next delivery does not move it either way
+    assert triage._timer.remainingTime() > triage_panel.REFRESH_MS
+    triage.schedule()  # the grader's own grading meanwhile is ranked sooner
+    assert 0 <= triage._timer.remainingTime() <= triage_panel.REFRESH_MS
+    qtbot.waitUntil(lambda: triage.queue_size == 50, timeout=5_000)
