@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from sall_desktop.domain.grades import (
@@ -117,6 +117,15 @@ def prediction_from_row(row: Sequence[Any]) -> Prediction:
 
 IN_VALUES = 500
 """Values per ``IN (...)`` list in one query, well under SQLite's limit on parameters."""
+
+
+def in_parts(values: Iterable[str]) -> Iterator[tuple[str, list[str]]]:
+    """The distinct ``values`` in parts of :data:`IN_VALUES`, each with its ``?,?,...`` marks."""
+    wanted = list(dict.fromkeys(values))
+    for start in range(0, len(wanted), IN_VALUES):
+        part = wanted[start : start + IN_VALUES]
+        yield ",".join("?" * len(part)), part
+
 
 PREDICTION_SELECT = (
     "SELECT i.sha256, p.model_id, p.probabilities, p.gradable_probability, p.created_at "

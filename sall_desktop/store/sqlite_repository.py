@@ -32,11 +32,11 @@ from sall_desktop.store.rows import (
     GRADING_FIELDS,
     GRADING_SELECT,
     IMAGE_SELECT,
-    IN_VALUES,
     PREDICTION_SELECT,
     UPSERT_IMAGE,
     grading_from_row,
     image_from_row,
+    in_parts,
     prediction_from_row,
 )
 
@@ -374,19 +374,10 @@ class SqliteLabelStore(ModelsRepositoryMixin, StoreConnection):
         reading them all took 1.0-1.1 s (measured); this, 5-7 ms for a folder of 512 and
         78-83 ms for 10,000 (half of them with a prediction).
         """
-        wanted = list(dict.fromkeys(image_sha256s))
+        sql = PREDICTION_SELECT + " WHERE i.sha256 IN ({marks}) AND p.model_id = ? ORDER BY p.id"
         latest: dict[str, Prediction] = {}
-        with self._read("the model outputs") as conn:
-            for start in range(0, len(wanted), IN_VALUES):
-                part = wanted[start : start + IN_VALUES]
-                marks = ",".join("?" * len(part))
-                rows = conn.execute(
-                    f"{PREDICTION_SELECT} WHERE i.sha256 IN ({marks}) AND p.model_id = ? "
-                    "ORDER BY p.id",
-                    (*part, model_id),
-                )
-                for row in rows:  # oldest first: a newer prediction replaces an older one
-                    latest[row[0]] = prediction_from_row(row)
+        for row in self._rows_of_images(sql, image_sha256s, model_id):
+            latest[row[0]] = prediction_from_row(row)  # oldest first: the newest stays
         return latest
 
     def graded_images(self, model_id: str, image_sha256s: Iterable[str]) -> set[str]:
@@ -397,19 +388,21 @@ class SqliteLabelStore(ModelsRepositoryMixin, StoreConnection):
         images when a grading run starts) took 958 ms in a store of 100,000 predictions, this
         2.4 ms for a folder of 512 and 30-55 ms for 10,000 (measured).
         """
-        wanted = list(dict.fromkeys(image_sha256s))
-        graded: set[str] = set()
+        sql = (
+            "SELECT i.sha256 FROM images AS i WHERE i.sha256 IN ({marks}) AND EXISTS "
+            "(SELECT 1 FROM predictions AS p WHERE p.image_id = i.id AND p.model_id = ?)"
+        )
+        return {sha256 for (sha256,) in self._rows_of_images(sql, image_sha256s, model_id)}
+
+    def _rows_of_images(self, sql: str, image_sha256s: Iterable[str], model_id: str) -> list[Any]:
+        """The rows ``sql`` gives for ``image_sha256s`` (its ``{marks}``) and ``model_id`` (its
+        last parameter), asked :data:`~sall_desktop.store.rows.IN_VALUES` images at a time;
+        an image asked twice is asked once."""
+        rows: list[Any] = []
         with self._read("the model outputs") as conn:
-            for start in range(0, len(wanted), IN_VALUES):
-                part = wanted[start : start + IN_VALUES]
-                marks = ",".join("?" * len(part))
-                rows = conn.execute(
-                    f"SELECT i.sha256 FROM images AS i WHERE i.sha256 IN ({marks}) AND EXISTS "
-                    "(SELECT 1 FROM predictions AS p WHERE p.image_id = i.id AND p.model_id = ?)",
-                    (*part, model_id),
-                )
-                graded.update(sha256 for (sha256,) in rows)
-        return graded
+            for marks, part in in_parts(image_sha256s):
+                rows.extend(conn.execute(sql.format(marks=marks), (*part, model_id)))
+        return rows
 
     # ------------------------------------------------------------------ import extras
 
