@@ -243,8 +243,22 @@ def test_batch_grading_reads_the_inputs_the_folder_scan_prepared(
         return real_read(path, **kwargs)
 
     monkeypatch.setattr(model_zoo.prepare, "read_image", counting_read)
-    ws = workstation(image_folder(12), auto_grade=False)
+    # The folder is opened once the model is loaded: a scan prepares inputs only from the
+    # moment it knows the model's preprocessing (before the model is loaded, that waits for the
+    # store), so a file described earlier on a busy machine would be decoded by the grader.
+    ws = workstation(image_folder(2, name="earlier"), auto_grade=False)
     window, loop = ws.window, ws.window.model_loop
+    folder = image_folder(12)
+    window.start(str(folder))
+    qtbot.waitUntil(
+        lambda: (
+            window.folders.folder == str(folder)
+            and not window.folders.scanning
+            and len(window.model.entries()) == 12
+            and all(e.record is not None for e in window.model.entries())
+        ),
+        timeout=WAIT_MS,
+    )
     inputs = ws.inference.input_cache()  # the loaded model's preprocessing
     shas = {e.sha256 for e in window.model.entries()}
     assert inputs is not None and all(sha in inputs for sha in shas)  # the scan left them

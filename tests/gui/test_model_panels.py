@@ -181,10 +181,13 @@ def test_batch_deliveries_wait_longer_for_a_ranking_than_a_grading(
     import sall_desktop.gui.triage_panel as triage_panel
 
     triage = controller(qtbot, _Images(50))
+    timer = triage._timer
     triage.schedule_for_batch()  # batch grading delivers several times a second
-    assert triage._timer.remainingTime() > triage_panel.REFRESH_MS
-    triage.schedule_for_batch()  # the next delivery does not move it either way
-    assert triage._timer.remainingTime() > triage_panel.REFRESH_MS
+    assert timer.isActive() and timer.interval() == triage_panel.BATCH_REFRESH_MS
+    triage.schedule_for_batch()  # the next delivery neither waits longer nor sooner
+    assert timer.interval() == triage_panel.BATCH_REFRESH_MS
     triage.schedule()  # the grader's own grading meanwhile is ranked sooner
-    assert 0 <= triage._timer.remainingTime() <= triage_panel.REFRESH_MS
+    assert timer.isActive() and timer.interval() == triage_panel.REFRESH_MS
+    triage.schedule_for_batch()  # and a delivery then does not push that back
+    assert timer.interval() == triage_panel.REFRESH_MS
     qtbot.waitUntil(lambda: triage.queue_size == 50, timeout=5_000)
