@@ -38,7 +38,7 @@ from numpy.typing import NDArray
 
 from model_zoo.prepare import InputSpec
 from sall_desktop.store import db
-from sall_desktop.store.rows import IN_VALUES
+from sall_desktop.store.rows import in_parts
 
 DATABASE = "inputs.sqlite"
 TOUCH_AFTER_S = 3600.0
@@ -142,9 +142,7 @@ class InputCache:
         now = time.time()
         try:
             connection = _connection(self.database)
-            for start in range(0, len(unique), IN_VALUES):
-                part = unique[start : start + IN_VALUES]
-                marks = ",".join("?" * len(part))
+            for marks, part in in_parts(unique):
                 rows = connection.execute(
                     "SELECT sha256, side, crc, used, pixels FROM inputs "
                     f"WHERE spec = ? AND sha256 IN ({marks})",
