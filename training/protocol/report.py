@@ -128,18 +128,36 @@ class ModelEvaluation:
         return next((h for h in self.heads if h.task == task), None)
 
 
+GateStatus: TypeAlias = Literal["passed", "failed", "insufficient"]
+"""``insufficient``: the evidence is too thin to decide (too few images); never a pass."""
+GateDomain: TypeAlias = Literal["holdout", "reference"]
+"""``holdout``: the clinic's locked hold-out; ``reference``: the parent's own domain, kept with
+the model, which shows forgetting."""
+
+
 @dataclass(frozen=True)
 class GateCheck:
-    """One acceptance criterion of the promotion gate.
+    """One non-inferiority criterion of the promotion gate, on one set of images.
+
+    Parent and candidate are scored on the same images; ``difference`` is candidate minus
+    parent and ``ci_low``/``ci_high`` its paired bootstrap confidence interval. The check passes
+    when ``ci_low >= -allowed_drop`` (the margin).
 
     Attributes:
-        name: ``qwk_drop`` or ``referable_sensitivity``.
+        name: ``qwk`` or ``referable_sensitivity`` (``qwk_drop`` in reports before the CI gate).
         task: head the check is about.
-        parent: the parent's value on the hold-out.
-        candidate: the candidate's value on the hold-out.
-        allowed_drop: largest accepted decrease (delta for QWK, 0 for sensitivity).
-        passed: verdict of this check.
+        parent: the parent's value on the set.
+        candidate: the candidate's value on the same images.
+        allowed_drop: the non-inferiority margin.
+        passed: verdict of this check (False when ``insufficient``).
         message: one line a person can read.
+        domain: which set of images.
+        n: images the metric was computed on (referable positives for sensitivity).
+        difference: candidate - parent.
+        ci_low: lower bound of the difference's confidence interval.
+        ci_high: upper bound.
+        insufficient: too few images to decide; ``needed`` says how many.
+        needed: images (or referable positives) the check needs.
     """
 
     name: str
@@ -149,14 +167,38 @@ class GateCheck:
     allowed_drop: float
     passed: bool
     message: str
+    domain: GateDomain = "holdout"
+    n: int = 0
+    difference: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    insufficient: bool = False
+    needed: int = 0
 
 
 @dataclass(frozen=True)
 class GateVerdict:
-    """The promotion gate's verdict: passed only if every check passed."""
+    """The promotion gate's verdict: passed only if every check passed.
+
+    Attributes:
+        passed: every check passed (never with ``status == "insufficient"``).
+        checks: one per (set, head, metric).
+        status: ``passed``, ``failed`` (a check's interval crossed its margin) or
+            ``insufficient`` (no check failed, but some set was too small to decide).
+        confidence: two-sided confidence level of the intervals (0.95).
+        resamples: bootstrap resamples behind each interval (0 for the pre-CI gate).
+    """
 
     passed: bool
     checks: tuple[GateCheck, ...]
+    status: GateStatus = "passed"
+    confidence: float = 0.95
+    resamples: int = 0
+
+    @property
+    def promotable(self) -> bool:
+        """Whether a person may promote the candidate (only a passed gate allows it)."""
+        return self.passed and self.status == "passed"
 
 
 @dataclass(frozen=True)
@@ -190,6 +232,8 @@ class Report:
         model: the evaluated model (the candidate, for ``finetune``).
         parent: the parent model on the same split (``finetune`` only).
         gate: the promotion gate verdict (``finetune`` only).
+        reference: the candidate on the parent's reference set (``finetune`` only).
+        reference_parent: the parent on the same reference set.
         plots: plot name -> PNG path relative to the report's folder.
         history: learning curves of the run's stages (empty for ``evaluate``).
         notes: remarks for the reader (e.g. "no validation split: T_cal = 1").
@@ -203,6 +247,8 @@ class Report:
     model: ModelEvaluation
     parent: ModelEvaluation | None = None
     gate: GateVerdict | None = None
+    reference: ModelEvaluation | None = None
+    reference_parent: ModelEvaluation | None = None
     plots: dict[str, str] = field(default_factory=dict)
     history: tuple[EpochRecord, ...] = ()
     notes: tuple[str, ...] = ()
@@ -261,7 +307,8 @@ def decide_gate(
             ok = c >= p - SENSITIVITY_TOLERANCE
             msg = f"referable DR: sensitivity {p:.4f} -> {c:.4f} (must not drop)"
         checks.append(GateCheck("referable_sensitivity", "dr", p, c, 0.0, ok, msg))
-    return GateVerdict(passed=all(c.passed for c in checks), checks=tuple(checks))
+    passed = all(c.passed for c in checks)
+    return GateVerdict(passed=passed, checks=tuple(checks), status="passed" if passed else "failed")
 
 
 # ----------------------------------------------------------------------------- JSON
@@ -373,6 +420,8 @@ __all__ = [
     "REPORT_SCHEMA",
     "EpochRecord",
     "GateCheck",
+    "GateDomain",
+    "GateStatus",
     "GateVerdict",
     "HeadReport",
     "ModelEvaluation",
