@@ -39,7 +39,15 @@ from training.protocol.events import (
     parse_stream,
 )
 from training.protocol.manifest import ManifestRow, format_manifest, manifest_digest
-from training.protocol.report import GateVerdict, Report, ReportError, decide_gate, report_from_json
+from training.protocol.report import (
+    GateVerdict,
+    Report,
+    ReportError,
+    decide_gate,
+    is_interval_verdict,
+    recheck_verdict,
+    report_from_json,
+)
 
 MANIFEST_NAME = "manifest.csv"
 HOLDOUT_NAME = "holdout.csv"
@@ -382,7 +390,9 @@ def outcome_from_events(
             "failed", events, errors, final, message=f"The report is unreadable: {exc}"
         )
     verdict = None
-    if report.parent is not None:
+    if is_interval_verdict(report.gate):  # the CI gate needs logits: re-derive, never re-decide
+        verdict = recheck_verdict(report.gate)
+    elif report.parent is not None:  # a report from before the CI gate
         verdict = decide_gate(report.parent, report.model, max_qwk_drop=delta)
     return RunOutcome("finished", events, errors, final, report, verdict, max_qwk_drop=delta)
 

@@ -6,8 +6,12 @@ bins, comparable with the paper, and 15 equal-mass bins, the gate's variant, R23
 after temperature scaling fitted on the validation split, per-class recall, the confusion matrix,
 and for the DR head the referable-DR (ICDR >= 2) sensitivity, specificity and AUC.
 
-The gate (:func:`decide_gate`) is pure arithmetic on two evaluations of the same locked hold-out,
-so the app can recompute it from the report without torch. Standard library only.
+The promotion gate itself (a paired bootstrap non-inferiority test on the hold-out and on the
+parent's reference set) needs the models' per-image outputs, so the trainer runs it
+(``training.engine.gate``) and stores its verdict here. Without torch or numpy, the app can only
+re-read that verdict: :func:`recheck_verdict` re-derives every pass from the stored intervals and
+margins, and :func:`decide_gate` is the pre-CI rule, kept for reports written before it.
+Standard library only.
 
 Undefined metrics (e.g. AUC when a class is absent) are ``None`` (``null`` in JSON).
 """
@@ -21,7 +25,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias, Union
+from typing import Any, Literal, TypeAlias, TypeGuard, Union
 
 REPORT_SCHEMA = 1
 """Version of the ``report.json`` layout."""
@@ -262,10 +266,66 @@ def _finite(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
+def combine_checks(
+    checks: tuple[GateCheck, ...], *, confidence: float, resamples: int
+) -> GateVerdict:
+    """The verdict of a set of checks: the one place the gate's status rule lives.
+
+    ``failed`` if any decided check failed (evidence against the candidate outweighs missing
+    evidence elsewhere); else ``insufficient`` if any check could not be decided, or there is
+    no check at all; else ``passed``. Only ``passed`` sets ``passed``.
+    """
+    if any(not c.passed and not c.insufficient for c in checks):
+        status: GateStatus = "failed"
+    elif not checks or any(c.insufficient for c in checks):
+        status = "insufficient"
+    else:
+        status = "passed"
+    return GateVerdict(
+        passed=status == "passed",
+        checks=checks,
+        status=status,
+        confidence=confidence,
+        resamples=resamples,
+    )
+
+
+def recheck_verdict(stored: GateVerdict) -> GateVerdict:
+    """Re-derive a stored confidence-interval verdict from its own figures.
+
+    Each check passes only if it was decidable and its interval's lower bound lies at or above
+    minus its margin; the status then follows :func:`combine_checks`. A ``report.json`` whose
+    stored flags disagree with its numbers (edited by hand, or written by a faulty trainer)
+    therefore cannot show a pass that its intervals do not support.
+
+    Args:
+        stored: a verdict written by the interval gate (``resamples > 0``).
+    """
+    checks = tuple(
+        dataclasses.replace(
+            c,
+            passed=not c.insufficient
+            and c.ci_low is not None
+            and math.isfinite(c.ci_low)
+            and c.ci_low >= -c.allowed_drop,
+        )
+        for c in stored.checks
+    )
+    return combine_checks(checks, confidence=stored.confidence, resamples=stored.resamples)
+
+
+def is_interval_verdict(verdict: GateVerdict | None) -> TypeGuard[GateVerdict]:
+    """Whether ``verdict`` was written by the interval gate (it has bootstrap resamples)."""
+    return verdict is not None and verdict.resamples > 0
+
+
 def decide_gate(
     parent: ModelEvaluation, candidate: ModelEvaluation, *, max_qwk_drop: float = 0.01
 ) -> GateVerdict:
-    """Apply the fine-tuning promotion gate (issue 4, R12).
+    """Apply the pre-CI promotion gate (issue 4, R12), kept for reports written before the CI gate.
+
+    It compares point estimates on one hold-out, ignores its size and the reference domain, so
+    it cannot tell a real improvement from noise; new runs use ``training.engine.gate.judge``.
 
     The candidate passes only if, on the same hold-out, no head's QWK is lower than the parent's
     by more than ``max_qwk_drop`` and the referable-DR sensitivity is not lower at all. A metric
@@ -429,7 +489,10 @@ __all__ = [
     "Report",
     "ReportError",
     "ReportKind",
+    "combine_checks",
     "decide_gate",
+    "is_interval_verdict",
+    "recheck_verdict",
     "report_from_json",
     "report_to_dict",
     "report_to_json",

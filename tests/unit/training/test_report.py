@@ -9,12 +9,15 @@ import pytest
 
 from training.protocol.report import (
     EpochRecord,
+    GateCheck,
     HeadReport,
     ModelEvaluation,
     ReferableReport,
     Report,
     ReportError,
+    combine_checks,
     decide_gate,
+    is_interval_verdict,
     report_from_json,
     report_to_json,
 )
@@ -116,7 +119,9 @@ def test_report_from_json_rejects_bad_input() -> None:
         ((None, 0.70, None), (0.1, 0.70, 0.0), True),  # parent not measurable: not compared
     ],
 )
-def test_gate_verdict(parent, candidate, passed) -> None:
+def test_gate_verdict(
+    parent: tuple[float | None, ...], candidate: tuple[float | None, ...], passed: bool
+) -> None:
     verdict = decide_gate(_eval(*parent), _eval(*candidate), max_qwk_drop=0.01)
     assert verdict.passed is passed
     assert {c.name for c in verdict.checks} == {"qwk_drop", "referable_sensitivity"}
@@ -127,3 +132,43 @@ def test_gate_refuses_different_splits() -> None:
     other = dataclasses.replace(_eval(1, 1, 1), split="test")
     with pytest.raises(ReportError):
         decide_gate(_eval(1, 1, 1), other)
+
+
+def test_a_report_written_before_the_interval_gate_still_loads() -> None:
+    report = Report(
+        kind="finetune",
+        run_id="r",
+        created_at="t",
+        manifest_digest="d",
+        model=_eval(0.8, 0.7, 0.9),
+        parent=_eval(0.79, 0.71, 0.9),
+        gate=decide_gate(_eval(0.79, 0.71, 0.9), _eval(0.8, 0.7, 0.9)),
+    )
+    data = json.loads(report_to_json(report))
+    for key in ("status", "confidence", "resamples"):
+        del data["gate"][key]
+    for check in data["gate"]["checks"]:
+        for key in ("domain", "n", "difference", "ci_low", "ci_high", "insufficient", "needed"):
+            del check[key]
+    old = report_from_json(json.dumps(data))
+    assert old == report and old.gate is not None and old.gate.passed
+    assert not is_interval_verdict(old.gate)  # the app recomputes it with decide_gate
+
+
+def _check(passed: bool, insufficient: bool = False) -> GateCheck:
+    return GateCheck("qwk", "dr", 0.5, 0.5, 0.1, passed, "m", insufficient=insufficient)
+
+
+@pytest.mark.parametrize(
+    ("checks", "status"),
+    [
+        ((_check(True), _check(True)), "passed"),
+        ((_check(True), _check(False, insufficient=True)), "insufficient"),
+        ((_check(False), _check(False, insufficient=True)), "failed"),  # failure beats thin data
+        ((), "insufficient"),
+    ],
+)
+def test_combine_checks_status_rule(checks: tuple[GateCheck, ...], status: str) -> None:
+    verdict = combine_checks(checks, confidence=0.95, resamples=1000)
+    assert verdict.status == status and verdict.passed is (status == "passed")
+    assert verdict.promotable is (status == "passed") and is_interval_verdict(verdict)
