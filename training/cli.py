@@ -34,7 +34,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,6 +53,8 @@ class Outcome:
     model_id: str = ""
     report_path: str = ""
     gate_passed: bool | None = None
+    teachers: dict[str, str] = field(default_factory=dict)
+    teacher_ids: dict[str, str] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -153,8 +155,13 @@ def cmd_train_teacher(args: argparse.Namespace, inp: RunInputs) -> Outcome:
 
     task = inp.cfg.sall.task(args.task)
     trained = train_teacher(inp, task)
-    stage_dir = f"teacher-{task.name}"
-    return Outcome(model_path=_best_path(inp, stage_dir), model_id=trained.card.id)
+    path = _best_path(inp, f"teacher-{task.name}")
+    return Outcome(
+        model_path=path,
+        model_id=trained.card.id,
+        teachers={task.name: path},
+        teacher_ids={task.name: trained.card.id},
+    )
 
 
 def _teachers(inp: RunInputs, folders: Sequence[Path]) -> dict[str, Trained]:
@@ -201,11 +208,13 @@ def cmd_sall(args: argparse.Namespace, inp: RunInputs) -> Outcome:
     """Teachers, soft labels, student, calibration, export and test report."""
     from training.engine.sall.pipeline import MODEL_DIRNAME, run_sall
 
-    card, report = run_sall(inp)
+    result = run_sall(inp)
     return Outcome(
         model_path=MODEL_DIRNAME,
-        model_id=card.id,
-        report_path=report.name if report is not None else "",
+        model_id=result.card.id,
+        report_path=result.report_path.name if result.report_path is not None else "",
+        teachers=result.teachers,
+        teacher_ids=result.teacher_ids,
     )
 
 
@@ -266,10 +275,9 @@ def cmd_finetune(args: argparse.Namespace, inp: RunInputs) -> Outcome:
 
 
 def _best_path(inp: RunInputs, stage: str) -> str:
-    from training.engine.state import read_state
+    from training.engine.sall.pipeline import best_checkpoint_path
 
-    state = read_state(inp.ctx.run_dir / stage)
-    return f"{stage}/{state.best}" if state is not None and state.best else ""
+    return best_checkpoint_path(inp, stage)
 
 
 # ----------------------------------------------------------------------------- running
@@ -374,6 +382,8 @@ def run_command(args: argparse.Namespace) -> int:
                     report_path=outcome.report_path,
                     gate_passed=outcome.gate_passed,
                     seconds=time.monotonic() - started,
+                    teachers=outcome.teachers,
+                    teacher_ids=outcome.teacher_ids,
                 )
             )
             log.info("run finished in %.1f s", time.monotonic() - started)

@@ -82,6 +82,23 @@ def test_model_card_carries_config_lineage_and_calibration(sall_run, tiny_data) 
     assert read_card(sall_run.folder / "student" / best).id == card.id
 
 
+def test_run_finished_and_report_name_the_teachers(sall_run) -> None:
+    finished = sall_run.events[-1]
+    assert isinstance(finished, ev.RunFinished)
+    assert set(finished.teachers) == set(finished.teacher_ids) == {"dr", "amd"}
+    best_saved = {e.path: e.weights_sha256 for e in sall_run.of(ev.CheckpointSaved) if e.is_best}
+    for task, rel in finished.teachers.items():
+        folder = sall_run.folder / rel
+        assert rel.startswith(f"teacher-{task}/") and not rel.startswith("/")
+        assert (folder / "weights.safetensors").is_file()
+        assert read_card(folder).id == finished.teacher_ids[task] == best_saved[rel]
+        assert [t.name for t in read_card(folder).tasks] == [task]
+    student = read_card(sall_run.folder / "model")
+    assert set(student.provenance.teacher_ids) == set(finished.teacher_ids.values())
+    report = report_from_json((sall_run.folder / "report.json").read_text("utf-8"))
+    assert report.teachers == finished.teachers and report.teacher_ids == finished.teacher_ids
+
+
 def test_report_and_plots(sall_run) -> None:
     report = report_from_json((sall_run.folder / "report.json").read_text("utf-8"))
     assert report.kind == "sall" and report.model.split == "test"

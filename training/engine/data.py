@@ -1,7 +1,8 @@
 """From a frozen manifest to batches: labels, integrity checks, the dataset and the samplers.
 
 * Labels: :func:`resolve_labels` turns manifest rows into an ``[N, K]`` int64 matrix (one column
-  per task, -1 = no ground truth), applying ``sall.normal_policy``.
+  per task, -1 = no ground truth). A blank grade is never a hard label: it stays -1 and the
+  student gets the teacher's (or the parent's) soft label for it (``sall.normal_policy``).
 * Integrity: the training process never trusts the manifest's hashes blindly. Every image is
   re-hashed (or hashed while it is decoded) at start and a mismatch aborts the run with
   :class:`DataIntegrityError` (architecture.md §5.1). Messages name images by hash prefix, never
@@ -74,23 +75,42 @@ def task_column(row: ManifestRow, task: TaskConfig) -> int | None:
 def resolve_labels(
     rows: Sequence[ManifestRow], tasks: Sequence[TaskConfig], normal_policy: NormalPolicy
 ) -> NDArray[np.int64]:
-    """Hard labels ``[N, K]`` (-1 = none) after applying the normal-image policy.
+    """Hard labels ``[N, K]``: each row's own grades, -1 where a grade is blank.
 
-    ``hard_both`` (sall-method.md §4, ambiguity 7): an image graded 0 on every task it has a
-    grade for is a normal fundus, and normal is ground truth for every task, so its unknown tasks
-    become 0 (the authors share the same normal images between the DR and AMD sets). With
-    ``soft_other`` the unknown tasks stay unknown and receive a teacher soft label. Ungradable
-    rows get no label at all.
+    A blank grade is unknown, never a hard 0, even on an image graded 0 for every other task: it
+    receives the teacher's (or, fine-tuning, the parent's) soft label. A normal eye is ground
+    truth for a task only where it is graded for it (the authors, and the synthetic benchmark,
+    publish shared normal images with both grades). Ungradable rows get no label at all.
+
+    ``normal_policy = "soft_other"`` is that rule. ``"hard_both"`` (sall-method.md §4, ambiguity
+    7; stored in older model cards' configs) used to turn the blank grades of such an image into
+    hard 0s, which overrode the soft label on task-disjoint data and partial corrections (many
+    such eyes are not normal for the blank task). It is still accepted and gives the same labels,
+    but refuses the rows where it would have overridden a blank grade.
+
+    Raises:
+        ConfigError: ``hard_both`` and a gradable row graded 0 on every task it has a grade for
+            but blank on another; or a grade outside its task's classes, or a missing column.
     """
     labels = np.full((len(rows), len(tasks)), UNKNOWN, dtype=np.int64)
+    overridden: list[ManifestRow] = []
     for i, row in enumerate(rows):
         if row.gradable is False:
             continue
         grades = [task_column(row, t) for t in tasks]
         known = [g for g in grades if g is not None]
-        normal = normal_policy == "hard_both" and bool(known) and all(g == 0 for g in known)
+        if known and len(known) < len(grades) and all(g == 0 for g in known):
+            overridden.append(row)
         for k, g in enumerate(grades):
-            labels[i, k] = 0 if (g is None and normal) else (UNKNOWN if g is None else g)
+            labels[i, k] = UNKNOWN if g is None else g
+    if normal_policy == "hard_both" and overridden:
+        raise ConfigError(
+            f"sall.normal_policy = 'hard_both' would turn a blank grade into a hard 0 on "
+            f"{len(overridden)} image(s) graded 0 for their other task(s) (first: "
+            f"{_short(overridden[0].sha256)}); a blank grade is unknown and gets a soft label: "
+            "use sall.normal_policy = 'soft_other' (the default) or grade those images for "
+            "every task"
+        )
     return labels
 
 

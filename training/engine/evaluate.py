@@ -1,7 +1,8 @@
 """Evaluation: per-head metrics on a manifest split, temperature scaling, report and plots.
 
-Every head is evaluated on the images that have ground truth for it (normals count for both
-heads under ``normal_policy = "hard_both"``, sall-method.md §9). Metrics come from
+Every head is evaluated on the images that have a grade for it (sall-method.md §9); a blank
+grade is no ground truth, so a normal eye counts for a head only where it is graded for it (the
+synthetic benchmark's normals carry both grades). Metrics come from
 ``model_zoo.metrics`` (numpy, shared with the app). ECE is reported at T = 1 and after
 temperature scaling fitted on the validation split, with 10 equal-width bins (comparable with
 the paper) and 15 equal-mass bins (the R23 gate's variant). Referable DR uses the calibrated
@@ -10,6 +11,7 @@ P(ICDR >= 2) at threshold 0.5, as the app displays it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -226,17 +228,9 @@ def write_report(
                     n_bins=report.model.ece_bins,
                 )
                 made[f"reliability_{head.task}"] = f"plots/reliability_{head.task}.png"
-    final = Report(
-        kind=report.kind,
-        run_id=report.run_id,
-        created_at=report.created_at,
-        manifest_digest=report.manifest_digest,
-        model=report.model,
-        parent=report.parent,
-        gate=report.gate,
-        plots={**report.plots, **made},
-        history=tuple(history) or report.history,
-        notes=report.notes,
+    # replace(), not a field-by-field copy: every other field of the report is kept as given.
+    final = dataclasses.replace(
+        report, plots={**report.plots, **made}, history=tuple(history) or report.history
     )
     path = out_dir / REPORT_FILENAME
     atomic_write_text(path, report_to_json(final))

@@ -121,8 +121,13 @@ class SallConfig:
         kd_t2_scaling: multiply the soft term by T^2 (Hinton's gradient rescaling).
         feature_term: ``hint`` (adapters to frozen teachers' features), ``fusion`` or ``none``.
         feature_weight: beta, weight of the feature term.
-        normal_policy: ``hard_both`` gives a grade-0 image with no positive grade a hard 0 on every
-            task; ``soft_other`` gives its unknown tasks a teacher soft label instead.
+        normal_policy: ``soft_other`` (the default): a blank grade stays unknown, even on an image
+            graded 0 for its other tasks, and gets the teacher's (or the parent's) soft label; a
+            normal eye is ground truth for a task only where it is graded for it. ``hard_both``
+            (older model cards store it) used to turn such a blank grade into a hard 0, which is
+            wrong for task-disjoint sets and partial corrections: it is still accepted so old
+            configs load, gives the same labels, and refuses (``ConfigError``) a run whose rows
+            have a blank grade it would have overridden.
         sampler: ``uniform`` (with replacement over the union, the authors' code),
             ``balanced_tasks`` (equal mass per labelled-task group) or ``class_balanced``.
         augment: flips, +-15 degree rotation and mild colour jitter.
@@ -137,7 +142,7 @@ class SallConfig:
     kd_t2_scaling: bool = False
     feature_term: FeatureTerm = "hint"
     feature_weight: float = 1.0
-    normal_policy: NormalPolicy = "hard_both"
+    normal_policy: NormalPolicy = "soft_other"
     sampler: SamplerName = "uniform"
     augment: bool = False
     fundus_crop: bool = False

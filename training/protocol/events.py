@@ -13,7 +13,8 @@ Compatibility rules, so an older app can watch a newer trainer and the reverse:
 
 * an unknown ``event`` name parses to ``None`` (ignored, never an error);
 * unknown extra fields are ignored;
-* a missing or mistyped known field, a non-object line or invalid JSON raises
+* a field added later has a default, and a line without it (an older trainer) gets the default;
+* a missing required field, a mistyped field, a non-object line or invalid JSON raises
   :class:`EventParseError`, which the GUI logs and skips.
 
 Non-finite floats (a metric that is undefined, e.g. AUC with one class present) are written as
@@ -211,6 +212,10 @@ class RunFinished(Event):
         report_path: ``report.json`` relative to the run folder, empty when none was written.
         gate_passed: promotion gate verdict for ``finetune``; ``None`` for other commands.
         seconds: wall time of the whole run.
+        teachers: task -> checkpoint folder (relative to the run folder, ``/``-separated) of the
+            teacher the run trained for it (``sall``: every task; ``train-teacher``: its task);
+            empty for other commands and in events of trainers older than this field.
+        teacher_ids: task -> that teacher's weights SHA-256 (its card id), same keys.
     """
 
     EVENT: ClassVar[str] = "run_finished"
@@ -219,6 +224,8 @@ class RunFinished(Event):
     report_path: str
     gate_passed: bool | None
     seconds: float
+    teachers: dict[str, str] = field(default_factory=dict)
+    teacher_ids: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -347,6 +354,7 @@ def _coerce(value: object, hint: Any) -> object:
 
 
 _HINTS: dict[type[Event], dict[str, Any]] = {}
+_OPTIONAL: dict[type[Event], frozenset[str]] = {}
 
 
 def _hints(cls: type[Event]) -> dict[str, Any]:
@@ -354,6 +362,21 @@ def _hints(cls: type[Event]) -> dict[str, Any]:
         hints = typing.get_type_hints(cls)
         _HINTS[cls] = {f.name: hints[f.name] for f in dataclasses.fields(cls)}
     return _HINTS[cls]
+
+
+def _optional(cls: type[Event]) -> frozenset[str]:
+    """Fields an event line may omit: those with a default (e.g. added after protocol v1).
+
+    The common fields are never optional, although ``time`` and ``v`` have defaults for writers.
+    """
+    if cls not in _OPTIONAL:
+        _OPTIONAL[cls] = frozenset(
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.name not in _COMMON
+            and (f.default, f.default_factory) != (dataclasses.MISSING, dataclasses.MISSING)
+        )
+    return _OPTIONAL[cls]
 
 
 def parse_event(line: str | bytes) -> Event | None:
@@ -366,8 +389,8 @@ def parse_event(line: str | bytes) -> Event | None:
         The event, or ``None`` for an event name this version does not know.
 
     Raises:
-        EventParseError: invalid UTF-8 or JSON, not an object, or a known event with a missing or
-            mistyped field.
+        EventParseError: invalid UTF-8 or JSON, not an object, or a known event with a missing
+            required field or a mistyped field.
     """
     if isinstance(line, bytes):
         try:
@@ -394,6 +417,8 @@ def parse_event(line: str | bytes) -> Event | None:
     kwargs: dict[str, object] = {}
     for fname, hint in _hints(cls).items():
         if fname not in obj:
+            if fname in _optional(cls):
+                continue  # an older writer: the dataclass default applies
             raise EventParseError(f"{name}: missing field {fname!r}")
         value = obj[fname]
         if not _matches(value, hint):

@@ -241,6 +241,9 @@ class Report:
         plots: plot name -> PNG path relative to the report's folder.
         history: learning curves of the run's stages (empty for ``evaluate``).
         notes: remarks for the reader (e.g. "no validation split: T_cal = 1").
+        teachers: task -> checkpoint folder (relative to the run folder, ``/``-separated) of the
+            teacher the run trained for it (``sall``); empty otherwise and in older reports.
+        teacher_ids: task -> that teacher's weights SHA-256 (its card id), same keys.
         schema: layout version, :data:`REPORT_SCHEMA`.
     """
 
@@ -256,6 +259,8 @@ class Report:
     plots: dict[str, str] = field(default_factory=dict)
     history: tuple[EpochRecord, ...] = ()
     notes: tuple[str, ...] = ()
+    teachers: dict[str, str] = field(default_factory=dict)
+    teacher_ids: dict[str, str] = field(default_factory=dict)
     schema: int = REPORT_SCHEMA
 
 

@@ -59,6 +59,8 @@ SAMPLES: list[ev.Event] = [
         report_path="report.json",
         gate_passed=None,
         seconds=12.0,
+        teachers={"dr": "teacher-dr/ckpt/e0001", "amd": "teacher-amd/ckpt/e0000"},
+        teacher_ids={"dr": "d" * 64, "amd": "e" * 64},
     ),
     ev.RunFailed(run_id="r1", error_type="LeakageError", message="2 hold-out images in training"),
 ]
@@ -122,6 +124,30 @@ def test_integers_in_float_fields_compare_equal() -> None:
     assert isinstance(parsed, ev.Progress) and parsed.loss == 2.0 and isinstance(parsed.loss, float)
 
 
+def test_run_finished_of_an_older_trainer_has_no_teachers() -> None:
+    # Written before run_finished named the teachers: the new fields take their defaults.
+    line = (
+        '{"v":1,"event":"run_finished","time":"t","run_id":"r","model_path":"model",'
+        '"model_id":"ab","report_path":"","gate_passed":null,"seconds":1.5}'
+    )
+    parsed = parse_event(line)
+    assert isinstance(parsed, ev.RunFinished) and parsed.model_path == "model"
+    assert parsed.teachers == {} and parsed.teacher_ids == {}
+
+
+def test_run_finished_names_the_teachers_on_the_wire() -> None:
+    finished = SAMPLES[7]
+    assert isinstance(finished, ev.RunFinished)
+    obj = json.loads(format_event(finished))
+    assert obj["teachers"] == {"dr": "teacher-dr/ckpt/e0001", "amd": "teacher-amd/ckpt/e0000"}
+    assert obj["teacher_ids"] == {"dr": "d" * 64, "amd": "e" * 64}
+    # A reader that predates the fields ignores them (unknown extra fields).
+    older = {k: v for k, v in obj.items() if k not in ("teachers", "teacher_ids")}
+    assert parse_event(json.dumps(older)) == ev.RunFinished(
+        **{k: v for k, v in older.items() if k != "event"}
+    )
+
+
 @pytest.mark.parametrize(
     "line",
     [
@@ -143,6 +169,11 @@ def test_integers_in_float_fields_compare_equal() -> None:
         '{"v": 1, "event": "epoch_end", "time": "t", "run_id": "r", "stage": "s", "epoch": 0,'
         ' "train_loss": 1, "val_loss": 1, "losses": {"a": "x"}, "metrics": {}, "lr": 1,'
         ' "is_best": 1, "seconds": 1}',
+        # an optional field may be absent, never mistyped; the common fields are required
+        '{"v": 1, "event": "run_finished", "time": "t", "run_id": "r", "model_path": "m",'
+        ' "model_id": "i", "report_path": "", "gate_passed": null, "seconds": 1,'
+        ' "teachers": {"dr": 3}}',
+        '{"v": 1, "event": "stop_acknowledged", "run_id": "r", "reason": "signal"}',
     ],
 )
 def test_malformed_lines_raise_event_parse_error(line: str) -> None:

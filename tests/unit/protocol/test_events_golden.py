@@ -73,6 +73,8 @@ def test_sall_stream_has_the_three_stages_in_order() -> None:
     assert isinstance(finished, ev.RunFinished)
     assert finished.model_path == "model" and finished.report_path == "report.json"
     assert finished.gate_passed is None and len(finished.model_id) == 64
+    # Recorded before run_finished named the teachers: an older trainer's stream still parses.
+    assert finished.teachers == {} and finished.teacher_ids == {}
 
 
 def test_cancelled_stream_then_resume() -> None:

@@ -104,3 +104,26 @@ def test_changed_image_fails_the_run_without_leaking_its_path(tmp_path, capsys) 
     log = (tmp_path / "run" / "train.log").read_text("utf-8")
     for text in (failed.message, log):
         assert "ann_smith" not in text and str(tmp_path) not in text
+
+
+def test_sall_run_finished_names_the_teachers(tmp_path, capsys, monkeypatch) -> None:
+    # The training itself is stubbed (tests/integration runs it): only the event is checked.
+    from types import SimpleNamespace
+
+    from training.engine.sall import pipeline
+
+    teachers = {"dr": "teacher-dr/ckpt/e0001", "amd": "teacher-amd/ckpt/e0000"}
+    ids = {"dr": "d" * 64, "amd": "e" * 64}
+    card = SimpleNamespace(id="c" * 64)
+    result = pipeline.SallResult(card, tmp_path / "run" / "report.json", teachers, ids)  # type: ignore[arg-type]
+    monkeypatch.setattr(pipeline, "run_sall", lambda inp: result)
+    rc = cli.main(["sall", "--manifest", str(_manifest(tmp_path)), "--out", str(tmp_path / "run")])
+    assert rc == 0
+    finished = _events(capsys)[-1]
+    assert isinstance(finished, ev.RunFinished)
+    assert (finished.model_path, finished.model_id, finished.report_path) == (
+        "model",
+        "c" * 64,
+        "report.json",
+    )
+    assert finished.teachers == teachers and finished.teacher_ids == ids

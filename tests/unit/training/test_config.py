@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ def test_defaults_are_the_sall_method_defaults() -> None:
         1.0,
     )
     assert (s.normal_policy, s.sampler, s.augment, s.fundus_crop) == (
-        "hard_both",
+        "soft_other",
         "uniform",
         False,
         False,
@@ -116,3 +117,12 @@ def test_digest_tracks_content() -> None:
     a, b = TrainConfig(), load_config(None, ["sall.temperature=3.0"])
     assert a.digest() == b.digest()
     assert a.digest() != load_config(None, ["sall.temperature=2.0"]).digest()
+
+
+def test_old_cards_with_hard_both_still_load() -> None:
+    # Cards written before soft_other became the default store normal_policy = "hard_both".
+    card = Path(__file__).parents[3] / "model_zoo" / "weights" / "demo" / "card.json"
+    data = json.loads(card.read_text(encoding="utf-8"))["provenance"]["config"]
+    assert data["sall"]["normal_policy"] == "hard_both"
+    assert config_from_dict(data).sall.normal_policy == "hard_both"
+    assert load_config(None, ["sall.normal_policy=hard_both"]).sall.normal_policy == "hard_both"

@@ -19,7 +19,7 @@ from training.engine.data import (
     steps_per_epoch,
     verify_hashes,
 )
-from training.protocol.config import DEFAULT_TASKS
+from training.protocol.config import DEFAULT_TASKS, ConfigError, SallConfig
 from training.protocol.manifest import ManifestRow
 
 
@@ -46,14 +46,30 @@ ROWS = [
 ]
 
 
-def test_hard_both_makes_normals_ground_truth_for_every_task() -> None:
-    labels = resolve_labels(ROWS, DEFAULT_TASKS, "hard_both")
-    assert labels.tolist() == [[0, 0], [2, -1], [0, 0], [-1, 3], [0, 2], [-1, -1], [-1, -1]]
-
-
 def test_soft_other_leaves_unknown_tasks_unknown() -> None:
     labels = resolve_labels(ROWS, DEFAULT_TASKS, "soft_other")
     assert labels.tolist() == [[0, -1], [2, -1], [-1, 0], [-1, 3], [0, 2], [-1, -1], [-1, -1]]
+
+
+def test_a_blank_grade_stays_unknown_by_default() -> None:
+    # DR 0 with a blank AMD grade is no AMD ground truth (and the reverse): -1, soft label.
+    policy = SallConfig().normal_policy
+    assert policy == "soft_other"
+    rows = [_row(0, dr=0), _row(1, amd=0), _row(2, dr=0, amd=0)]
+    assert resolve_labels(rows, DEFAULT_TASKS, policy).tolist() == [[0, -1], [-1, 0], [0, 0]]
+
+
+def test_hard_both_refuses_to_turn_a_blank_grade_into_a_hard_label() -> None:
+    with pytest.raises(ConfigError, match=r"hard_both.*2 image\(s\).*soft_other"):
+        resolve_labels(ROWS, DEFAULT_TASKS, "hard_both")
+
+
+def test_hard_both_is_soft_other_where_it_overrides_no_blank_grade() -> None:
+    # Normals graded for both tasks, other blanks and ungradable rows: nothing to override.
+    rows = [_row(0, dr=0, amd=0), _row(1, dr=2), _row(2, amd=3), _row(3, gradable=False), _row(4)]
+    hard = resolve_labels(rows, DEFAULT_TASKS, "hard_both")
+    assert hard.tolist() == resolve_labels(rows, DEFAULT_TASKS, "soft_other").tolist()
+    assert hard.tolist() == [[0, 0], [2, -1], [-1, 3], [-1, -1], [-1, -1]]
 
 
 def test_leakage_by_image_and_by_patient() -> None:

@@ -172,3 +172,23 @@ def test_combine_checks_status_rule(checks: tuple[GateCheck, ...], status: str) 
     verdict = combine_checks(checks, confidence=0.95, resamples=1000)
     assert verdict.status == status and verdict.passed is (status == "passed")
     assert verdict.promotable is (status == "passed") and is_interval_verdict(verdict)
+
+
+def test_a_sall_report_names_its_teachers_and_older_reports_still_load() -> None:
+    report = Report(
+        kind="sall",
+        run_id="r",
+        created_at="t",
+        manifest_digest="d",
+        model=_eval(0.8, 0.7, 0.9),
+        teachers={"dr": "teacher-dr/ckpt/e0001", "amd": "teacher-amd/ckpt/e0000"},
+        teacher_ids={"dr": "a" * 64, "amd": "b" * 64},
+    )
+    data = json.loads(report_to_json(report))
+    assert data["teachers"]["amd"] == "teacher-amd/ckpt/e0000"
+    assert report_from_json(json.dumps(data)) == report
+    # A report written before the field: no teachers, nothing else changes.
+    del data["teachers"], data["teacher_ids"]
+    old = report_from_json(json.dumps(data))
+    assert old.teachers == {} and old.teacher_ids == {}
+    assert old == dataclasses.replace(report, teachers={}, teacher_ids={})

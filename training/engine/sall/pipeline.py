@@ -87,6 +87,29 @@ class Trained:
     history: tuple[EpochRecord, ...] = ()
 
 
+@dataclass(frozen=True)
+class SallResult:
+    """What :func:`run_sall` produced.
+
+    Attributes:
+        card: the exported student's card.
+        report_path: ``report.json``, None when there is no test split.
+        teachers: task -> the teacher's best checkpoint folder relative to the run folder.
+        teacher_ids: task -> that teacher's weights SHA-256 (its card id).
+    """
+
+    card: ModelCard
+    report_path: Path | None
+    teachers: dict[str, str]
+    teacher_ids: dict[str, str]
+
+
+def best_checkpoint_path(inp: RunInputs, stage: str) -> str:
+    """The best checkpoint of ``stage`` relative to the run folder (``/``-separated), or ""."""
+    state = read_state(inp.ctx.run_dir / stage)
+    return f"{stage}/{state.best}" if state is not None and state.best else ""
+
+
 def _datasets(
     inp: RunInputs,
     train_rows: Sequence[ManifestRow],
@@ -121,8 +144,9 @@ def train_teacher(
 ) -> Trained:
     """Stage 1: train the single-task teacher of ``task`` on the images labelled for it.
 
-    Labels follow ``sall.normal_policy`` (normals are ground truth for both tasks). The loss is
-    the hard-label CE at ``sall.hard_temperature`` with the student's optimiser recipe.
+    Labels are the images' own grades (:func:`resolve_labels`: a blank grade is no label, so a
+    normal eye trains this teacher only where it is graded for ``task``). The loss is the
+    hard-label CE at ``sall.hard_temperature`` with the student's optimiser recipe.
     """
     stage = f"teacher-{task.name}"
     done = _finished(inp, stage)
@@ -344,8 +368,14 @@ def evaluate_and_report(
     kind: str,
     history: Sequence[EpochRecord] = (),
     notes: Sequence[str] = (),
+    teachers: Mapping[str, str] | None = None,
+    teacher_ids: Mapping[str, str] | None = None,
 ) -> tuple[Path, Report]:
-    """Evaluate ``model`` on ``split`` (temperatures from its card) and write the report."""
+    """Evaluate ``model`` on ``split`` (temperatures from its card) and write the report.
+
+    ``teachers`` / ``teacher_ids`` (task -> checkpoint folder / card id) name the teachers the
+    run trained, for the report.
+    """
     rows = select_rows(inp.rows, [split])
     preds = predict(model, card, rows, inp.base_dir, cfg=inp.cfg, device=inp.ctx.device)
     result = evaluation(card, preds, card.temperatures, split=split, cfg=inp.cfg)
@@ -356,6 +386,8 @@ def evaluate_and_report(
         manifest_digest=inp.manifest_digest,
         model=result,
         notes=tuple(notes),
+        teachers=dict(teachers or {}),
+        teacher_ids=dict(teacher_ids or {}),
     )
     path = write_report(
         out_dir,
@@ -368,11 +400,12 @@ def evaluate_and_report(
     return path, report
 
 
-def run_sall(inp: RunInputs) -> tuple[ModelCard, Path | None]:
+def run_sall(inp: RunInputs) -> SallResult:
     """``sall``: teachers, soft labels, student, calibration, export and test report.
 
     Returns:
-        The exported student's card and the report path (None when there is no test split).
+        The exported student's card, the report path (None when there is no test split) and the
+        teachers' best checkpoints, which the report and ``run_finished`` name.
     """
     cfg = inp.cfg
     tasks = list(cfg.sall.tasks)
@@ -380,6 +413,8 @@ def run_sall(inp: RunInputs) -> tuple[ModelCard, Path | None]:
     teachers = {
         t.name: train_teacher(inp, t, stage_index=i, stage_total=total) for i, t in enumerate(tasks)
     }
+    teacher_paths = {k: best_checkpoint_path(inp, f"teacher-{k}") for k in teachers}
+    teacher_ids = {k: t.card.id for k, t in teachers.items()}
     outputs = soft_labels(inp, teachers)
     live = None
     if cfg.sall.augment and cfg.sall.feature_term == "hint":
@@ -405,18 +440,22 @@ def run_sall(inp: RunInputs) -> tuple[ModelCard, Path | None]:
             out_dir=inp.ctx.run_dir,
             kind="sall",
             history=history,
+            teachers=teacher_paths,
+            teacher_ids=teacher_ids,
         )
         metrics["test"] = card_metrics(report.model)
     card = save_model(
         inp, student.model, card, out_dir=inp.ctx.run_dir / MODEL_DIRNAME, metrics=metrics
     )
-    return card, report_path
+    return SallResult(card, report_path, teacher_paths, teacher_ids)
 
 
 __all__ = [
     "MODEL_DIRNAME",
     "RunInputs",
+    "SallResult",
     "Trained",
+    "best_checkpoint_path",
     "evaluate_and_report",
     "calibrated_card",
     "save_model",
