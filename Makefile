@@ -9,7 +9,7 @@ export QT_QPA_PLATFORM ?= offscreen
 # glibc's default malloc thresholds make torch CPU inference ~1.7x slower on large batches.
 export GLIBC_TUNABLES ?= glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296
 
-.PHONY: run test test-long lint typecheck contracts bench bench-sall demo-model package package-check clean
+.PHONY: run test test-long lint typecheck contracts bench bench-sall bench-loop demo-model package package-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,13 @@ bench: $(STAMP)
 
 bench-sall: $(STAMP)
 	$(PY) benchmarks/sall_vs_single_task.py
+
+# The correction loop on a new clinic (docs/loop-benchmark.md). Quick by default: 200 random
+# corrections, 3 seeds, the AdaBN and scratch baselines (~25 min on 2 cores). The whole curve:
+# make bench-loop LOOP_ARGS=--full ; DR-only corrections: LOOP_ARGS=--dr-only
+LOOP_ARGS ?=
+bench-loop: $(STAMP)
+	$(PY) benchmarks/loop_curve.py $(LOOP_ARGS)
 
 # The bundled demo model model_zoo/weights/demo/ (docs/demo-model.md): regenerates the synthetic
 # set, trains a SALL student with training/configs/demo.toml (fixed seeds, CPU, ~25 min on 2 busy

@@ -39,6 +39,7 @@ __all__ = [
     "REDUCE_FACTORS",
     "InputSpec",
     "Preprocess",
+    "camera_jitter",
     "choose_reduce",
     "eval_transform",
     "fundus_crop",
@@ -65,6 +66,8 @@ class Preprocess:
         augment: random flips, ±``max_rotation`` degrees and mild colour jitter.
         max_rotation: degrees.
         jitter: maximum relative change of brightness, contrast and saturation.
+        camera: with ``augment``, also another camera's rendition (:func:`camera_jitter`):
+            defocus, uneven flash, vignetting, colour cast and tone curve.
     """
 
     input_size: int
@@ -76,6 +79,7 @@ class Preprocess:
     augment: bool = False
     max_rotation: float = 15.0
     jitter: float = 0.1
+    camera: bool = False
 
     @property
     def input_spec(self) -> InputSpec:
@@ -162,6 +166,8 @@ class Preprocess:
             borderValue=(0, 0, 0),
         )
         x = np.asarray(rotated, dtype=np.float32) / np.float32(255.0)
+        if self.camera:
+            x = camera_jitter(x, torch.rand(8).tolist())
         brightness, contrast, saturation = (1.0 + (2.0 * d - 1.0) * self.jitter for d in draws[3:])
         x *= brightness
         gray = x @ np.asarray([0.299, 0.587, 0.114], dtype=np.float32)
@@ -171,6 +177,32 @@ class Preprocess:
         np.clip(x, 0.0, 1.0, out=x)
         x = (x - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)
         return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32))
+
+
+def camera_jitter(x: NDArray[np.float32], draws: Sequence[float]) -> NDArray[np.float32]:
+    """``x`` (``S×S×3`` in [0, 1]) as a randomly different fundus camera would render it.
+
+    Eight uniform draws in [0, 1) choose a defocus blur (sigma up to 1 % of the side), a flash
+    falling off across the field (up to half the brightness) from a random side, vignetting (up
+    to 40 % at the rim), per-channel gains (x0.8-1.25) and a gamma (0.7-1.4). These span the
+    differences between fundus cameras that a model meets clinic to clinic, so that fine-tuning
+    on one clinic's images learns the lesions rather than that clinic's rendition.
+    """
+    size = x.shape[0]
+    sigma = draws[0] * 0.01 * size
+    if sigma > 0.3:
+        x = np.asarray(cv2.GaussianBlur(x, (0, 0), sigma), np.float32)
+    axis = (np.arange(size, dtype=np.float32) - np.float32((size - 1) / 2)) / np.float32(size / 2)
+    gx, gy = np.meshgrid(axis, axis)
+    angle = 2.0 * np.pi * draws[1]
+    along = np.clip(gx * np.float32(np.cos(angle)) + gy * np.float32(np.sin(angle)), -1.0, 1.0)
+    light = 1.0 - np.float32(0.5 * draws[2]) * (along + 1.0) / 2.0
+    light *= 1.0 - np.float32(0.4 * draws[3]) * np.clip(gx * gx + gy * gy, 0.0, 1.0)
+    gains = np.exp(np.log(1.25) * (2.0 * np.asarray(draws[4:7], np.float32) - 1.0))
+    x = x * light[..., None] * gains.astype(np.float32)
+    np.clip(x, 0.0, 1.0, out=x)
+    gamma = float(np.exp(np.log(1.4) * (2.0 * draws[7] - 1.0)))
+    return np.asarray(x**gamma, np.float32)
 
 
 def _as_block(prepared: Sequence[NDArray[np.uint8]], size: int) -> NDArray[np.uint8]:
@@ -199,7 +231,7 @@ def _as_block(prepared: Sequence[NDArray[np.uint8]], size: int) -> NDArray[np.ui
     return np.stack(prepared)
 
 
-def _from_card(card: ModelCard, *, augment: bool) -> Preprocess:
+def _from_card(card: ModelCard, *, augment: bool, camera: bool = False) -> Preprocess:
     spec = InputSpec.of(card)
     return Preprocess(
         input_size=spec.input_size,
@@ -209,6 +241,7 @@ def _from_card(card: ModelCard, *, augment: bool) -> Preprocess:
         fundus_crop=spec.fundus_crop,
         crop_threshold=spec.crop_threshold,
         augment=augment,
+        camera=camera,
     )
 
 
@@ -223,10 +256,11 @@ def eval_transform(card: ModelCard) -> Preprocess:
     return _from_card(card, augment=False)
 
 
-def train_transform(card: ModelCard, *, augment: bool) -> Preprocess:
+def train_transform(card: ModelCard, *, augment: bool, camera: bool = False) -> Preprocess:
     """Training preprocessing: :func:`eval_transform` plus, with ``augment``, random horizontal
-    and vertical flips, a rotation of up to ±15° and ±10 % brightness/contrast/saturation."""
-    return _from_card(card, augment=augment)
+    and vertical flips, a rotation of up to ±15° and ±10 % brightness/contrast/saturation, and
+    with ``camera`` another camera's rendition (:func:`camera_jitter`)."""
+    return _from_card(card, augment=augment, camera=camera)
 
 
 def load_for_model(

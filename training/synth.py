@@ -3,7 +3,7 @@
 Usage::
 
     sall-train synth --out DIR --n N --seed S [--size PX | --size WxH] [--dicom-fraction F]
-                     [--jpeg-quality Q] [--workers W]
+                     [--jpeg-quality Q] [--workers W] [--camera PROFILE]
 
 Writes into ``DIR``:
 
@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 from model_zoo.datasets.benchmark import SyntheticSample, write_synthetic_dataset
+from model_zoo.datasets.camera import camera_profile
 from model_zoo.fileio import atomic_write_text
 from training.protocol.canonical import CanonicalRow, format_canonical
 from training.protocol.manifest import ManifestRow, format_manifest
@@ -74,6 +75,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     parser.add_argument("--dicom-fraction", type=float, default=0.1, help="patients as DICOM")
     parser.add_argument("--jpeg-quality", type=int, default=92, help="1-100")
     parser.add_argument("--workers", type=int, default=1, help="render threads")
+    parser.add_argument(
+        "--camera",
+        default="reference",
+        help="camera profile the eyes are photographed through (reference, clinic-b, handheld); "
+        "its JPEG quality replaces --jpeg-quality",
+    )
     parser.set_defaults(func=run)
 
 
@@ -156,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
     """
     out = Path(args.out)
     try:
+        name = getattr(args, "camera", "reference")
+        camera = None if name == "reference" else camera_profile(name)
         samples = write_synthetic_dataset(
             out,
             args.n,
@@ -164,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
             dicom_fraction=args.dicom_fraction,
             jpeg_quality=args.jpeg_quality,
             workers=getattr(args, "workers", 1),
+            camera=camera,
         )
         atomic_write_text(out / "labels.csv", format_canonical(canonical_rows(samples)))
         atomic_write_text(out / "manifest.csv", format_manifest(manifest_rows(samples)))

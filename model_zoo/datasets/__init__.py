@@ -2,6 +2,7 @@
 
 - :mod:`model_zoo.datasets.synthetic`: ``FundusSpec``, ``render_fundus``, ``sample_specs``;
 - :mod:`model_zoo.datasets.benchmark`: ``write_synthetic_dataset`` (SALL-style split on disk);
+- :mod:`model_zoo.datasets.camera`: camera profiles, the same eye through another clinic's camera;
 - :mod:`model_zoo.datasets.contact_sheet`: the captioned gallery in ``docs/``.
 
 Importing this package loads numpy and OpenCV only (never torch).

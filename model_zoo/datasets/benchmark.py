@@ -28,6 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from model_zoo.datasets.camera import CameraProfile, through_camera
 from model_zoo.datasets.quality import UNGRADABLE_REASONS
 from model_zoo.datasets.synthetic import FundusSpec, render_fundus, sample_specs
 from model_zoo.fileio import atomic_write_bytes
@@ -129,11 +130,15 @@ class _Job:
     patient_id: str
     study_date: str
     jpeg_quality: int
+    camera: CameraProfile | None = None
 
 
 def _write_image(job: _Job) -> str:
     """Render and write one image; return the SHA-256 of the file bytes."""
-    rgb = render_fundus(job.spec).rgb
+    fundus = render_fundus(job.spec)
+    if job.camera is not None:
+        fundus = through_camera(fundus, job.camera)
+    rgb = fundus.rgb
     if job.dicom:
         from model_zoo.io.dicom_write import write_dicom
 
@@ -169,6 +174,7 @@ def write_synthetic_dataset(
     co_occurrence: float = 0.15,
     ungradable_rate: float = 0.05,
     split_fractions: Sequence[float] = DEFAULT_SPLITS,
+    camera: CameraProfile | None = None,
 ) -> list[SyntheticSample]:
     """Render ``n`` images into ``out_dir`` and return what was written, in patient order.
 
@@ -184,6 +190,8 @@ def write_synthetic_dataset(
         co_occurrence: see :func:`sample_specs`.
         ungradable_rate: see :func:`sample_specs`.
         split_fractions: patient fractions for train, val, test (and holdout); must sum to 1.
+        camera: photograph every eye through this camera profile (its JPEG quality replaces
+            ``jpeg_quality``); None keeps the generator's own rendition.
 
     Returns:
         One SyntheticSample per image; ``sha256`` is the hash of the file bytes on disk.
@@ -215,6 +223,7 @@ def write_synthetic_dataset(
     dicom_patients = {int(i) for i in rng.permutation(len(eyes))[:n_dicom]}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    quality = camera.jpeg_quality if camera is not None else jpeg_quality
 
     jobs: list[_Job] = []
     samples: list[SyntheticSample] = []
@@ -228,7 +237,7 @@ def write_synthetic_dataset(
             side = "right" if spec.laterality == "R" else "left"
             name = f"{patient_id}_{side}.{'dcm' if dicom else 'jpg'}"
             jobs.append(
-                _Job(out / name, spec, dicom, patient_id, day.strftime("%Y%m%d"), jpeg_quality)
+                _Job(out / name, spec, dicom, patient_id, day.strftime("%Y%m%d"), quality, camera)
             )
             dr, amd = published_labels(spec, label_set)
             reason = None if spec.defect is None else UNGRADABLE_REASONS[spec.defect]

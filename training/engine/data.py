@@ -208,6 +208,7 @@ class ImageDataset(Dataset[tuple[Tensor, int]]):
         base_dir: folder relative image paths are resolved against.
         card: model card whose preprocessing is applied.
         augment: random flips, rotation and colour jitter (training only).
+        camera: with ``augment``, also another camera's rendition (defocus, flash, colour).
         preload: decode every image once now (checking its hash) and keep the resized uint8
             pixels in memory; otherwise decode per item after :func:`verify_hashes`.
     """
@@ -219,12 +220,13 @@ class ImageDataset(Dataset[tuple[Tensor, int]]):
         card: ModelCard,
         *,
         augment: bool = False,
+        camera: bool = False,
         preload: bool = False,
     ) -> None:
         self.rows = list(rows)
         self.paths = [resolve_path(r, base_dir) for r in self.rows]
         self.card = card
-        self.transform: Preprocess = train_transform(card, augment=augment)
+        self.transform: Preprocess = train_transform(card, augment=augment, camera=camera)
         # Pixels in memory are already cropped and resized; only the tail of the pipeline runs.
         self._tail = dataclasses.replace(self.transform, fundus_crop=False)
         self._pixels: NDArray[np.uint8] | None = None

@@ -29,13 +29,25 @@ import dataclasses
 import logging
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from model_zoo.architectures.student import SallStudent
 from model_zoo.cards import ModelCard
 from model_zoo.checkpoints import load_checkpoint
 from training.engine.data import check_no_leakage, select_rows
-from training.engine.evaluate import card_metrics, config_tasks, evaluation, predict, write_report
+from training.engine.evaluate import (
+    Predictions,
+    card_metrics,
+    config_tasks,
+    evaluation,
+    predict,
+    write_report,
+)
+from training.engine.gate import GateRule, PairedSet, judge
+from training.engine.model_sets import REFERENCE, REPLAY, copy_sets, recorded_set
 from training.engine.sall.fusion import ARCHITECTURE as FUSION_ARCHITECTURE
 from training.engine.sall.pipeline import (
     MODEL_DIRNAME,
@@ -49,7 +61,7 @@ from training.engine.sall.pipeline import (
 from training.protocol.config import ConfigError, FeatureTerm, ModelConfig, TrainConfig
 from training.protocol.events import utc_timestamp
 from training.protocol.manifest import ManifestRow
-from training.protocol.report import GateVerdict, Report, decide_gate
+from training.protocol.report import GateVerdict, ModelEvaluation, Report
 
 log = logging.getLogger("training")
 
@@ -57,7 +69,13 @@ STAGE = "finetune"
 
 
 def config_for_parent(cfg: TrainConfig, parent: ModelCard) -> TrainConfig:
-    """``cfg`` with the network shape of ``parent`` (backbone, size, dropout, heads)."""
+    """``cfg`` with the network shape of ``parent`` and ``[finetune]``'s recipe.
+
+    The backbone, input size, dropout and heads come from the parent's card; the optimiser,
+    schedule, augmentation and feature term from ``cfg.finetune`` (``[optim]`` describes
+    training from scratch).
+    """
+    ft = cfg.finetune
     kwargs = parent.architecture_kwargs
     model = ModelConfig(
         backbone=str(kwargs.get("backbone", cfg.model.backbone)),
@@ -71,15 +89,34 @@ def config_for_parent(cfg: TrainConfig, parent: ModelCard) -> TrainConfig:
     elif cfg.sall.feature_term == "fusion":
         raise ConfigError("sall.feature_term = 'fusion' needs a fusion model to fine-tune")
     else:
-        term = cfg.sall.feature_term
+        term = ft.feature_term
     sall = dataclasses.replace(
         cfg.sall,
         tasks=tuple(config_tasks(parent)),
         fundus_crop=bool(parent.preprocessing.get("fundus_crop", False)),
         feature_term=term,
+        augment=ft.augment != "none",
     )
-    optim = dataclasses.replace(cfg.optim, max_epochs=cfg.finetune.max_epochs)
+    optim = dataclasses.replace(
+        cfg.optim,
+        lr=ft.lr,
+        schedule="cosine",
+        warmup_epochs=ft.warmup_epochs,
+        min_lr_ratio=ft.min_lr_ratio,
+        max_epochs=ft.max_epochs,
+        patience=ft.patience,
+    )
     return cfg.replace(model=model, sall=sall, optim=optim)
+
+
+def domain_weights(n_corrected: int, n_replay: int, replay_share: float = 0.5) -> list[float]:
+    """Sampling weights (the corrections first, then the replay rows) giving the replay rows
+    ``replay_share`` of the draws, so batches mix the clinic and the parent's domain in a fixed
+    proportion whatever the two sets' sizes."""
+    if not n_replay or not n_corrected:
+        return [1.0] * (n_corrected + n_replay)
+    share = (1.0 - replay_share) / n_corrected
+    return [share] * n_corrected + [replay_share / n_replay] * n_replay
 
 
 def replay_sample(
@@ -143,20 +180,27 @@ def run_finetune(
     corrections = [r for r in inp.rows if r.gradable is not False]
     corrected = {r.sha256 for r in corrections}
     n_replay = round(cfg.finetune.replay_ratio * len(select_rows(corrections, ["train"])))
+    if not original:
+        # The one click passes no --replay: the parent's own replay set is the default.
+        original, original_base = recorded_set(parent_dir, REPLAY), None
     replay = replay_sample(original, corrected, n_replay, cfg.runtime.seed)
     # Replay rows are resolved against their own manifest's folder.
     base = inp.base_dir
     if replay and original_base is not None and original_base != base:
         replay = [_absolute(r, original_base) for r in replay]
-    train_rows = select_rows(corrections, ["train"]) + replay
+    corrected_train = select_rows(corrections, ["train"])
+    train_rows = corrected_train + replay
     val_rows = select_rows(corrections, ["val"])
     check_no_leakage(train_rows + val_rows, holdout)
+    reference = _unseen(recorded_set(parent_dir, REFERENCE), train_rows + val_rows)
     log.info(
-        "fine-tune: %d corrected + %d replayed training images, %d validation, %d hold-out",
-        len(train_rows) - len(replay),
+        "fine-tune: %d corrected + %d replayed training images, %d validation, %d hold-out, "
+        "%d reference",
+        len(corrected_train),
         len(replay),
         len(val_rows),
         len(holdout),
+        len(reference),
     )
     tasks = config_tasks(parent_card)
     teachers = lineage_teachers(parent_card, teacher_dirs)
@@ -185,24 +229,27 @@ def run_finetune(
             if cfg.sall.augment and cfg.sall.feature_term == "hint"
             else None
         ),
+        camera_augment=cfg.finetune.augment == "camera",
+        sample_weights=domain_weights(len(corrected_train), len(replay), cfg.finetune.replay_share),
+        distil_train=(
+            [False] * len(corrected_train) + [True] * len(replay)
+            if cfg.finetune.replay_distil
+            else None
+        ),
     )
     candidate_card = calibrated_card(run_inp, trained, fallback=parent_card.temperatures)
-    hold_rows = [r for r in holdout if r.gradable is not False]
-    parent_eval = evaluation(
+    judged = _judge(
+        parent_model,
         parent_card,
-        predict(parent_model, parent_card, hold_rows, holdout_base, cfg=cfg, device=inp.ctx.device),
-        parent_card.temperatures,
-        split="holdout",
+        trained.model,
+        candidate_card,
+        holdout=([r for r in holdout if r.gradable is not False], holdout_base),
+        reference=reference,
         cfg=cfg,
+        device=inp.ctx.device,
     )
-    preds = predict(
-        trained.model, candidate_card, hold_rows, holdout_base, cfg=cfg, device=inp.ctx.device
-    )
-    candidate_eval = evaluation(
-        candidate_card, preds, candidate_card.temperatures, split="holdout", cfg=cfg
-    )
-    verdict = decide_gate(parent_eval, candidate_eval, max_qwk_drop=cfg.finetune.max_qwk_drop)
-    log.info("promotion gate: %s", "PASSED" if verdict.passed else "FAILED")
+    verdict = judged.verdict
+    log.info("promotion gate: %s", verdict.status.upper())
     for check in verdict.checks:
         log.info("  %s %s", "ok  " if check.passed else "FAIL", check.message)
     used = sorted(k for k, t in teachers.items() if t.card.id != parent_card.id)
@@ -211,39 +258,135 @@ def run_finetune(
         run_id=inp.ctx.run_id,
         created_at=utc_timestamp(),
         manifest_digest=inp.manifest_digest,
-        model=candidate_eval,
-        parent=parent_eval,
+        model=judged.candidate,
+        parent=judged.parent,
         gate=verdict,
+        reference=judged.candidate_reference,
+        reference_parent=judged.parent_reference,
         notes=(
-            f"{len(train_rows) - len(replay)} corrected and {len(replay)} replayed images",
+            f"{len(corrected_train)} corrected and {len(replay)} replayed images",
             f"soft labels from the lineage's teachers for: {', '.join(used) or 'none'}; "
             "the parent student's own heads supplied the others",
         ),
     )
     metrics = {
-        "holdout": card_metrics(candidate_eval),
-        "gate": {"passed": verdict.passed, "checks": [c.message for c in verdict.checks]},
+        "holdout": card_metrics(judged.candidate),
+        "gate": {
+            "passed": verdict.passed,
+            "status": verdict.status,
+            "checks": [c.message for c in verdict.checks],
+        },
         "calibration_split": "val" if val_rows else "inherited from the parent",
     }
-    card = save_model(
-        run_inp,
-        trained.model,
-        candidate_card,
-        out_dir=inp.ctx.run_dir / MODEL_DIRNAME,
-        metrics=metrics,
-    )
+    model_dir = inp.ctx.run_dir / MODEL_DIRNAME
+    card = save_model(run_inp, trained.model, candidate_card, out_dir=model_dir, metrics=metrics)
+    copy_sets(parent_dir, model_dir)
     report = dataclasses.replace(
-        report, model=dataclasses.replace(candidate_eval, model_id=card.id)
+        report, model=dataclasses.replace(judged.candidate, model_id=card.id)
     )
     path = write_report(
         inp.ctx.run_dir,
         report,
-        predictions=preds,
+        predictions=judged.predictions,
         card=card,
         history=trained.history,
         plots_enabled=cfg.eval.plots,
     )
     return card, verdict, path
+
+
+@dataclass(frozen=True)
+class Judged:
+    """The gate's verdict with the evaluations behind it.
+
+    Attributes:
+        verdict: the promotion gate's verdict.
+        parent: the parent on the hold-out; candidate: the candidate on the same images.
+        parent_reference: the parent on the reference set (None without one).
+        candidate_reference: the candidate on the same reference images.
+        predictions: the candidate's hold-out predictions (for the report's plots).
+    """
+
+    verdict: GateVerdict
+    parent: ModelEvaluation
+    candidate: ModelEvaluation
+    parent_reference: ModelEvaluation | None
+    candidate_reference: ModelEvaluation | None
+    predictions: Predictions
+
+
+def _judge(
+    parent_model: SallStudent,
+    parent_card: ModelCard,
+    model: SallStudent,
+    card: ModelCard,
+    *,
+    holdout: tuple[Sequence[ManifestRow], Path],
+    reference: Sequence[ManifestRow],
+    cfg: TrainConfig,
+    device: torch.device,
+) -> Judged:
+    """Score parent and candidate on the same hold-out and reference images, then gate."""
+    ft = cfg.finetune
+    tasks = config_tasks(parent_card)
+    sets: list[PairedSet] = []
+    found: dict[str, tuple[ModelEvaluation, ModelEvaluation, Predictions]] = {}
+    for domain, rows, base in (
+        ("holdout", holdout[0], holdout[1]),
+        ("reference", reference, Path("/")),
+    ):
+        if domain == "reference" and not rows:
+            continue  # the gate itself says that no reference set was recorded
+        before = predict(parent_model, parent_card, rows, base, cfg=cfg, device=device)
+        after = predict(model, card, rows, base, cfg=cfg, device=device)
+        found[domain] = (
+            evaluation(parent_card, before, parent_card.temperatures, split=domain, cfg=cfg),
+            evaluation(card, after, card.temperatures, split=domain, cfg=cfg),
+            after,
+        )
+        sets.append(
+            PairedSet(
+                domain=domain,  # type: ignore[arg-type]
+                tasks=tasks,
+                labels=before.labels,
+                parent_logits=before.logits,
+                candidate_logits=after.logits,
+                parent_temperatures=dict(parent_card.temperatures),
+                candidate_temperatures=dict(card.temperatures),
+            )
+        )
+    rule = GateRule(
+        qwk_margin=ft.max_qwk_drop,
+        sensitivity_margin=ft.sensitivity_margin,
+        min_images=ft.min_images,
+        min_referable=ft.min_referable,
+        resamples=ft.bootstrap,
+        confidence=ft.confidence,
+        seed=cfg.runtime.seed,
+    )
+    parent_eval, candidate_eval, predictions = found["holdout"]
+    ref = found.get("reference")
+    return Judged(
+        verdict=judge(sets, rule),
+        parent=parent_eval,
+        candidate=candidate_eval,
+        parent_reference=ref[0] if ref else None,
+        candidate_reference=ref[1] if ref else None,
+        predictions=predictions,
+    )
+
+
+def _unseen(reference: Sequence[ManifestRow], seen: Sequence[ManifestRow]) -> list[ManifestRow]:
+    """The reference rows that are not, and share no patient with, a training row: the parent's
+    set is fixed, so a grader's corrections that overlap it leave the gate, not the run."""
+    shas = {r.sha256 for r in seen}
+    patients = {r.patient_id.strip() for r in seen if r.patient_id.strip()}
+    kept = [r for r in reference if r.sha256 not in shas and r.patient_id.strip() not in patients]
+    if len(kept) < len(reference):
+        log.info(
+            "%d reference images overlap the corrections: left out", len(reference) - len(kept)
+        )
+    return kept
 
 
 def _absolute(row: ManifestRow, base: Path) -> ManifestRow:
@@ -253,4 +396,11 @@ def _absolute(row: ManifestRow, base: Path) -> ManifestRow:
     return dataclasses.replace(row, image_path=str((base / path).resolve()))
 
 
-__all__ = ["config_for_parent", "lineage_teachers", "replay_sample", "run_finetune"]
+__all__ = [
+    "Judged",
+    "config_for_parent",
+    "domain_weights",
+    "lineage_teachers",
+    "replay_sample",
+    "run_finetune",
+]

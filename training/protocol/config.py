@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
+from training.protocol.finetune_config import FinetuneConfig
+
 FeatureTerm: TypeAlias = Literal["hint", "fusion", "none"]
 NormalPolicy: TypeAlias = Literal["hard_both", "soft_other"]
 SamplerName: TypeAlias = Literal["uniform", "balanced_tasks", "class_balanced"]
@@ -243,26 +245,6 @@ class RuntimeConfig:
         _check(self.num_workers >= 0, "runtime.num_workers must be >= 0")
         _check(self.preload_max_mb >= 0, "runtime.preload_max_mb must be >= 0")
         _check(self.progress_interval_s >= 0, "runtime.progress_interval_s must be >= 0")
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """Fine-tuning from grader corrections (sall-method.md §7) and its promotion gate.
-
-    Attributes:
-        max_epochs: epoch limit of a fine-tune (the schedule and optimiser come from ``optim``).
-        replay_ratio: replayed images from the original training manifest per corrected image.
-        max_qwk_drop: delta; the gate fails if any head's hold-out QWK drops by more than this.
-    """
-
-    max_epochs: int = 5
-    replay_ratio: float = 1.0
-    max_qwk_drop: float = 0.01
-
-    def __post_init__(self) -> None:
-        _check(self.max_epochs >= 1, "finetune.max_epochs must be >= 1")
-        _check(self.replay_ratio >= 0, "finetune.replay_ratio must be >= 0")
-        _check(self.max_qwk_drop >= 0, "finetune.max_qwk_drop must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ def test_defaults_are_the_sall_method_defaults() -> None:
     assert [(t.name, t.num_classes) for t in s.tasks] == [("dr", 5), ("amd", 4)]
     assert (o.lr, o.beta1, o.beta2, o.eps, o.weight_decay) == (1e-5, 0.9, 0.999, 1e-7, 0.0)
     assert (o.batch_size, o.max_epochs, o.patience, o.schedule) == (32, 32, 10, "constant")
-    assert cfg.runtime.amp is False and cfg.finetune.max_qwk_drop == 0.01
+    assert cfg.runtime.amp is False and cfg.finetune.max_qwk_drop == 0.10
     assert (cfg.model.backbone, cfg.model.input_size, cfg.model.dropout) == (
         "inception_v3",
         299,

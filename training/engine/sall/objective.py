@@ -88,6 +88,7 @@ def build_targets(
     teachers: Mapping[str, TeacherOutputs],
     *,
     feature_term: FeatureTerm,
+    distil: NDArray[np.bool_] | None = None,
 ) -> Targets:
     """Supervision for the student stage.
 
@@ -98,8 +99,12 @@ def build_targets(
             a teacher may be the parent student (fine-tuning without teachers), whose head of
             the same name is used.
         feature_term: ``hint`` keeps every teacher's features; other terms keep none.
+        distil: ``[N]`` rows that also learn the teacher's soft label where they have a grade
+            (a fine-tune's replay rows: the parent's view of its own domain is what forgetting
+            loses, so it is kept as a target beside the grade).
 
-    A human grade wins over the teacher: the soft label is used only where ``hard`` is -1.
+    A human grade wins over the teacher: the soft label is used only where ``hard`` is -1
+    (and on ``distil`` rows).
     """
     hard_t = torch.as_tensor(hard, dtype=torch.long)
     logits: dict[str, Tensor] = {}
@@ -114,6 +119,8 @@ def build_targets(
             raise ValueError(f"teacher logits for {task.name} have shape {tuple(z.shape)}")
         logits[task.name] = z
         masks[task.name] = hard_t[:, k] < 0
+        if distil is not None:
+            masks[task.name] |= torch.as_tensor(distil, dtype=torch.bool)
         if feature_term == "hint":
             features[task.name] = outputs.features
     return Targets(hard_t, logits, masks, features)

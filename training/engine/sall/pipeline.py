@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from model_zoo.architectures.student import SallStudent
@@ -40,6 +41,7 @@ from training.engine.evaluate import (
     write_report,
 )
 from training.engine.loop import Cancelled, FitResult, RunContext, fit, seed_everything
+from training.engine.model_sets import REFERENCE, REPLAY, record_sets
 from training.engine.models import DEFAULT_INTENDED_USE, build_card, build_model
 from training.engine.sall.objective import SallObjective, Targets, build_targets, semantic_config
 from training.engine.sall.soft_labels import StopRequested, TeacherOutputs, ensure_outputs
@@ -115,12 +117,16 @@ def _datasets(
     train_rows: Sequence[ManifestRow],
     val_rows: Sequence[ManifestRow],
     card: ModelCard,
+    *,
+    camera: bool = False,
 ) -> tuple[ImageDataset, ImageDataset | None]:
     cfg = inp.cfg
     preload = preload_fits(
         len(train_rows) + len(val_rows), card.input_size, cfg.runtime.preload_max_mb
     )
-    train = ImageDataset(train_rows, inp.base_dir, card, augment=cfg.sall.augment, preload=preload)
+    train = ImageDataset(
+        train_rows, inp.base_dir, card, augment=cfg.sall.augment, camera=camera, preload=preload
+    )
     val = ImageDataset(val_rows, inp.base_dir, card, preload=preload) if val_rows else None
     return train, val
 
@@ -240,6 +246,9 @@ def train_student(
     live_teachers: Mapping[str, SallStudent] | None = None,
     stage_index: int = 0,
     stage_total: int = 1,
+    camera_augment: bool = False,
+    sample_weights: Sequence[float] | None = None,
+    distil_train: Sequence[bool] | None = None,
 ) -> Trained:
     """Stage 3: the multi-task student (or a fine-tune of it when ``init`` is given).
 
@@ -256,6 +265,11 @@ def train_student(
         live_teachers: frozen teachers for on-the-fly hints (augmentation on).
         stage_index: position of the stage in the command.
         stage_total: stages in the command.
+        camera_augment: with ``sall.augment``, also vary the camera's rendition.
+        sample_weights: per training row sampling weights, instead of ``sall.sampler``'s
+            (a fine-tune balances corrections against replay with them).
+        distil_train: per training row, also learn the teacher's soft label beside a grade
+            (a fine-tune's replay rows).
     """
     done = _finished(inp, stage)
     if done is not None:
@@ -274,7 +288,12 @@ def train_student(
         shas = [r.sha256 for r in rows]
         selected = {k: v.select(shas) for k, v in outputs.items()}
         use_cache = feature_term if not live_teachers else "none"
-        targets[split] = build_targets(hard, tasks, selected, feature_term=use_cache)
+        distil = (
+            np.asarray(distil_train, dtype=bool)
+            if split == "train" and distil_train is not None
+            else None
+        )
+        targets[split] = build_targets(hard, tasks, selected, feature_term=use_cache, distil=distil)
     seed_everything(cfg.runtime.seed, deterministic=cfg.runtime.deterministic)
     model = init if init is not None else build_model(cfg, tasks)
     card = build_card(
@@ -287,7 +306,7 @@ def train_student(
         teacher_ids=[t for t in teacher_ids if t != parent_id],
         intended_use=inp.intended_use or DEFAULT_INTENDED_USE,
     )
-    train, val = _datasets(inp, train_rows, val_rows, card)
+    train, val = _datasets(inp, train_rows, val_rows, card, camera=camera_augment)
     dims = {k: int(v.features.shape[1]) for k, v in outputs.items()}
     objective = SallObjective(
         model,
@@ -310,7 +329,11 @@ def train_student(
         objective=objective,
         train=train,
         val=val,
-        sampling_weights=sampling_weights(hard_train, cfg.sall.sampler, tasks),
+        sampling_weights=(
+            np.asarray(sample_weights, dtype=np.float64)
+            if sample_weights is not None
+            else sampling_weights(hard_train, cfg.sall.sampler, tasks)
+        ),
         card=card,
         cfg=cfg,
         ctx=inp.ctx,
@@ -444,9 +467,12 @@ def run_sall(inp: RunInputs) -> SallResult:
             teacher_ids=teacher_ids,
         )
         metrics["test"] = card_metrics(report.model)
-    card = save_model(
-        inp, student.model, card, out_dir=inp.ctx.run_dir / MODEL_DIRNAME, metrics=metrics
-    )
+    model_dir = inp.ctx.run_dir / MODEL_DIRNAME
+    card = save_model(inp, student.model, card, out_dir=model_dir, metrics=metrics)
+    if inp.ctx.rank == 0:  # what a later fine-tune replays and is gated on (model_sets)
+        splits = {REPLAY: ["train"], REFERENCE: ["test"]}
+        chosen = {k: (select_rows(inp.rows, v), inp.base_dir) for k, v in splits.items()}
+        record_sets(model_dir, card, chosen, seed=inp.cfg.runtime.seed)
     return SallResult(card, report_path, teacher_paths, teacher_ids)
 
 
