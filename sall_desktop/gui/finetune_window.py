@@ -2,15 +2,15 @@
 
 Everything that touches the store or files runs on the store thread (``submit(fn) -> Future``);
 results come back to the GUI thread through a queued signal. The window never changes the
-active model by itself: only Promote (a named approver, a passed gate) does, and a failed,
-cancelled or gate-failing run leaves it untouched.
+active model by itself: only Promote (a named approver, a passed gate) does, and a failed or
+cancelled run, or a candidate whose gate failed or found too little evidence, leaves it untouched.
+The trainer is started as the bare ``finetune --init M --manifest C --holdout H --out R``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future
-from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from PySide6.QtCore import QObject, Qt, Signal
@@ -82,24 +82,23 @@ class FinetuneWindow(QWidget):
         store: StoreExecutor,
         *,
         approver: str = "",
-        overrides: tuple[str, ...] = jobs.DEFAULT_OVERRIDES,
-        config: Path | None = None,
+        overrides: tuple[str, ...] = (),
         grace_ms: int = 15_000,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Fine-tune the active model")
         self._store = store
-        self._overrides = overrides
-        self._config = config
+        self._overrides = overrides  # tests only: the app passes none
         self._returner = _Returner(self)
         self.process = TrainingProcess(self, grace_ms=grace_ms)
         self.process.event_received.connect(self._on_event)
         self.process.finished.connect(self._on_process_finished)
         self.process.failed_to_start.connect(self._on_failed_to_start)
         self.summary_label = QLabel(
-            "Fine-tuning trains a candidate on your corrections; it is judged on the locked "
-            "hold-out and replaces the active model only if you promote it."
+            "Fine-tuning trains a candidate on your corrections; it is judged against the active "
+            "model on the locked hold-out and the model's reference set, and replaces the active "
+            "model only if it passes and you promote it."
         )
         self.summary_label.setWordWrap(True)
         self.status_label = QLabel("")
@@ -181,10 +180,10 @@ class FinetuneWindow(QWidget):
         self.start_button.setEnabled(False)
         self.report_view.setVisible(False)
         self._say("Freezing the corrections…")
-        overrides, config = self._overrides, self._config
+        overrides = self._overrides
 
         def freeze(store: SqliteLabelStore) -> jobs.FrozenRun:
-            return jobs.freeze_finetune(store, overrides=overrides, config=config)
+            return jobs.freeze_finetune(store, overrides=overrides)
 
         self._run(freeze, self._launch, "prepare the fine-tune")
 
@@ -253,14 +252,18 @@ class FinetuneWindow(QWidget):
         self.start_button.setEnabled(True)
         if outcome.status == "finished" and outcome.report is not None:
             self.report_view.show_report(
-                outcome.report, outcome.verdict, gate_passed=outcome.gate_passed
+                outcome.report, outcome.verdict, status=outcome.gate_status
             )
             self.report_view.setVisible(True)
-            self._say(
-                "The candidate passed the gate: promote it or discard it."
-                if outcome.gate_passed
-                else "The candidate failed the gate; the active model is unchanged."
-            )
+            if outcome.gate_passed:
+                self._say("The candidate passed the gate: promote it or discard it.")
+            elif outcome.gate_status == "insufficient":
+                self._say(
+                    "Not enough evidence to judge the candidate; it cannot be promoted and the "
+                    "active model is unchanged."
+                )
+            else:
+                self._say("The candidate failed the gate; the active model is unchanged.")
         elif outcome.status == "cancelled":
             self._say("The fine-tune was cancelled; the active model is unchanged.")
         else:
@@ -273,7 +276,7 @@ class FinetuneWindow(QWidget):
         """Promote the candidate (gate passed; the approver is recorded)."""
         candidate = self.candidate
         if candidate is None or self.outcome is None or not self.outcome.gate_passed:
-            self._say("Only a candidate that passed the gate can be promoted here.")
+            self._say("Only a candidate that passed the gate can be promoted.")
             return
 
         def run(store: SqliteLabelStore) -> model_service.ModelVersion:

@@ -370,7 +370,8 @@ class ModelWindows(QObject):
         self.store, self.window, self.grading, self.on_changed = store, parent, grading, on_changed
         self.manager: ModelManager | None = None
         self.finetune: FinetuneWindow | None = None
-        self.finetune_overrides: tuple[str, ...] | None = None  # None: the app's defaults
+        # Tests only: ``--set`` overrides. The app passes none (the bare command's config).
+        self.finetune_overrides: tuple[str, ...] | None = None
         self.actions: list[QAction] = []
         grading.grader_changed.connect(self._grader_changed)
 
@@ -410,13 +411,12 @@ class ModelWindows(QObject):
     def open_finetune(self) -> FinetuneWindow | None:
         """Show the fine-tune window (one per session: a run in it keeps going when hidden)."""
         from sall_desktop.gui.finetune_window import FinetuneWindow
-        from sall_desktop.services.training_jobs import DEFAULT_OVERRIDES
 
         grader = self.grading.grader
         if not grader:
             return None
         if self.finetune is None:
-            overrides = self.finetune_overrides or DEFAULT_OVERRIDES
+            overrides = self.finetune_overrides or ()
             self.finetune = FinetuneWindow(
                 self.store, approver=grader, overrides=overrides, parent=self.window
             )

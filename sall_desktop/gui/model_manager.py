@@ -1,8 +1,10 @@
 """The model manager: versions with lineage and metrics, the active marker, promote, roll back,
 import (R12).
 
-Every action runs on the store thread; a named person is required for promote and rollback, and
-promoting a version whose gate did not pass needs a reason (recorded as an override).
+Every action runs on the store thread; a named person is required for promote and rollback. The
+gate column says passed, failed or not enough evidence; only a version whose gate passed can be
+promoted (there is no override), and a never-gated import only while no model is active. Why
+Promote is disabled is shown in its tooltip and under the table.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from PySide6.QtWidgets import (
 )
 
 from sall_desktop.gui.finetune_window import StoreExecutor, _Returner
+from sall_desktop.services import gate_evidence
 from sall_desktop.services import models as model_service
 from sall_desktop.services.models import Store as SqliteLabelStore
+from training.protocol.report import GateVerdict
 
 T = TypeVar("T")
 COLUMNS = (
@@ -45,8 +49,8 @@ COLUMNS = (
 )
 
 
-def _gate(passed: bool | None) -> str:
-    return "—" if passed is None else ("passed" if passed else "FAILED")
+def _gate(status: str | None) -> str:
+    return "— (not gated)" if status is None else gate_evidence.STATUS_WORDS[status]
 
 
 class ModelManager(QDialog):
@@ -76,6 +80,8 @@ class ModelManager(QDialog):
         self.lineage_label.setWordWrap(True)
         self.status_label = QLabel()
         self.status_label.setWordWrap(True)
+        self.promote_note = QLabel()  # why Promote is disabled for the selected version
+        self.promote_note.setWordWrap(True)
         self.promote_button = QPushButton("Promote…")
         self.rollback_button = QPushButton("Roll back to this version…")
         self.import_button = QPushButton("Import…")
@@ -89,9 +95,11 @@ class ModelManager(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.lineage_label)
+        layout.addWidget(self.promote_note)
         layout.addWidget(self.status_label)
         layout.addLayout(buttons)
         self.versions: list[model_service.ModelVersion] = []
+        self.verdicts: dict[str, GateVerdict] = {}  # version id -> its stored gate verdict
         self.refresh()
 
     # ------------------------------------------------------------------ data
@@ -108,14 +116,28 @@ class ModelManager(QDialog):
     def refresh(self) -> None:
         """Reload the versions (the active model is resolved first, so the demo registers)."""
 
-        def load(store: SqliteLabelStore) -> list[model_service.ModelVersion]:
+        def load(
+            store: SqliteLabelStore,
+        ) -> tuple[list[model_service.ModelVersion], dict[str, GateVerdict]]:
             model_service.active_model(store, verify=False)
-            return model_service.list_models(store)
+            versions = model_service.list_models(store)
+            verdicts = {
+                v.id: verdict
+                for v in versions
+                if v.gate_status is not None
+                and (verdict := gate_evidence.stored_verdict(store, v.run_id)) is not None
+            }
+            return versions, verdicts
 
-        self._run(load, self._fill)
+        self._run(load, lambda loaded: self._fill(*loaded))
 
-    def _fill(self, versions: list[model_service.ModelVersion]) -> None:
+    def _fill(
+        self,
+        versions: list[model_service.ModelVersion],
+        verdicts: dict[str, GateVerdict] | None = None,
+    ) -> None:
         self.versions = versions
+        self.verdicts = dict(verdicts or {})
         self.table.setRowCount(len(versions))
         for row, v in enumerate(versions):
             cells = (
@@ -125,7 +147,7 @@ class ModelManager(QDialog):
                 v.short_id,
                 (v.parent_id or "")[:12],
                 v.status,
-                _gate(v.gate_passed),
+                _gate(v.gate_status),
                 v.source,
                 model_service.metrics_summary(v),
                 v.approver or "",
@@ -134,6 +156,8 @@ class ModelManager(QDialog):
                 item = QTableWidgetItem(text)
                 if col == 1 and v.synthetic:
                     item.setToolTip(v.badge)
+                if col == COLUMNS.index("gate"):
+                    item.setToolTip(self._gate_details(v))
                 self.table.setItem(row, col, item)
         self.table.resizeColumnsToContents()
         self._update_buttons()
@@ -149,9 +173,34 @@ class ModelManager(QDialog):
             if v.id == model_id:
                 self.table.selectRow(row)
 
+    def _gate_details(self, v: model_service.ModelVersion) -> str:
+        """The gate's checks of ``v``, one per line (the stored report's, else the card's)."""
+        verdict = self.verdicts.get(v.id)
+        if verdict is not None:
+            return "\n".join(r.message for r in gate_evidence.check_rows(verdict))
+        gate = v.metrics.get("gate")
+        checks = gate.get("checks") if isinstance(gate, dict) else None
+        if isinstance(checks, list) and checks:
+            return "\n".join(str(c) for c in checks)
+        return "No gate verdict: this version was not fine-tuned here."
+
+    def promotion_refusal(self, v: model_service.ModelVersion) -> str:
+        """Why candidate ``v`` cannot be promoted, or ``""`` (the service's rule; an active or
+        retired version has no Promote, only a rollback)."""
+        if v.status != "candidate":
+            return ""
+        return gate_evidence.promotion_refusal(
+            v.gate_status,
+            model_active=any(m.is_active for m in self.versions),
+            verdict=self.verdicts.get(v.id),
+        )
+
     def _update_buttons(self) -> None:
         v = self.selected()
-        self.promote_button.setEnabled(v is not None and v.status == "candidate")
+        why = self.promotion_refusal(v) if v is not None else ""
+        self.promote_button.setEnabled(v is not None and v.status == "candidate" and not why)
+        self.promote_button.setToolTip(why)
+        self.promote_note.setText(why)
         self.rollback_button.setEnabled(v is not None and not v.is_active and v.was_active)
         if v is None:
             self.lineage_label.setText("")
@@ -170,12 +219,10 @@ class ModelManager(QDialog):
         self.active_model_changed.emit(version.id)
         self.refresh()
 
-    def promote(self, model_id: str, approver: str, override_reason: str = "") -> None:
-        """Promote ``model_id`` (an override reason is needed unless its gate passed)."""
+    def promote(self, model_id: str, approver: str) -> None:
+        """Promote ``model_id`` (the service refuses one whose gate did not pass)."""
         self._run(
-            lambda store: model_service.promote(
-                store, model_id, approver=approver, override_reason=override_reason
-            ),
+            lambda store: model_service.promote(store, model_id, approver=approver),
             lambda v: self._changed(v, "Promoted"),
         )
 
@@ -204,19 +251,11 @@ class ModelManager(QDialog):
 
     def _ask_promote(self) -> None:
         v = self.selected()
-        if v is None:
+        if v is None or self.promotion_refusal(v):
             return
         approver = self._ask_name("Promote model")
-        if not approver:
-            return
-        reason = ""
-        if v.gate_passed is not True:
-            reason, ok = QInputDialog.getText(
-                self, "Override the gate", "The gate did not pass. Reason for promoting anyway:"
-            )
-            if not ok or not reason.strip():
-                return
-        self.promote(v.id, approver, reason)
+        if approver:
+            self.promote(v.id, approver)
 
     def _ask_rollback(self) -> None:
         v = self.selected()

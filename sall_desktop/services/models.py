@@ -3,8 +3,9 @@
 A model version is a folder ``data_dir()/models/<id>/`` holding ``card.json`` and
 ``weights.safetensors``; its id is the SHA-256 of the weights. Every use verifies that the
 weights still hash to the id (a one-byte change is refused). Which version is active is one
-pointer in the store; promotion needs a named approver and a passed gate (or an explicit
-override with a reason); rollback re-activates any version that was active before.
+pointer in the store; promotion needs a named approver and a passed gate (no override; a
+never-gated import can only be the first active model); rollback re-activates any version that
+was active before. A folder's ``sets/`` (its domain's replay and reference sets) is copied too.
 
 Qt-free and torch-free except :func:`import_model`, which loads the checkpoint fully (in the
 caller's worker thread) before accepting it. Functions take the store and run wherever the
@@ -13,6 +14,7 @@ caller runs them: the GUI submits them to the store thread.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -30,6 +32,7 @@ from model_zoo.cards import (
     card_from_json,
     read_card,
 )
+from sall_desktop.services.gate_evidence import promotion_refusal
 from sall_desktop.services.paths import data_dir
 from sall_desktop.store.models_repository import ModelEvent, ModelRow, ModelSource
 from sall_desktop.store.sqlite_repository import SqliteLabelStore
@@ -39,6 +42,9 @@ Store = SqliteLabelStore
 
 BUNDLED_APPROVER = "SALL Desktop (bundled model)"
 """Recorded as the approver when the bundled demo model becomes active on first use."""
+SETS_DIRNAME = "sets"
+"""The replay and reference sets a model folder may carry (``training.engine.model_sets``)."""
+FIRST_MODEL_REASON = "first model: no active model to gate it against"
 
 
 class ModelError(Exception):
@@ -97,6 +103,18 @@ class ModelVersion:
     def badge(self) -> str:
         """The intended-use badge: "synthetic — not for clinical use" for the demo model."""
         return "synthetic — not for clinical use" if self.synthetic else self.intended_use
+
+    @property
+    def gate_status(self) -> str | None:
+        """``passed``, ``failed``, ``insufficient`` or None (not gated): the stored result; the
+        card's ``metrics['gate']['status']`` only tells a failure from too little evidence."""
+        if self.gate_passed is None:
+            return None
+        if self.gate_passed:
+            return "passed"
+        gate = self.metrics.get("gate")
+        insufficient = isinstance(gate, dict) and gate.get("status") == "insufficient"
+        return "insufficient" if insufficient else "failed"
 
     @property
     def short_id(self) -> str:
@@ -191,12 +209,28 @@ def _version(row: ModelRow) -> ModelVersion:
     )
 
 
+def _add_sets(source: Path, dest: Path) -> None:
+    """Give ``dest`` the ``sets/`` of ``source`` if it has none (a copy made before models
+    carried their sets); temp folder + rename."""
+    if not (source / SETS_DIRNAME).is_dir() or (dest / SETS_DIRNAME).exists():
+        return
+    tmp = dest / f".incoming-{SETS_DIRNAME}-{uuid.uuid4().hex}"
+    try:
+        with contextlib.suppress(OSError):  # best effort: the model works without its sets
+            shutil.copytree(source / SETS_DIRNAME, tmp)
+            tmp.rename(dest / SETS_DIRNAME)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _copy_in(folder: Path, card: ModelCard) -> Path:
-    """Copy a verified folder to ``models_dir()/<id>`` (temp folder + rename: never half there)."""
+    """Copy a verified folder (card, weights and its ``sets/`` if any) to ``models_dir()/<id>``
+    (temp folder + rename: never half there)."""
     dest = models_dir() / card.id
     if dest.is_dir():
         try:
             verify_model_folder(dest)
+            _add_sets(folder, dest)
             return dest
         except ModelError:
             shutil.rmtree(dest)  # a damaged earlier copy of the same id: replace it
@@ -205,6 +239,8 @@ def _copy_in(folder: Path, card: ModelCard) -> Path:
     try:
         for name in (WEIGHTS_FILENAME, CARD_FILENAME):
             shutil.copyfile(folder / name, tmp / name)
+        if (folder / SETS_DIRNAME).is_dir():
+            shutil.copytree(folder / SETS_DIRNAME, tmp / SETS_DIRNAME)
         if verify_model_folder(tmp).id != card.id:
             raise ModelError("The model changed while it was being copied.")
         tmp.rename(dest)
@@ -326,30 +362,29 @@ def active_model(store: SqliteLabelStore, *, verify: bool = True) -> ModelVersio
             reason="bundled demo model, activated on first use",
         )
     version = _version(row)
+    if version.source == "bundled" and not store.read_only:
+        demo = _bundled_demo_dir()  # a copy made before models carried their sets gets them
+        if demo is not None and not (version.folder / SETS_DIRNAME).exists():
+            if read_card(demo / CARD_FILENAME).id == version.id:
+                _add_sets(demo, version.folder)
     if verify:
         verify_model_folder(version.folder)
     return version
 
 
-def promote(
-    store: SqliteLabelStore,
-    model_id: str,
-    *,
-    approver: str,
-    override_reason: str = "",
-) -> ModelVersion:
-    """Make a candidate the active version; the approver, time and reason are recorded.
+def promote(store: SqliteLabelStore, model_id: str, *, approver: str) -> ModelVersion:
+    """Make a candidate the active version; the approver and time are recorded.
 
     Args:
         store: the label store.
         model_id: the candidate.
         approver: the named person approving (required).
-        override_reason: required to promote a version whose gate failed or that was not gated
-            (an imported model); recorded with the promotion.
 
     Raises:
-        ModelError: no approver, unknown model, damaged files, or a gate that did not pass and
-            no override reason. The active model is unchanged.
+        ModelError: no approver, unknown model, damaged files, or a candidate that
+            ``gate_evidence.promotion_refusal`` refuses (its gate failed or found too little
+            evidence, or it was never gated while a model is active). The active model is
+            unchanged.
     """
     if not approver.strip():
         raise ModelError("Promotion needs the name of the person approving it.")
@@ -358,16 +393,11 @@ def promote(
         raise ModelError(f"Unknown model version {model_id[:12]}.")
     if version.is_active:
         return version
-    if version.gate_passed is not True and not override_reason.strip():
-        verdict = "failed" if version.gate_passed is False else "was not applied to"
-        raise ModelError(
-            f"The promotion gate {verdict} model {version.short_id}; promoting it needs an "
-            "explicit override with a reason."
-        )
+    model_active = store.active_model_row() is not None
+    if why := promotion_refusal(version.gate_status, model_active=model_active):
+        raise ModelError(f"{why} (model {version.short_id}).")
     verify_model_folder(version.folder)
-    reason = override_reason.strip()
-    if reason and version.gate_passed is not True:
-        reason = f"gate override: {reason}"
+    reason = "" if version.gate_status == "passed" else FIRST_MODEL_REASON
     return _version(
         store.activate_model(model_id, actor=approver.strip(), action="promote", reason=reason)
     )
@@ -408,7 +438,8 @@ def discard(store: SqliteLabelStore, model_id: str, *, actor: str, reason: str =
 def import_model(
     store: SqliteLabelStore, source: Path, *, actor: str, device: str = "cpu"
 ) -> ModelVersion:
-    """Import a model (``card.json`` + ``weights.safetensors``) as an ungated candidate.
+    """Import a model (``card.json`` + ``weights.safetensors``, and ``sets/``) as an ungated
+    candidate (it can become active only while no model is; ``gate_evidence``).
 
     ``source`` is the folder or its ``card.json``. The checkpoint is loaded completely (hash,
     header, architecture and shapes, ``strict=True``) before it is accepted; call this off the

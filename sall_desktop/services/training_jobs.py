@@ -4,7 +4,10 @@ Flow (architecture.md §5): :func:`freeze_finetune` reads the store and writes
 ``run_dir/manifest.csv`` (the current human gradings, hold-out images and hold-out patients left
 out) and ``run_dir/holdout.csv`` through ``training.protocol.manifest``, and records the run;
 :func:`build_command` turns a :class:`FinetuneSpec` into the ``sall-train finetune`` command
-line (pure); ``gui/training_process.py`` runs it as a ``QProcess``; :func:`read_outcome` reads
+line (pure): exactly ``finetune --init M --manifest C --holdout H --out R`` plus ``--run-id`` and
+``--expect-manifest-digest``, so the one click runs the same frozen configuration as the bare
+command (the recipe is ``[finetune]``'s defaults; replay and reference sets come from the model
+folder); ``gui/training_process.py`` runs it as a ``QProcess``; :func:`read_outcome` reads
 ``events.jsonl`` and ``report.json`` of a finished run (also one this app did not watch), and
 :func:`record_outcome` stores it and registers the candidate (never activated here).
 """
@@ -40,6 +43,7 @@ from training.protocol.events import (
 )
 from training.protocol.manifest import ManifestRow, format_manifest, manifest_digest
 from training.protocol.report import (
+    GateStatus,
     GateVerdict,
     Report,
     ReportError,
@@ -57,9 +61,6 @@ STOP_NAME = "STOP"
 FROZEN_EXECUTABLE = "sall-train"
 """The bundled console training executable, next to the app's executable (packaging §8)."""
 
-DEFAULT_OVERRIDES: tuple[str, ...] = ("eval.plots=false",)
-"""``--set`` overrides every GUI fine-tune gets (plots are not shown by the app)."""
-
 
 class TrainingJobError(Exception):
     """A fine-tune cannot be prepared (nothing to train on, no hold-out...); message says why."""
@@ -76,9 +77,8 @@ class FinetuneSpec:
         holdout: the frozen hold-out manifest.
         run_id: the run id (``--run-id``).
         manifest_digest: SHA-256 the manifest must still have (``--expect-manifest-digest``).
-        config: optional TOML configuration.
-        overrides: ``KEY=VALUE`` config overrides (``--set``), in order.
-        replay: the original training manifest for replay, if available.
+        overrides: ``KEY=VALUE`` config overrides (``--set``), for tests and experiments only:
+            the app passes none, so its runs have the bare command's configuration.
         teachers: teacher checkpoints of the lineage.
     """
 
@@ -88,9 +88,7 @@ class FinetuneSpec:
     holdout: Path
     run_id: str = ""
     manifest_digest: str = ""
-    config: Path | None = None
-    overrides: tuple[str, ...] = DEFAULT_OVERRIDES
-    replay: Path | None = None
+    overrides: tuple[str, ...] = ()
     teachers: tuple[Path, ...] = ()
 
 
@@ -124,12 +122,8 @@ def build_command(
         argv += ["--run-id", spec.run_id]
     if spec.manifest_digest:
         argv += ["--expect-manifest-digest", spec.manifest_digest]
-    if spec.config is not None:
-        argv += ["--config", str(spec.config)]
     for override in spec.overrides:
         argv += ["--set", override]
-    if spec.replay is not None:
-        argv += ["--replay", str(spec.replay)]
     for teacher in spec.teachers:
         argv += ["--teacher", str(teacher)]
     return argv
@@ -220,8 +214,7 @@ def freeze_finetune(
     store: SqliteLabelStore,
     *,
     run_dir: Path | None = None,
-    overrides: tuple[str, ...] = DEFAULT_OVERRIDES,
-    config: Path | None = None,
+    overrides: tuple[str, ...] = (),
     val_fraction: float = 0.2,
     min_corrections: int = 4,
     seed: int = 0,
@@ -232,6 +225,7 @@ def freeze_finetune(
     Corrections are the current gradings typed by graders in this app (source ``human``).
     A corrected image that is a hold-out image, or whose patient has a hold-out image, is left
     out (counted in the result). Validation images are a patient-grouped ``val_fraction``.
+    ``overrides`` (``--set``) are for tests and experiments: the app passes none.
 
     Raises:
         TrainingJobError: no active model, no hold-out, or fewer than ``min_corrections``
@@ -289,7 +283,6 @@ def freeze_finetune(
         holdout=folder / HOLDOUT_NAME,
         run_id=run_id,
         manifest_digest=manifest_digest(text),
-        config=config,
         overrides=overrides,
     )
     frozen = FrozenRun(
@@ -310,7 +303,6 @@ def freeze_finetune(
                     "command": "finetune",
                     "parent_id": active.id,
                     "overrides": list(overrides),
-                    "config": str(config) if config else None,
                     "corrections": frozen.corrections,
                     "holdout_images": frozen.holdout_images,
                     "excluded": frozen.excluded,
@@ -352,7 +344,17 @@ class RunOutcome:
     def gate_passed(self) -> bool:
         """True only when the trainer's and the app's gate verdicts both passed."""
         final_ok = isinstance(self.final, RunFinished) and self.final.gate_passed is True
-        return final_ok and self.verdict is not None and self.verdict.passed
+        return final_ok and self.verdict is not None and self.verdict.promotable
+
+    @property
+    def gate_status(self) -> GateStatus | None:
+        """``passed``, ``failed`` or ``insufficient`` (None without a verdict): only
+        :attr:`gate_passed` is ``passed``."""
+        if self.verdict is None:
+            return None
+        if self.gate_passed:
+            return "passed"
+        return "insufficient" if self.verdict.status == "insufficient" else "failed"
 
 
 def _max_qwk_drop(events: tuple[Event, ...]) -> float:
@@ -466,7 +468,6 @@ def child_environment(base: dict[str, str] | None = None) -> dict[str, str]:
 
 
 __all__ = [
-    "DEFAULT_OVERRIDES",
     "FinetuneSpec",
     "FrozenRun",
     "RunOutcome",

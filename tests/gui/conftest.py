@@ -184,10 +184,56 @@ def model_loop_workstation() -> Callable[..., Any]:
     return _model_loop_workstation
 
 
+def add_reference_set(model_dir: Path, scratch: Path, n: int = 30, seed: int = 23) -> None:
+    """Give a model folder a labelled reference set (``MODEL/sets/reference.csv`` and
+    ``images/``), as ``sall-train sall`` records one: synthetic eyes of other patients, so the
+    gate can judge forgetting. The images are not the fine-tune's (other seed, other patients).
+    """
+    import shutil
+
+    from model_zoo.datasets.benchmark import write_synthetic_dataset
+    from training.protocol.manifest import ManifestRow, format_manifest
+
+    source = scratch / f"reference-{seed}"
+    samples = write_synthetic_dataset(source, n, seed=seed, size=64, dicom_fraction=0)
+    images = model_dir / "sets" / "images"
+    images.mkdir(parents=True)
+    rows = []
+    for s in samples:
+        if not s.gradable:
+            continue
+        shutil.copyfile(source / s.file_name, images / s.file_name)
+        rows.append(
+            ManifestRow(
+                image_path=f"images/{s.file_name}",
+                sha256=s.sha256,
+                patient_id=f"reference-{s.patient_id}",
+                laterality=s.laterality,
+                dr_grade=s.dr_grade,
+                amd_grade=s.amd_grade,
+                gradable=True,
+                split="test",
+            )
+        )
+    (model_dir / "sets" / "reference.csv").write_text(format_manifest(rows), encoding="utf-8")
+
+
+@pytest.fixture
+def reference_set() -> Callable[..., None]:
+    """``reference_set(model_dir, scratch)``: see ``add_reference_set``."""
+    return add_reference_set
+
+
 def _open_model_loop(
-    tmp_path: Path, images: int, *, auto_grade: bool, dr_bias_class: int | None = None
+    tmp_path: Path,
+    images: int,
+    *,
+    auto_grade: bool,
+    dr_bias_class: int | None = None,
+    with_reference: bool = False,
 ) -> tuple[Any, list[Any], Any, Path]:
-    """A workstation on a synthetic folder with a tiny student registered and active.
+    """A workstation on a synthetic folder with a tiny student registered and active (the
+    first model: it needs no gate); ``with_reference`` gives the student a reference set.
 
     Returns ``(workstation, samples, parent model version, folder)``; the window is shown
     and the folder is opening.
@@ -198,11 +244,13 @@ def _open_model_loop(
     folder = tmp_path / "study"
     samples = write_synthetic_dataset(folder, images, seed=11, size=64, dicom_fraction=0)
     parent_dir = _tiny_student(tmp_path / "parent", dr_bias_class)
+    if with_reference:
+        add_reference_set(parent_dir, tmp_path)
     ws = _model_loop_workstation(tmp_path, auto_grade=auto_grade)
 
     def activate(store: Any) -> Any:
         version = models.register_model(store, parent_dir, source="import", actor="Dr A")
-        return models.promote(store, version.id, approver="Dr A", override_reason="test parent")
+        return models.promote(store, version.id, approver="Dr A")
 
     try:
         parent = ws.store.submit(activate).result(timeout=WAIT_MS)

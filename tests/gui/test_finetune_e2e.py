@@ -2,7 +2,9 @@
 
 Correct ~30 images -> fine-tune -> report -> promote -> the active model changes; rollback
 restores it and old predictions keep their model ids. Cancel (STOP) and a failing gate leave
-the active model unchanged.
+the active model unchanged, and a failed candidate cannot be promoted at all. The tiny sets
+decide the gate only because these tests lower its minimum evidence (``--set``, which the app
+itself never passes).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 BASE = ("runtime.device=cpu", "runtime.num_workers=0", "runtime.progress_interval_s=0",
         "optim.batch_size=8", "finetune.max_epochs=1", "finetune.replay_ratio=0",
-        "eval.plots=false")  # fmt: skip
+        "eval.plots=false", "finetune.min_images=1", "finetune.min_referable=1")  # fmt: skip
 
 
 def _tiny_model(folder: Path, dr_bias_class: int) -> Path:
@@ -82,7 +84,7 @@ def workspace(tmp_path: Path, _data_home: Path) -> Iterator[StoreThread]:
 def _activate(thread: StoreThread, folder: Path) -> models.ModelVersion:
     def run(store):  # type: ignore[no-untyped-def]
         v = models.register_model(store, folder, source="import", actor="Dr A")
-        return models.promote(store, v.id, approver="Dr A", override_reason="test parent")
+        return models.promote(store, v.id, approver="Dr A")  # the first model: no gate needed
 
     return thread.submit(run).result()
 
@@ -100,14 +102,19 @@ def _window(qtbot, thread: StoreThread, overrides: tuple[str, ...]):  # type: ig
     return window
 
 
-def test_finetune_report_promote_and_rollback(qtbot, tmp_path: Path, workspace) -> None:  # type: ignore[no-untyped-def]
-    parent = _activate(workspace, _tiny_model(tmp_path / "parent", dr_bias_class=0))
+def test_finetune_report_promote_and_rollback(  # type: ignore[no-untyped-def]
+    qtbot, tmp_path: Path, workspace, reference_set
+) -> None:
+    parent_dir = _tiny_model(tmp_path / "parent", dr_bias_class=0)
+    reference_set(parent_dir, tmp_path)
+    parent = _activate(workspace, parent_dir)
+    assert (parent.folder / "sets" / "reference.csv").is_file()  # copied with the model
     sha = workspace.submit(lambda s: s.list_images()[0].sha256).result()
     workspace.submit(
         lambda s: s.add_prediction(Prediction(sha, parent.id, {"dr": (1, 0, 0, 0, 0)}))
     )
     # Parent always says DR 0: its referable sensitivity is 0 and a QWK drop of 2 is allowed,
-    # so the candidate passes the gate whatever one epoch does.
+    # so the candidate passes the gate on both sets whatever one epoch does.
     window = _window(qtbot, workspace, (*BASE, "finetune.max_qwk_drop=2"))
     with qtbot.waitSignal(window.outcome_ready, timeout=240_000):
         window.start()
@@ -117,7 +124,11 @@ def test_finetune_report_promote_and_rollback(qtbot, tmp_path: Path, workspace) 
     assert outcome is not None and outcome.status == "finished", outcome
     assert window.report_view.isVisible() and outcome.gate_passed
     assert window.panel.loss_points and window.panel.device_label.text() == "CPU — slower"
-    assert window.report_view.metrics.rowCount() == 2
+    assert window.report_view.metrics.rowCount() == 4  # two heads on each set
+    checks = window.report_view.checks
+    shown = {checks.item(r, 0).text() for r in range(checks.rowCount())}
+    assert shown == {"hold-out", "reference set"}
+    assert all(checks.item(r, 6).text() == "✔ pass" for r in range(checks.rowCount()))
     assert window.report_view.promote_button.isEnabled()
     window.resize(900, 640)  # a laptop screen: the report scrolls, Promote stays reachable
     qtbot.waitUntil(lambda: window.body_scroll.verticalScrollBar().maximum() > 0)
@@ -171,7 +182,7 @@ def test_failing_gate_cannot_be_promoted(qtbot, tmp_path: Path, workspace) -> No
     window = _window(
         qtbot,
         workspace,
-        (*BASE, "optim.lr=0.05", "finetune.max_epochs=2", "finetune.max_qwk_drop=0"),  # fmt: skip
+        (*BASE, "finetune.lr=0.05", "finetune.max_epochs=2", "finetune.max_qwk_drop=0"),
     )
     with qtbot.waitSignal(window.outcome_ready, timeout=240_000):
         window.start()
@@ -179,10 +190,12 @@ def test_failing_gate_cannot_be_promoted(qtbot, tmp_path: Path, workspace) -> No
     assert outcome is not None and outcome.status == "finished", outcome
     assert not outcome.gate_passed and window.report_view.isVisible()
     window.report_view.approver.setText("Dr B")
+    assert outcome.gate_status == "failed", outcome.verdict
     assert not window.report_view.promote_button.isEnabled()
+    assert window.report_view.promote_button.toolTip() == "Gate failed — cannot be promoted"
     window.promote("Dr B")  # refused even when called directly
     assert _active_id(workspace) == parent.id
     candidate = window.candidate
-    assert candidate is not None and candidate.gate_passed is False
-    with pytest.raises(models.ModelError, match="gate failed"):
+    assert candidate is not None and candidate.gate_status == "failed"
+    with pytest.raises(models.ModelError, match="Gate failed — cannot be promoted"):
         workspace.submit(lambda s: models.promote(s, candidate.id, approver="Dr B")).result()

@@ -17,9 +17,12 @@ WAIT_MS = 30_000
 TRAIN_MS = 120_000
 TINY_FINETUNE = ("runtime.device=cpu", "runtime.num_workers=0", "runtime.progress_interval_s=0",
                  "optim.batch_size=8", "finetune.max_epochs=1", "finetune.replay_ratio=0",
-                 "eval.plots=false", "finetune.max_qwk_drop=2")  # fmt: skip
+                 "eval.plots=false", "finetune.max_qwk_drop=2", "finetune.min_images=1",
+                 "finetune.min_referable=1")  # fmt: skip
 """As in test_finetune_e2e: one epoch; a parent that always says DR 0 has referable
-sensitivity 0 and a QWK drop of 2 is allowed, so the candidate passes the gate."""
+sensitivity 0 and a QWK drop of 2 is allowed, so the candidate passes the gate on the hold-out
+and the parent's reference set (a tiny folder is enough evidence only for this test; the app
+itself passes no ``--set``)."""
 
 
 def _close(ws: Any) -> None:
@@ -38,7 +41,9 @@ def _model_ids(ws: Any, model_id: str) -> set[str]:
 def test_correct_finetune_promote_refreshes_folder_predictions(
     qtbot: Any, qapp_themed: Any, tmp_path: Path, model_loop: Any, corrections: Any
 ) -> None:
-    ws, samples, parent, _ = model_loop(tmp_path, 46, auto_grade=True, dr_bias_class=0)
+    ws, samples, parent, _ = model_loop(
+        tmp_path, 46, auto_grade=True, dr_bias_class=0, with_reference=True
+    )
     try:
         window = ws.window
         loop, windows = window.model_loop, window.model_windows

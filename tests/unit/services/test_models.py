@@ -1,8 +1,10 @@
-"""Model versions: registration copies and verifies, promote needs a gate or an override with a
-reason, rollback is a pointer change, the bundled demo model becomes active on first use."""
+"""Model versions: registration copies and verifies (with the folder's ``sets/``), promote needs a
+passed gate and has no override (a never-gated import only as the first model), rollback is a
+pointer change, the bundled demo model becomes active on first use."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -60,34 +62,120 @@ def test_a_changed_weights_byte_is_refused(store, fake) -> None:
     assert models.list_models(store) == []
 
 
-def test_promote_needs_approver_and_a_passed_gate_or_a_reason(store, fake) -> None:
+def _with_gate(folder: Path, status: str) -> Path:
+    """Record a gate verdict in the card's metrics, as ``sall-train finetune`` does."""
+    card = json.loads((folder / "card.json").read_text(encoding="utf-8"))
+    checks = ["hold-out · DR QWK — 14 graded images, at least 60 needed to decide: insufficient"]
+    card["provenance"]["metrics"]["gate"] = {
+        "passed": status == "passed",
+        "status": status,
+        "checks": checks,
+    }
+    (folder / "card.json").write_text(json.dumps(card), encoding="utf-8")
+    return folder
+
+
+def test_promote_needs_approver_and_a_passed_gate_and_has_no_override(store, fake) -> None:
     base = models.register_model(store, fake(1), source="import", actor="Dr A")
-    with pytest.raises(ModelError, match="override"):
-        models.promote(store, base.id, approver="Dr A")
+    assert base.gate_status is None
     with pytest.raises(ModelError, match="name"):
-        models.promote(store, base.id, approver=" ", override_reason="x")
-    first = models.promote(store, base.id, approver="Dr A", override_reason="initial model")
-    assert first.is_active and first.approval_reason == "gate override: initial model"
+        models.promote(store, base.id, approver=" ")
+    # A never-gated import may become the first model: there is nothing to gate it against.
+    first = models.promote(store, base.id, approver="Dr A")
+    assert first.is_active and first.approval_reason == models.FIRST_MODEL_REASON
+    # ...but never replace an active model.
+    other = models.register_model(store, fake(4), source="import", actor="Dr A")
+    with pytest.raises(ModelError, match="Not gated — cannot be promoted"):
+        models.promote(store, other.id, approver="Dr A")
+    with pytest.raises(TypeError):
+        models.promote(store, other.id, approver="Dr A", override_reason="x")  # type: ignore[call-arg]
     failed = models.register_model(
         store, fake(2, parent=base.id), source="training", actor="t", gate_passed=False
     )
-    with pytest.raises(ModelError, match="gate failed"):
+    assert failed.gate_status == "failed"
+    with pytest.raises(ModelError, match="^Gate failed — cannot be promoted"):
         models.promote(store, failed.id, approver="Dr B")
+    thin = models.register_model(
+        store,
+        _with_gate(fake(5, parent=base.id), "insufficient"),
+        source="training",
+        actor="t",
+        gate_passed=False,
+    )
+    assert thin.gate_status == "insufficient"
+    with pytest.raises(ModelError, match="^Not enough evidence — cannot be promoted"):
+        models.promote(store, thin.id, approver="Dr B")
     assert models.active_model(store).id == base.id  # type: ignore[union-attr]
     good = models.register_model(
         store, fake(3, parent=base.id), source="training", actor="t", gate_passed=True
     )
+    assert good.gate_status == "passed"
     promoted = models.promote(store, good.id, approver="Dr B")
     assert promoted.approver == "Dr B" and promoted.approved_at
+    assert promoted.approval_reason == ""
     assert models.active_model(store).id == good.id  # type: ignore[union-attr]
+
+
+def test_a_stored_failure_outranks_a_card_that_says_passed(store, fake) -> None:
+    # The app stores its own verdict (trainer and app); the card only words a failure.
+    base = models.promote(
+        store, models.register_model(store, fake(1), source="import", actor="x").id, approver="A"
+    )
+    forged = models.register_model(
+        store,
+        _with_gate(fake(2, parent=base.id), "passed"),
+        source="training",
+        actor="t",
+        gate_passed=False,
+    )
+    assert forged.gate_status == "failed"
+    with pytest.raises(ModelError, match="Gate failed"):
+        models.promote(store, forged.id, approver="Dr B")
+
+
+def _with_sets(folder: Path) -> Path:
+    sets = folder / "sets"
+    (sets / "images").mkdir(parents=True)
+    (sets / "replay.csv").write_text("replay\n", encoding="utf-8")
+    (sets / "reference.csv").write_text("reference\n", encoding="utf-8")
+    (sets / "images" / "a.png").write_bytes(b"\x89PNG fake")
+    return folder
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_the_model_folders_sets_are_copied_with_it(store, fake) -> None:
+    source = _with_sets(fake(1))
+    version = models.register_model(store, source, source="import", actor="Dr A")
+    assert _files(version.folder / "sets") == _files(source / "sets")
+    assert not [p for p in models.models_dir().iterdir() if p.name.startswith(".incoming")]
+    # A copy made before models carried their sets gets them when the model comes again.
+    plain = models.register_model(store, fake(2), source="import", actor="Dr A")
+    assert not (plain.folder / "sets").exists()
+    models.register_model(store, _with_sets(fake(2)), source="import", actor="Dr A")
+    assert _files(plain.folder / "sets") == _files(source / "sets")
+    assert [p.name for p in plain.folder.iterdir() if p.name.startswith(".")] == []
+
+
+def test_the_bundled_models_copy_gets_its_sets(store, fake, monkeypatch) -> None:
+    demo = fake(7)
+    monkeypatch.setattr(models, "_bundled_demo_dir", lambda: demo)
+    active = models.active_model(store)
+    assert active is not None and not (active.folder / "sets").exists()
+    _with_sets(demo)  # a newer app ships the same demo model with its sets
+    active = models.active_model(store)
+    assert active is not None and (active.folder / "sets" / "reference.csv").is_file()
 
 
 def test_rollback_restores_an_earlier_version_and_predictions_keep_their_ids(store, fake) -> None:
     a = models.promote(
-        store,
-        models.register_model(store, fake(1), source="import", actor="x").id,
-        approver="Dr A",
-        override_reason="first",
+        store, models.register_model(store, fake(1), source="import", actor="x").id, approver="Dr A"
     )
     sha = "ab" * 32
     store.add_prediction(Prediction(sha, a.id, {"dr": (1.0, 0, 0, 0, 0)}))
@@ -107,7 +195,7 @@ def test_rollback_restores_an_earlier_version_and_predictions_keep_their_ids(sto
 
 def test_active_model_is_verified_before_use(store, fake) -> None:
     v = models.register_model(store, fake(1), source="import", actor="x")
-    models.promote(store, v.id, approver="Dr A", override_reason="x")
+    models.promote(store, v.id, approver="Dr A")
     with open(v.folder / "weights.safetensors", "r+b") as handle:
         handle.seek(3)
         handle.write(b"\x00\x01")

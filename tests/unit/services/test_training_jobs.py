@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,7 +25,10 @@ def sha(n: int) -> str:
     return hashlib.sha256(str(n).encode()).hexdigest()
 
 
-def _spec(tmp_path: Path) -> FinetuneSpec:
+DEMO_CARD = Path(__file__).resolve().parents[3] / "model_zoo" / "weights" / "demo" / "card.json"
+
+
+def _spec(tmp_path: Path, **kwargs: object) -> FinetuneSpec:
     return FinetuneSpec(
         run_dir=tmp_path / "run",
         init=tmp_path / "models" / "abc",
@@ -32,8 +36,7 @@ def _spec(tmp_path: Path) -> FinetuneSpec:
         holdout=tmp_path / "run" / "holdout.csv",
         run_id="ft-1",
         manifest_digest="d" * 64,
-        overrides=("finetune.max_epochs=1", "eval.plots=false"),
-        replay=tmp_path / "orig.csv",
+        **kwargs,  # type: ignore[arg-type]
     )
 
 
@@ -41,13 +44,52 @@ def test_build_command_from_source_is_python_m_training_and_parses(tmp_path: Pat
     spec = _spec(tmp_path)
     argv = build_command(spec, False, app_executable="/venv/bin/python3")
     assert argv[:4] == ["/venv/bin/python3", "-m", "training", "finetune"]
+    # Exactly the bare command: no --set, --config or --replay (the model folder has the sets).
+    assert argv[4:] == [
+        "--init", str(spec.init), "--manifest", str(spec.manifest),
+        "--holdout", str(spec.holdout), "--out", str(spec.run_dir),
+        "--run-id", "ft-1", "--expect-manifest-digest", "d" * 64,
+    ]  # fmt: skip
     args = build_parser().parse_args(argv[3:])
     assert args.init == spec.init and args.manifest == spec.manifest
     assert args.holdout == spec.holdout and args.out == spec.run_dir
-    assert args.overrides == ["finetune.max_epochs=1", "eval.plots=false"]
+    assert args.overrides == [] and args.config is None and args.replay is None
     assert args.run_id == "ft-1" and args.expect_manifest_digest == "d" * 64
-    assert args.replay == spec.replay
     assert build_command(spec, False, app_executable="/venv/bin/python3") == argv  # pure
+    # Tests and experiments may still pass --set (the app never does).
+    tuned = build_command(_spec(tmp_path, overrides=("finetune.max_epochs=1",)), False)
+    assert build_parser().parse_args(tuned[3:]).overrides == ["finetune.max_epochs=1"]
+
+
+def _resolved(argv: list[str]) -> tuple[str, str]:
+    """The digests of a ``finetune`` command line's config, as ``training.cli.run_command``
+    loads it (what ``run_started`` records) and as ``run_finetune`` trains with it (after
+    ``config_for_parent`` with the demo model's card)."""
+    from model_zoo.cards import read_card
+    from training.engine.finetune import config_for_parent
+    from training.protocol.config import load_config
+
+    args = build_parser().parse_args(argv)
+    cfg = load_config(args.config, args.overrides)
+    return cfg.digest(), config_for_parent(cfg, read_card(DEMO_CARD)).digest()
+
+
+def test_the_one_click_and_the_bare_cli_freeze_the_same_config(
+    store: SqliteLabelStore, tmp_path: Path
+) -> None:
+    for i in range(12):
+        _grade(store, i, i % 3)
+    holdout.designate_holdout(store, [sha(0)], actor="Dr A")
+    frozen = training_jobs.freeze_finetune(store, run_dir=tmp_path / "run")
+    gui = build_command(frozen.spec, False)[3:]  # what the Fine-tune button starts
+    spec = frozen.spec
+    bare = ["finetune", "--init", str(spec.init), "--manifest", str(spec.manifest),
+            "--holdout", str(spec.holdout), "--out", str(spec.run_dir)]  # fmt: skip
+    assert _resolved(gui) == _resolved(bare)
+    # ...and the comparison would see a difference (eval.plots=false used to be passed).
+    assert _resolved([*bare, "--set", "eval.plots=false"]) != _resolved(bare)
+    run = store.get_training_run(spec.run_id)
+    assert run is not None and json.loads(run.config_json)["overrides"] == []
 
 
 def test_build_command_frozen_uses_the_bundled_sall_train(tmp_path: Path) -> None:
