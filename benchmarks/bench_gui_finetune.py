@@ -61,7 +61,7 @@ def main() -> int:
                 )
         holdout.sample_holdout(store, actor="Dr A", fraction=0.3, seed=2)
         v = models.register_model(store, tmp / "parent", source="import", actor="Dr A")
-        models.promote(store, v.id, approver="Dr A", override_reason="bench parent")
+        models.promote(store, v.id, approver="Dr A")
 
     thread.submit(setup).result()
     app = QApplication.instance() or QApplication(sys.argv)

@@ -53,6 +53,7 @@ class Outcome:
     model_id: str = ""
     report_path: str = ""
     gate_passed: bool | None = None
+    gate_status: str = ""
     teachers: dict[str, str] = field(default_factory=dict)
     teacher_ids: dict[str, str] = field(default_factory=dict)
 
@@ -271,6 +272,7 @@ def cmd_finetune(args: argparse.Namespace, inp: RunInputs) -> Outcome:
         model_id=card.id,
         report_path=report.name,
         gate_passed=verdict.passed,
+        gate_status=verdict.status,
     )
 
 
@@ -381,6 +383,7 @@ def run_command(args: argparse.Namespace) -> int:
                     model_id=outcome.model_id,
                     report_path=outcome.report_path,
                     gate_passed=outcome.gate_passed,
+                    gate_status=outcome.gate_status,
                     seconds=time.monotonic() - started,
                     teachers=outcome.teachers,
                     teacher_ids=outcome.teacher_ids,

@@ -198,7 +198,7 @@ class TrainingPanel(QWidget):
             self._stopping = True
             self.status_label.setText("Stopping at the next step (saving a checkpoint)…")
         elif isinstance(ev, RunFinished):
-            self._end(ev, "Finished" + self._gate_text(ev.gate_passed))
+            self._end(ev, "Finished" + self._gate_text(ev.gate_passed, ev.gate_status))
             self.bar.setValue(1000)
             self.eta_label.setText("done")
         elif isinstance(ev, RunCancelled):
@@ -208,10 +208,14 @@ class TrainingPanel(QWidget):
                 ev, f"Failed ({ev.error_type}): {ev.message} — the active model is unchanged."
             )
 
-    def _gate_text(self, passed: bool | None) -> str:
+    def _gate_text(self, passed: bool | None, status: str = "") -> str:
         if passed is None:
             return "."
-        return " — the gate passed." if passed else " — the gate FAILED: it cannot be promoted."
+        if passed:
+            return " — the gate passed."
+        if status == "insufficient":
+            return " — not enough evidence to decide: it cannot be promoted."
+        return " — the gate FAILED: it cannot be promoted."
 
     def _end(self, ev: Event, text: str) -> None:
         self.final = ev

@@ -64,6 +64,7 @@ SCORE_TEXT = {
     TriageOrder.UNCERTAINTY: "entropy {:.2f}",
     TriageOrder.DISAGREEMENT: "Δ {:.1f} grades",
     TriageOrder.REFERABLE: "min P {:.2f}",
+    TriageOrder.SAMPLE: "",
 }
 
 
@@ -110,7 +111,7 @@ class TriagePanel(QWidget):
             self.list.takeItem(self.list.count() - 1)
         for position, r in enumerate(shown, 1):
             name = r.item.path.rsplit("/", 1)[-1]
-            text = f"{position:>3}. {name}   {SCORE_TEXT[order].format(r.score)}"
+            text = f"{position:>3}. {name}   {SCORE_TEXT[order].format(r.score)}".rstrip()
             item = self.list.item(position - 1)
             if item is None:
                 item = QListWidgetItem()
@@ -125,6 +126,10 @@ class TriagePanel(QWidget):
             text += f"; {excluded} ungradable kept out"
         if order is TriageOrder.DISAGREEMENT and not size:
             text = "Grade some images first: disagreement needs your grade."
+        elif order is TriageOrder.SAMPLE:
+            text += ": grading these teaches the next fine-tune most."
+        else:
+            text += ". For review; to teach the model, grade the random sample."
         self.summary.setText(text)
 
 
@@ -247,6 +252,7 @@ class TriageController(QObject):
                     prediction,
                     grader_dr=grading.dr_grade if grading is not None else None,
                     grader_ungradable=grading is not None and not grading.gradable,
+                    graded=grading is not None,
                 )
                 value = score(item, order)
                 key = None if value is None else rank_key(item, value)

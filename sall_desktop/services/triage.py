@@ -6,7 +6,14 @@ Three orderings, each "most informative first":
 - **disagreement**: the ordinal distance ``|E[DR grade] - grader's DR grade|`` between the
   model's expected ICDR grade and the grader's, large first (needs a grader grade);
 - **referable**: the probability mass straddling the referable threshold,
-  ``min(P(ICDR >= 2), P(ICDR < 2))`` in ``[0, 0.5]``, high first (0.5 = a coin toss).
+  ``min(P(ICDR >= 2), P(ICDR < 2))`` in ``[0, 0.5]``, high first (0.5 = a coin toss);
+- **sample**: the images nobody has graded yet, in a fixed pseudo-random order drawn from their
+  SHA-256 (no model needed, so blind-first shows it too).
+
+The first three are for *review*: they find images worth a second look. To teach the model,
+grade the *sample*: on the loop benchmark (``docs/loop-benchmark.md``) corrections chosen by
+uncertainty or by the referable threshold taught the one-click fine-tune less than the same
+number chosen at random, because they crowd into a few hard, skewed cases.
 
 Images the grader marked ungradable, or whose model quality gate fails, are kept out of the
 queue: they need a better photograph, not a second opinion on a grade.
@@ -27,13 +34,16 @@ class TriageOrder(enum.StrEnum):
     UNCERTAINTY = "uncertainty"
     DISAGREEMENT = "disagreement"
     REFERABLE = "referable"
+    SAMPLE = "sample"
 
 
 ORDER_LABELS = {
-    TriageOrder.UNCERTAINTY: "Model uncertainty (entropy)",
-    TriageOrder.DISAGREEMENT: "Model vs grader disagreement",
-    TriageOrder.REFERABLE: "Near the referable threshold",
+    TriageOrder.UNCERTAINTY: "Review: model uncertainty (entropy)",
+    TriageOrder.DISAGREEMENT: "Review: model vs grader disagreement",
+    TriageOrder.REFERABLE: "Review: near the referable threshold",
+    TriageOrder.SAMPLE: "Random sample: teaches the model best",
 }
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +55,7 @@ class TriageItem:
         prediction: the active model's output, None when not graded by the model yet.
         grader_dr: the grader's ICDR grade, None when not graded (or no DR grade).
         grader_ungradable: the grader marked the image ungradable.
+        graded: the grader has saved a grading of the image (any answer).
     """
 
     sha256: str
@@ -52,6 +63,7 @@ class TriageItem:
     prediction: PredictionSummary | None
     grader_dr: int | None = None
     grader_ungradable: bool = False
+    graded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +96,12 @@ def referable_straddle(prediction: PredictionSummary) -> float | None:
     return min(referable, 1.0 - referable)
 
 
+def sample_position(sha256: str) -> float:
+    """The image's place in the random sample, in ``[0, 1)``: fixed by its bytes, so the
+    sample does not reshuffle between sessions or workstations."""
+    return int(sha256[:12], 16) / float(16**12)
+
+
 def excluded(item: TriageItem) -> bool:
     """Ungradable by the grader or by the model's gate: kept out of the queue."""
     return item.grader_ungradable or (item.prediction is not None and item.prediction.gate_failed)
@@ -91,6 +109,9 @@ def excluded(item: TriageItem) -> bool:
 
 def score(item: TriageItem, order: TriageOrder) -> float | None:
     """The item's score under ``order``; None when it cannot be ranked by it."""
+    if order is TriageOrder.SAMPLE:
+        # Highest first: one minus the position keeps "most informative first" sorting.
+        return None if item.graded or excluded(item) else 1.0 - sample_position(item.sha256)
     prediction = item.prediction
     if prediction is None or excluded(item):
         return None

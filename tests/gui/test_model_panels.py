@@ -47,9 +47,16 @@ def test_rows_match_each_new_ranking(qtbot: Any, qapp_themed: Any) -> None:
     ]
     panel.show_ranked(ranking(["e"], [0.3]), order, 2)
     assert rows(panel) == [("  1. e.jpg   entropy 0.30", "/data/e.jpg", "/data/e.jpg")]
-    assert panel.summary.text() == "1 image(s) in the queue; 2 ungradable kept out"
+    assert panel.summary.text() == (
+        "1 image(s) in the queue; 2 ungradable kept out. "
+        "For review; to teach the model, grade the random sample."
+    )
     panel.show_ranked([], TriageOrder.DISAGREEMENT, 0)
     assert rows(panel) == []
+    # The random sample lists names without a score and says what it is for.
+    panel.show_ranked(ranking(["f"], [0.7]), TriageOrder.SAMPLE, 0)
+    assert rows(panel) == [("  1. f.jpg", "/data/f.jpg", "/data/f.jpg")]
+    assert panel.summary.text().endswith("grading these teaches the next fine-tune most.")
 
 
 def test_only_the_top_is_listed(qtbot: Any, qapp_themed: Any) -> None:
@@ -58,7 +65,7 @@ def test_only_the_top_is_listed(qtbot: Any, qapp_themed: Any) -> None:
     names = [f"i{n:03d}" for n in range(SHOWN + 20)]
     panel.show_ranked(ranking(names, [1.0] * len(names)), TriageOrder.UNCERTAINTY, 0)
     assert panel.list.count() == SHOWN
-    assert panel.summary.text() == f"{SHOWN + 20} image(s) in the queue"
+    assert panel.summary.text().startswith(f"{SHOWN + 20} image(s) in the queue.")
 
 
 def test_batch_progress_is_shown_and_painted_again(qtbot: Any, qapp_themed: Any) -> None:

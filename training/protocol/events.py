@@ -216,6 +216,8 @@ class RunFinished(Event):
             teacher the run trained for it (``sall``: every task; ``train-teacher``: its task);
             empty for other commands and in events of trainers older than this field.
         teacher_ids: task -> that teacher's weights SHA-256 (its card id), same keys.
+        gate_status: ``passed``, ``failed`` or ``insufficient`` (too little evidence to
+            decide) for ``finetune``; empty for other commands and older trainers.
     """
 
     EVENT: ClassVar[str] = "run_finished"
@@ -226,6 +228,7 @@ class RunFinished(Event):
     seconds: float
     teachers: dict[str, str] = field(default_factory=dict)
     teacher_ids: dict[str, str] = field(default_factory=dict)
+    gate_status: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

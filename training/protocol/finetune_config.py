@@ -59,7 +59,7 @@ class FinetuneConfig:
     lr: float = 1e-3
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.05
-    patience: int = 4
+    patience: int = 6
     augment: FinetuneAugment = "camera"
     replay_ratio: float = 1.0
     replay_share: float = 0.5

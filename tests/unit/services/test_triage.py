@@ -33,13 +33,15 @@ MOSTLY_4 = (0.0, 0.0, 0.0, 0.1, 0.9)  # entropy H(0.1,0.9), E=3.9, P(ref)=1.0
 
 def _items() -> list[TriageItem]:
     return [
-        TriageItem("a", "a.jpg", _summary("a", CERTAIN_0), grader_dr=4),
-        TriageItem("b", "b.jpg", _summary("b", SPLIT_1_2), grader_dr=1),
+        TriageItem("a", "a.jpg", _summary("a", CERTAIN_0), grader_dr=4, graded=True),
+        TriageItem("b", "b.jpg", _summary("b", SPLIT_1_2), grader_dr=1, graded=True),
         TriageItem("c", "c.jpg", _summary("c", SPREAD), grader_dr=None),
-        TriageItem("d", "d.jpg", _summary("d", MOSTLY_4), grader_dr=4),
-        TriageItem("e", "e.jpg", None, grader_dr=2),  # not graded by the model yet
-        TriageItem("f", "f.jpg", _summary("f", SPREAD), grader_ungradable=True),
-        TriageItem("g", "g.jpg", _summary("g", SPREAD, gradable=0.1), grader_dr=0),  # gate fails
+        TriageItem("d", "d.jpg", _summary("d", MOSTLY_4), grader_dr=4, graded=True),
+        TriageItem("e", "e.jpg", None, grader_dr=2, graded=True),  # not graded by the model yet
+        TriageItem("f", "f.jpg", _summary("f", SPREAD), grader_ungradable=True, graded=True),
+        TriageItem(
+            "g", "g.jpg", _summary("g", SPREAD, gradable=0.1), grader_dr=0, graded=True
+        ),  # gate fails
     ]
 
 
@@ -97,3 +99,17 @@ def test_the_top_of_a_big_queue_is_the_head_of_the_full_ranking() -> None:
         assert size == len(full) > 25  # the whole queue is counted, ungradable ones left out
         assert top == full[:25]  # same scores, same ties broken by path
     assert rank_top(items, TriageOrder.UNCERTAINTY, limit=0) == ([], len(items) - 3)
+
+
+def test_the_sample_holds_only_ungraded_images_in_a_fixed_order_without_a_model() -> None:
+    shas = [f"{n:02x}" * 32 for n in (200, 7, 91, 150)]
+    items = [
+        TriageItem(shas[0], "a.jpg", None),
+        TriageItem(shas[1], "b.jpg", None, graded=True, grader_dr=0),  # already graded
+        TriageItem(shas[2], "c.jpg", _summary(shas[2], SPREAD)),
+        TriageItem(shas[3], "d.jpg", None, graded=True, grader_ungradable=True),
+    ]
+    ranked = rank(items, TriageOrder.SAMPLE)
+    # No prediction is needed (blind-first can show it); graded images are left out.
+    assert [r.item.path for r in ranked] == ["c.jpg", "a.jpg"]  # 0x5b... before 0xc8...
+    assert rank(list(reversed(items)), TriageOrder.SAMPLE) == ranked
