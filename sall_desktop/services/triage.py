@@ -45,7 +45,6 @@ ORDER_LABELS = {
 }
 
 
-
 @dataclass(frozen=True, slots=True)
 class TriageItem:
     """One image as the triage queue sees it.
