@@ -55,6 +55,7 @@ so the gate never chose on the images the benchmark reports."""
 CLINIC = {"n": 800, "seed": 7001, "size": 256, "splits": (0.5, 0.0, 0.25, 0.25)}
 """The new clinic: half its patients in the pool to correct, a quarter each hold-out and test."""
 ORDERINGS = ("random", "uncertainty", "referable")
+NO_REPLAY = ["--set", "finetune.replay_ratio=0"]
 VAL_FRACTION = 0.2
 """The GUI's share of the corrections kept for validation (``freeze_finetune``)."""
 
@@ -297,6 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dr-only", action="store_true", help="corrections without AMD grades")
     parser.add_argument("--no-baselines", action="store_true", help="skip AdaBN and scratch")
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "loop-bench")
+    parser.add_argument("--out", type=Path, help="results JSON (default WORK/results.json)")
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -364,11 +366,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         t0 = time.perf_counter()
         init = scratch_parent(DEMO, run / "scratch-init", seed)
         manifest = write(run / "corrections.csv", corrections(chosen, seed, args.dr_only))
-        gate = one_click(init, manifest, holdout, run / "scratch", extra)
+        # From scratch there is no parent domain to keep: the corrections alone, same recipe.
+        gate = one_click(init, manifest, holdout, run / "scratch", [*extra, *NO_REPLAY])
         score("scratch", "random", budget, seed, run / "scratch" / "model", t0, gate)
     print()
     print(table(outcomes))
-    out = work / "results.json"
+    out = args.out or work / "results.json"
     out.write_text(json.dumps([dataclasses.asdict(o) for o in outcomes], indent=1))
     print(f"\n{len(outcomes)} points in {time.perf_counter() - started:.0f} s -> {out}")
     return 0
