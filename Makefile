@@ -72,7 +72,8 @@ demo-model: $(STAMP)
 		--intended-use "$$($(PY) -c 'from model_zoo.cards import SYNTHETIC_INTENDED_USE as u; print(u)')" \
 		> /dev/null
 	mkdir -p $(DEMO_OUT).tmp
-	cp $(DEMO_RUN)/model/card.json $(DEMO_RUN)/model/weights.safetensors $(DEMO_OUT).tmp/
+	cp -r $(DEMO_RUN)/model/card.json $(DEMO_RUN)/model/weights.safetensors $(DEMO_RUN)/model/sets \
+		$(DEMO_OUT).tmp/
 	$(PY) -c "from model_zoo.checkpoints import load_checkpoint as l; l('$(DEMO_OUT).tmp', device='cpu')"
 	rm -rf $(DEMO_OUT) && mv $(DEMO_OUT).tmp $(DEMO_OUT)
 	@echo "demo model written to $(CURDIR)/$(DEMO_OUT) (run folder $(DEMO_RUN), report $(DEMO_RUN)/report.json)"

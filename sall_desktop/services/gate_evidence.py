@@ -13,12 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sall_desktop.store.sqlite_repository import SqliteLabelStore
+from training.protocol.gate_rules import is_interval_verdict, recheck_verdict
 from training.protocol.report import (
     GateCheck,
     GateVerdict,
     ReportError,
-    is_interval_verdict,
-    recheck_verdict,
     report_from_json,
 )
 

@@ -41,15 +41,13 @@ from training.protocol.events import (
     RunStarted,
     parse_stream,
 )
+from training.protocol.gate_rules import decide_gate, is_interval_verdict, recheck_verdict
 from training.protocol.manifest import ManifestRow, format_manifest, manifest_digest
 from training.protocol.report import (
     GateStatus,
     GateVerdict,
     Report,
     ReportError,
-    decide_gate,
-    is_interval_verdict,
-    recheck_verdict,
     report_from_json,
 )
 

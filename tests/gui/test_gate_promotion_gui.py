@@ -22,13 +22,13 @@ from model_zoo.cards import ModelCard, Provenance, card_to_json
 from sall_desktop.services import models
 from sall_desktop.store import StoreThread
 from sall_desktop.store.models_repository import TrainingRunRow
+from training.protocol.gate_rules import combine_checks
 from training.protocol.report import (
     GateCheck,
     GateVerdict,
     HeadReport,
     ModelEvaluation,
     Report,
-    combine_checks,
     report_to_json,
 )
 

@@ -23,12 +23,12 @@ from numpy.typing import NDArray
 
 from training.engine.calibration import softmax
 from training.protocol.config import TaskConfig
+from training.protocol.gate_rules import combine_checks
 from training.protocol.report import (
     REFERABLE_DR_MIN,
     GateCheck,
     GateDomain,
     GateVerdict,
-    combine_checks,
 )
 
 _DOMAINS: tuple[GateDomain, ...] = ("holdout", "reference")

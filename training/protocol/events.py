@@ -216,8 +216,7 @@ class RunFinished(Event):
             teacher the run trained for it (``sall``: every task; ``train-teacher``: its task);
             empty for other commands and in events of trainers older than this field.
         teacher_ids: task -> that teacher's weights SHA-256 (its card id), same keys.
-        gate_status: ``passed``, ``failed`` or ``insufficient`` (too little evidence to
-            decide) for ``finetune``; empty for other commands and older trainers.
+        gate_status: ``finetune``'s verdict (``passed``, ``failed``, ``insufficient``), or empty.
     """
 
     EVENT: ClassVar[str] = "run_finished"

@@ -9,7 +9,8 @@ from pathlib import Path
 from sall_desktop.services import gate_evidence
 from sall_desktop.store import open_store
 from sall_desktop.store.models_repository import TrainingRunRow
-from training.protocol.report import GateCheck, GateVerdict, combine_checks
+from training.protocol.gate_rules import combine_checks
+from training.protocol.report import GateCheck, GateVerdict
 
 HOLDOUT_QWK = GateCheck(
     "qwk", "dr", 0.80, 0.70, 0.10, False,

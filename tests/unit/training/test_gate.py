@@ -13,11 +13,11 @@ from model_zoo.metrics import head_metrics, quadratic_weighted_kappa
 from training.engine.calibration import softmax
 from training.engine.gate import GateRule, PairedSet, judge, qwk
 from training.protocol.config import DEFAULT_TASKS
+from training.protocol.gate_rules import recheck_verdict
 from training.protocol.report import (
     GateDomain,
     ModelEvaluation,
     Report,
-    recheck_verdict,
     report_from_json,
     report_to_json,
 )

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from training.protocol.gate_rules import combine_checks, decide_gate, is_interval_verdict
 from training.protocol.report import (
     EpochRecord,
     GateCheck,
@@ -15,9 +16,6 @@ from training.protocol.report import (
     ReferableReport,
     Report,
     ReportError,
-    combine_checks,
-    decide_gate,
-    is_interval_verdict,
     report_from_json,
     report_to_json,
 )
