@@ -241,7 +241,9 @@ def scratch_parent(parent: Path, out: Path, seed: int) -> Path:
     torch.manual_seed(seed)
     kwargs = {**card.architecture_kwargs, "pretrained": False}
     model = get_model(card.architecture, tasks=card.tasks, **kwargs)
-    save_checkpoint(model, dataclasses.replace(card, temperatures={}), out)
+    save_checkpoint(
+        model, dataclasses.replace(card, temperatures={t.name: 1.0 for t in card.tasks}), out
+    )
     return out
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Protocol, TypeVar
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from sall_desktop.gui.geometry import open_at
 from sall_desktop.gui.report_view import ReportView
 from sall_desktop.gui.training_panel import TrainingPanel
 from sall_desktop.gui.training_process import TrainingProcess
@@ -88,6 +89,8 @@ class FinetuneWindow(QWidget):
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Fine-tune the active model")
+        # Progress, curves and the gate's checks visible without resizing.
+        open_at(self, 1100, 820)
         self._store = store
         self._overrides = overrides  # tests only: the app passes none
         self._returner = _Returner(self)
@@ -255,6 +258,8 @@ class FinetuneWindow(QWidget):
                 outcome.report, outcome.verdict, status=outcome.gate_status
             )
             self.report_view.setVisible(True)
+            # The verdict and its checks are what the grader came for: bring them into view.
+            QTimer.singleShot(0, self._scroll_to_report)
             if outcome.gate_passed:
                 self._say("The candidate passed the gate: promote it or discard it.")
             elif outcome.gate_status == "insufficient":
@@ -271,6 +276,9 @@ class FinetuneWindow(QWidget):
         self.outcome_ready.emit(outcome)
 
     # ------------------------------------------------------------------ decision
+
+    def _scroll_to_report(self) -> None:
+        self.body_scroll.verticalScrollBar().setValue(self.report_view.y())
 
     def promote(self, approver: str) -> None:
         """Promote the candidate (gate passed; the approver is recorded)."""

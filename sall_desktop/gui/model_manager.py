@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from sall_desktop.gui.finetune_window import StoreExecutor, _Returner
+from sall_desktop.gui.geometry import open_at
 from sall_desktop.services import gate_evidence
 from sall_desktop.services import models as model_service
 from sall_desktop.services.models import Store as SqliteLabelStore
@@ -67,6 +68,8 @@ class ModelManager(QDialog):
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Models")
+        # Every column (status, gate, hold-out) visible without resizing.
+        open_at(self, 1100, 560)
         self._store = store
         self._returner = _Returner(self)
         self.user = user

@@ -140,6 +140,8 @@ class TrainingPanel(QWidget):
         self.figure = self.renderer.figure
         self.canvas = QLabel()
         self.canvas.setMinimumHeight(180)
+        # Curves wider than tall: a tall pair would push the run's verdict below the fold.
+        self.canvas.setMaximumHeight(300)
         self.canvas.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self._render_thread: threading.Thread | None = None
         self._dirty = False
