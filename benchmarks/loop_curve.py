@@ -266,6 +266,11 @@ def summary(values: Sequence[float]) -> str:
     return f"{mean:.2f} ± {half:.2f}"
 
 
+def _outcome(data: dict[str, object]) -> dict[str, object]:
+    """An :class:`Outcome`'s fields from its JSON, with the nested scores rebuilt."""
+    return {**data, "clinic": Scores(**data["clinic"]), "original": Scores(**data["original"])}  # type: ignore[arg-type]
+
+
 def table(outcomes: Sequence[Outcome]) -> str:
     groups: dict[tuple[str, str, int], list[Outcome]] = {}
     for o in outcomes:
@@ -308,7 +313,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[],
         help="config override for the fine-tune (experiments only: the GUI passes none)",
     )
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds start here")
+    parser.add_argument(
+        "--no-finetune", action="store_true", help="baselines only (with --first-seed, to fill in)"
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        nargs="+",
+        help="print one table from earlier results files; run nothing",
+    )
     args = parser.parse_args(argv)
+    if args.report:
+        merged = [Outcome(**_outcome(d)) for f in args.report for d in json.loads(f.read_text())]
+        print(table(merged))
+        return 0
     sizes = args.sizes or ([50, 100, 200, 0] if args.full else [200])
     orderings = args.orderings or (list(ORDERINGS) if args.full else ["random"])
     extra = [a for o in args.overrides for a in ("--set", o)]
@@ -342,9 +361,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             flush=True,
         )
 
-    score("parent", "—", 0, 0, DEMO, time.perf_counter())
-    for seed in range(args.seeds):
-        for n in sizes:
+    if args.first_seed == 0:
+        score("parent", "—", 0, 0, DEMO, time.perf_counter())
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        for n in [] if args.no_finetune else sizes:
             budget = n or len(pool)
             for ordering in orderings:
                 t0 = time.perf_counter()

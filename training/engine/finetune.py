@@ -183,6 +183,9 @@ def run_finetune(
     if not original:
         # The one click passes no --replay: the parent's own replay set is the default.
         original, original_base = recorded_set(parent_dir, REPLAY), None
+    # The replay set is the parent's, not the grader's: its images that are hold-out images or
+    # share a hold-out patient leave the replay rather than fail the run.
+    original = _unseen(original, holdout)
     replay = replay_sample(original, corrected, n_replay, cfg.runtime.seed)
     # Replay rows are resolved against their own manifest's folder.
     base = inp.base_dir
@@ -376,15 +379,15 @@ def _judge(
     )
 
 
-def _unseen(reference: Sequence[ManifestRow], seen: Sequence[ManifestRow]) -> list[ManifestRow]:
-    """The reference rows that are not, and share no patient with, a training row: the parent's
-    set is fixed, so a grader's corrections that overlap it leave the gate, not the run."""
+def _unseen(rows: Sequence[ManifestRow], seen: Sequence[ManifestRow]) -> list[ManifestRow]:
+    """The ``rows`` that are not, and share no patient with, a row of ``seen``: the parent's
+    sets are fixed, so where a grader's images overlap them the set gives way, not the run."""
     shas = {r.sha256 for r in seen}
     patients = {r.patient_id.strip() for r in seen if r.patient_id.strip()}
-    kept = [r for r in reference if r.sha256 not in shas and r.patient_id.strip() not in patients]
-    if len(kept) < len(reference):
+    kept = [r for r in rows if r.sha256 not in shas and r.patient_id.strip() not in patients]
+    if len(kept) < len(rows):
         log.info(
-            "%d reference images overlap the corrections: left out", len(reference) - len(kept)
+            "%d images of the model's sets overlap the grader's: left out", len(rows) - len(kept)
         )
     return kept
 
