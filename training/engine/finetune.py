@@ -37,6 +37,7 @@ import torch
 from model_zoo.architectures.student import SallStudent
 from model_zoo.cards import ModelCard
 from model_zoo.checkpoints import load_checkpoint
+from training.engine.adapted_teacher import with_adapted_parent
 from training.engine.data import check_no_leakage, select_rows
 from training.engine.evaluate import (
     Predictions,
@@ -215,6 +216,12 @@ def run_finetune(
             teachers[task.name] = Trained(parent_model, parent_card)
     run_inp = dataclasses.replace(inp, cfg=cfg, rows=train_rows + val_rows)
     outputs = soft_labels(run_inp, teachers)
+    if cfg.finetune.adapt_teacher:
+        taught = [k for k, t in teachers.items() if t.card.id == parent_card.id]
+        grader = corrected_train + val_rows
+        outputs = with_adapted_parent(
+            run_inp, outputs, Trained(parent_model, parent_card), grader_rows=grader, tasks=taught
+        )
     init = load_checkpoint(parent_dir, device="cpu")[0]
     assert isinstance(init, SallStudent)
     trained = train_student(

@@ -46,6 +46,9 @@ class FinetuneConfig:
         replay_distil: replay images also learn the parent's own soft labels beside their
             grades (learning without forgetting), which keeps the parent's domain.
         feature_term: ``none`` or the SALL ``hint`` term through new adapters.
+        adapt_teacher: where the parent plays the teacher (no teacher of the lineage), its soft
+            labels for the grader's images come from a copy with BatchNorm statistics
+            re-estimated on those images (``training/engine/adapted_teacher.py``).
         max_qwk_drop: gate margin: a head's QWK passes when the lower end of the confidence
             interval of candidate minus parent is above ``-max_qwk_drop``.
         sensitivity_margin: the same margin for referable-DR sensitivity.
@@ -65,6 +68,7 @@ class FinetuneConfig:
     replay_share: float = 0.5
     replay_distil: bool = True
     feature_term: FinetuneFeatureTerm = "none"
+    adapt_teacher: bool = True
     max_qwk_drop: float = 0.10
     sensitivity_margin: float = 0.10
     min_images: int = 60
