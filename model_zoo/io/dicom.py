@@ -292,7 +292,15 @@ def decode_dicom(
         # pydicom warns about every invalid value it meets; the outcome is a LoadError or an
         # image, and warnings from hostile files would only flood the decode worker's log.
         warnings.simplefilter("ignore")
-        return _decode_dicom(path, data, reduce, max_pixels)
+        try:
+            return _decode_dicom(path, data, reduce, max_pixels)
+        except LoadError:
+            raise
+        except (NotImplementedError, ValueError, TypeError, KeyError, IndexError) as error:
+            # pydicom converts an element's value when it is first read, so a damaged element
+            # (one byte of a VR changed: "unknown Value Representation") fails wherever the
+            # decode happens to read it first.
+            raise fail(path, "corrupt", f"is a damaged DICOM file ({_short(error)})") from None
 
 
 def _decode_dicom(

@@ -284,6 +284,25 @@ def test_unknown_transfer_syntax_is_refused(tmp_path: Path, fundus: np.ndarray) 
     assert "MPEG2" in str(caught.value)
 
 
+@pytest.mark.parametrize("syntax", ["jpeg_baseline", "rle", "explicit_le"])
+def test_a_damaged_value_representation_is_a_load_error(
+    tmp_path: Path, fundus: np.ndarray, syntax: str
+) -> None:
+    # One byte of SamplesPerPixel's VR changed ("US" -> "U\0"): pydicom raises
+    # NotImplementedError when the value is first read, which must reach the grader as a
+    # refused file, not a crash.
+    path = tmp_path / f"{syntax}.dcm"
+    write_dicom(path, fundus, transfer_syntax=syntax)
+    data = bytearray(path.read_bytes())
+    at = data.find(bytes([0x28, 0x00, 0x02, 0x00]) + b"US")
+    assert at > 0
+    data[at + 5] = 0
+    path.write_bytes(bytes(data))
+    with pytest.raises(LoadError) as caught:
+        read_image(path)
+    assert caught.value.reason == "corrupt"
+
+
 def test_jpeg2000_without_decoder_is_refused(
     tmp_path: Path, fundus: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
