@@ -144,6 +144,8 @@ class MainWindow(QMainWindow):
         )  # fmt: skip
         loop.error.connect(lambda message: self.show_error("model", message))
         loop.predictions_changed.connect(self.triage.schedule)
+        loop.blind_changed.connect(self.status.set_blind)
+        self.status.set_blind(loop.blind)
         loop.batch_predictions_changed.connect(self.triage.schedule_for_batch)
         self.catalogue_bridge.finished.connect(lambda _: loop.folder_ready())
         if store is not None:  # Model → Models… / Fine-tune…; a new active version reloads

@@ -58,6 +58,7 @@ class ModelController(QObject):
 
     error = Signal(str)
     predictions_changed = Signal()
+    blind_changed = Signal(bool)  # blind-first turned on or off
     batch_predictions_changed = Signal()  # a delivery of batch grading (several a second)
     _reloaded = Signal(object, object)  # ModelInfo | None, error message; from the worker
 
@@ -206,6 +207,9 @@ class ModelController(QObject):
         self.settings.blind_first = on
         self.model.set_blind(on)
         self._show()
+        self.blind_changed.emit(on)
+        # The triage queue ranks what the grader may see: rank it again under the new rule.
+        self.predictions_changed.emit()
 
     def annotate(self, grading: Grading, previous: Grading | None) -> tuple[Grading, str]:
         """Record which model the grader had seen, and a change of mind after the reveal."""

@@ -64,6 +64,9 @@ class Banner(QFrame):
             self.hide()
 
 
+BLIND_TEXT = "Blind-first: the model is hidden until you save your grade"
+
+
 class StatusController(QObject):
     """Keeps the status bar counts and the global save state current."""
 
@@ -83,8 +86,13 @@ class StatusController(QObject):
         self.counts = QLabel()
         self.save = QLabel()
         self.save.setObjectName("saveState")
+        self.blind = QLabel(BLIND_TEXT)
+        self.blind.setObjectName("blindFirst")
+        self.blind.setToolTip("Ctrl+B turns it off")
+        self.blind.setVisible(False)
         status_bar.addWidget(self.folder)
         status_bar.addWidget(self.counts, 1)
+        status_bar.addPermanentWidget(self.blind)
         status_bar.addPermanentWidget(self.save)
         # Recount at most a few times a second: a scan changes entries thousands of times.
         self._recount = QTimer(self, singleShot=True, interval=150)
@@ -95,6 +103,10 @@ class StatusController(QObject):
         banner.discard_clicked.connect(self._discard)
         self.read_only_reason = ""
         self._show_save_state()
+
+    def set_blind(self, on: bool) -> None:
+        """Say in the status bar whether blind-first hides the model."""
+        self.blind.setVisible(on)
 
     def set_read_only(self, reason: str) -> None:
         self.read_only_reason = reason

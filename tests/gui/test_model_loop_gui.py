@@ -330,3 +330,30 @@ def test_blind_first_hides_model_until_commit_and_audits_change(
         timeout=10
     )
     assert current.dr_grade == 3 and current.model_version == loop.info.id
+
+
+def test_blind_first_is_shown_and_the_triage_queue_lists_no_ungraded_image_by_the_model(
+    workstation: Callable[..., Any], image_folder: Callable[..., Path], qtbot: Any
+) -> None:
+    from sall_desktop.services.triage import TriageOrder
+
+    ws = workstation(image_folder(4))
+    window, loop = ws.window, ws.window.model_loop
+    entry = window.navigator.current
+    qtbot.waitUntil(lambda: window.model.prediction(entry.sha256) is not None, timeout=WAIT_MS)
+    window.triage.refresh_now()
+    assert entry.sha256 in {r.item.sha256 for r in window.triage.ranked}
+    assert window.status.blind.isHidden()
+
+    loop.set_blind(True)  # Ctrl+B: the queue is ranked again by itself
+    assert not window.status.blind.isHidden()
+    assert "Blind-first" in window.status.blind.text()
+    # Nothing is graded yet, so the model orders nothing.
+    qtbot.waitUntil(lambda: window.triage.ranked == [], timeout=WAIT_MS)
+    order = window.triage_panel.order
+    order.setCurrentIndex(order.findData(TriageOrder.SAMPLE))
+    window.triage.refresh_now()
+    assert len(window.triage.ranked) == 4  # the random sample needs no model
+
+    loop.set_blind(False)
+    assert window.status.blind.isHidden()
