@@ -105,6 +105,12 @@ class MainWindow(QMainWindow):
         self.model_panel = ModelPanel()
         self.triage_panel = TriagePanel()
         self.triage = TriageController(self.triage_panel, self.model, self.navigator)
+        # The ordering a grader chose is kept across restarts.
+        order = self.triage_panel.order
+        order.setCurrentIndex(max(0, order.findData(settings.triage_order)))
+        order.currentIndexChanged.connect(
+            lambda _: setattr(settings, "triage_order", str(order.currentData()))
+        )
         self.inference_bridge: InferenceBridge | None = None
         self.model_loop: ModelController | None = None
         self.model_windows: ModelWindows | None = None

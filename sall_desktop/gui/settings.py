@@ -158,6 +158,15 @@ class AppSettings:
     def overlay_colormap(self, value: str) -> None:
         self.qsettings.setValue("model/overlay_colormap", value)
 
+    @property
+    def triage_order(self) -> str:
+        """The triage queue's ordering (a ``TriageOrder`` value), kept across restarts."""
+        return self._str("triage/order", "uncertainty")
+
+    @triage_order.setter
+    def triage_order(self, value: str) -> None:
+        self.qsettings.setValue("triage/order", value)
+
     # ------------------------------------------------------------------ folders
     @property
     def recent_folders(self) -> list[str]:

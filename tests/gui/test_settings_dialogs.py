@@ -37,6 +37,20 @@ def test_settings_dialog_applies_and_persists(
     apply_theme(QApplication.instance(), "dark")
 
 
+def test_the_triage_ordering_is_kept_for_the_next_start(
+    qtbot, open_workstation, image_folder, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from sall_desktop.services.triage import TriageOrder
+
+    home = tmp_path / "home" / "settings.ini"
+    AppSettings(home).triage_order = "sample"  # chosen in an earlier session
+    ws = open_workstation(image_folder(2))
+    order = ws.window.triage_panel.order
+    assert order.currentData() == TriageOrder.SAMPLE  # the window opens with it
+    order.setCurrentIndex(order.findData(TriageOrder.REFERABLE))
+    assert AppSettings(home).triage_order == "referable"  # what the next start reads
+
+
 def test_cheat_sheet_lists_every_command(qtbot, open_workstation, image_folder) -> None:  # type: ignore[no-untyped-def]
     ws = open_workstation(image_folder(2))
     QTest.keyClick(ws.window, Qt.Key.Key_F1)
