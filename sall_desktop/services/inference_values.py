@@ -104,6 +104,10 @@ class PredictionSummary:
         return self.gradable_probability is not None and self.gradable_probability < 0.5
 
 
+HEAD_ORDER = {"dr": 0, "amd": 1}
+"""The order heads are shown in: DR first, then AMD, then any other head by name."""
+
+
 def summarize(
     prediction: Prediction, *, low_confidence: float = DEFAULT_LOW_CONFIDENCE
 ) -> PredictionSummary:
@@ -113,7 +117,9 @@ def summarize(
         prediction: calibrated per-head probabilities of one model for one image.
         low_confidence: confidence threshold in ``[0, 1]`` of the low-confidence flag.
     """
-    heads = {name: HeadSummary.of(p) for name, p in prediction.probabilities.items()}
+    # DR before AMD wherever heads are listed, whatever order the stored JSON kept them in.
+    names = sorted(prediction.probabilities, key=lambda n: (HEAD_ORDER.get(n, len(HEAD_ORDER)), n))
+    heads = {name: HeadSummary.of(prediction.probabilities[name]) for name in names}
     dr = heads.get("dr")
     referable = (
         math.fsum(dr.probabilities[REFERABLE_DR_MIN_GRADE:])

@@ -113,3 +113,8 @@ def test_the_sample_holds_only_ungraded_images_in_a_fixed_order_without_a_model(
     # No prediction is needed (blind-first can show it); graded images are left out.
     assert [r.item.path for r in ranked] == ["c.jpg", "a.jpg"]  # 0x5b... before 0xc8...
     assert rank(list(reversed(items)), TriageOrder.SAMPLE) == ranked
+
+
+def test_heads_are_listed_dr_first_whatever_order_they_were_stored_in() -> None:
+    stored = Prediction("s", "m", {"amd": AMD, "dr": CERTAIN_0, "arter": (0.5, 0.5)})
+    assert list(summarize(stored).heads) == ["dr", "amd", "arter"]
