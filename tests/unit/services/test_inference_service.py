@@ -65,6 +65,13 @@ def store(tmp_path: Path) -> Iterator[StoreThread]:
     thread.close()
 
 
+@pytest.fixture(autouse=True)
+def _commits_by_count_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Predictions are also committed every half second of grading; on a busy machine that
+    # split these tests' tasks after one image. The rule itself is tested in test_batch_grading.
+    monkeypatch.setattr("sall_desktop.services.batch_grading.COMMIT_AFTER_S", float("inf"))
+
+
 @pytest.fixture()
 def service(model_dir: Path, store: StoreThread) -> Iterator[InferenceService]:
     svc = InferenceService(model_dir, store=store, device="cpu", low_confidence=0.99)
