@@ -2,6 +2,9 @@
 
 Sub-commands: ``scan``, ``import``, ``export``, ``grade``, ``inspect`` (and ``gui``, the default).
 Imports are deferred into each command so that starting the window never pays for the others.
+Anticipated failures (a missing, damaged or busy database, a missing folder or file, an output
+that cannot be written, a model that cannot be loaded) are one line on stderr and exit 1; usage
+errors exit 2; only a bug ends in a traceback.
 """
 
 from __future__ import annotations
@@ -18,8 +21,54 @@ import sys  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+PROG = "sall-desktop"
 FORMATS = ("canonical", "eyepacs", "aptos", "idrid", "messidor2", "imagefolder", "manifest")
+PREDICTIONS_HINT = (
+    "model predictions are exported by `sall-desktop grade FOLDER --model M --out predictions.csv`"
+)
+
+
+class CommandError(Exception):
+    """An anticipated failure of a command: ``str(err)`` is the one line shown; exit 1."""
+
+
+class UsageError(CommandError):
+    """Options that do not go together (argparse cannot tell); exit 2 like argparse's errors."""
+
+
+class _StatusLine:
+    """The one stderr line that progress rewrites in place (``\\r``); :meth:`end` closes it."""
+
+    def __init__(self) -> None:
+        self.open = False
+
+    def show(self, text: str) -> None:
+        if sys.stderr is not None:
+            print(f"\r{text}", end="", file=sys.stderr, flush=True)
+            self.open = True
+
+    def counter(self, label: str) -> Callable[[int], None]:
+        def report(done: int) -> None:
+            if done % 50 == 0:
+                self.show(f"{label}: {done}")
+
+        return report
+
+    def end(self) -> None:
+        if self.open and sys.stderr is not None:
+            print(file=sys.stderr)
+        self.open = False
+
+
+_status = _StatusLine()
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> int:
+    """Print ``message`` as one line on stderr (after any progress line) and return ``code``."""
+    _status.end()
+    print(f"{PROG}: {' '.join(message.splitlines())}", file=sys.stderr)
+    return code
 
 
 def _db_path(args: argparse.Namespace) -> Path:
@@ -28,21 +77,46 @@ def _db_path(args: argparse.Namespace) -> Path:
     return Path(args.db) if args.db else default_db_path()
 
 
-def _progress(label: str) -> Callable[[int], None]:
-    def report(done: int) -> None:
-        if sys.stderr is not None and done % 50 == 0:
-            print(f"\r{label}: {done}", end="", file=sys.stderr, flush=True)
+def _input_file(value: str, what: str) -> Path:
+    """``value`` as a path, once it is a readable file."""
+    path = Path(value)
+    if path.is_dir():
+        raise CommandError(f"{path} is a folder, not a {what}")
+    if not path.exists():
+        raise CommandError(f"there is no {what} {path}")
+    if not os.access(path, os.R_OK):
+        raise CommandError(f"cannot read the {what} {path} (permission denied)")
+    return path
 
-    return report
+
+def _output(value: str, *, folder: bool = False) -> Path:
+    """``value`` as a path that can be written: its folder exists and is writable."""
+    path = Path(value)
+    parent = path.absolute().parent
+    if path.is_dir() and not folder:
+        raise CommandError(f"cannot write {path}: it is a folder")
+    if not parent.is_dir():
+        raise CommandError(f"cannot write {path}: there is no folder {parent}")
+    if not os.access(parent, os.W_OK):
+        raise CommandError(f"cannot write {path}: the folder {parent} is read-only")
+    return path
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {number}")
+    return number
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
     from sall_desktop.services.database import writable_store
-    from sall_desktop.services.folder_scan import register_images, scan_folder
+    from sall_desktop.services.folder_scan import check_folder, register_images, scan_folder
 
-    summary = scan_folder(args.folder, on_progress=_progress("described"))
-    print(file=sys.stderr)
+    folder = check_folder(args.folder)
     with writable_store(_db_path(args)) as store:
+        summary = scan_folder(folder, on_progress=_status.counter("described"))
+        _status.end()
         register_images(store, summary.records)
     print(summary.format())
     return EXIT_OK
@@ -56,27 +130,39 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     try:
         meta = inspect_file(Path(args.file))
     except LoadError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        raise CommandError(str(exc)) from exc
     print(json.dumps(asdict(meta), indent=2, sort_keys=True))
     return EXIT_OK
 
 
+def _import_name(args: argparse.Namespace) -> None:
+    if bool(args.as_grader) == bool(args.as_reference):
+        raise UsageError("give exactly one of --as-grader NAME or --as-reference NAME")
+    if args.as_grader is not None and not args.as_grader.strip():
+        raise UsageError("--as-grader needs a name")
+    if (
+        args.as_reference is not None
+        and not args.as_reference.strip().removeprefix("reference:").strip()
+    ):
+        raise UsageError("--as-reference needs a source name, for example eyepacs")
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from sall_desktop.services.database import writable_store
-    from sall_desktop.services.folder_scan import register_images, scan_folder
+    from sall_desktop.services.folder_scan import check_folder, register_images, scan_folder
     from sall_desktop.services.labels_io import import_labels
 
-    if bool(args.as_grader) == bool(args.as_reference):
-        print("error: give exactly one of --as-grader NAME or --as-reference NAME", file=sys.stderr)
-        return EXIT_USAGE
-    summary = scan_folder(args.folder, on_progress=_progress("described"))
-    print(file=sys.stderr)
+    _import_name(args)
+    labels = _input_file(args.file, "label file")
+    folder = check_folder(args.folder)
+    report_path = _output(args.report) if args.report else None
     with writable_store(_db_path(args)) as store:
+        summary = scan_folder(folder, on_progress=_status.counter("described"))
+        _status.end()
         register_images(store, summary.records)
         report = import_labels(
             store,
-            Path(args.file),
+            labels,
             args.format,
             summary.records,
             as_grader=args.as_grader,
@@ -84,27 +170,51 @@ def cmd_import(args: argparse.Namespace) -> int:
             replace=args.replace,
         )
     print(report.format_report())
-    if args.report:
-        report.write_csv(Path(args.report))
+    if report_path is not None:
+        report.write_csv(report_path)
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from sall_desktop.services.database import readable_store
-    from sall_desktop.services.labels_io import export_labels
+def _missing_hint(rows: int, missing: int, grader: str | None, references: Sequence[str]) -> str:
+    """Why an export wrote fewer rows than the database has images, and what to run instead."""
+    written = f"{rows} row{'' if rows == 1 else 's'} written"
+    images = f"{missing} image{' has' if missing == 1 else 's have'}"
+    if grader is not None:
+        return f"{written}: {images} no grade by {grader}"
+    pointers = [PREDICTIONS_HINT]
+    if references:
+        pointers.append(f"imported reference labels are exported with --grader {references[0]}")
+    return f"{written}: {images} no human grade ({'; '.join(pointers)})"
 
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from sall_desktop.services.adapters.export_rows import missing_gradings
+    from sall_desktop.services.database import readable_store
+    from sall_desktop.services.labels_io import ExportError, export_labels
+
+    if args.include_notes and not args.identified:
+        raise UsageError("--include-notes needs --identified (notes may hold patient details)")
+    out = _output(args.out, folder=args.format == "imagefolder")
     with readable_store(_db_path(args)) as store:
-        summary = export_labels(
-            store,
-            args.format,
-            Path(args.out),
-            grader=args.grader,
-            identified=args.identified,
-            include_notes=args.include_notes,
-            accept_lossy=args.accept_lossy,
-            task=args.task,
-        )
+        try:
+            summary = export_labels(
+                store,
+                args.format,
+                out,
+                grader=args.grader,
+                identified=args.identified,
+                include_notes=args.include_notes,
+                accept_lossy=args.accept_lossy,
+                task=args.task,
+            )
+        except ExportError as exc:
+            cause = exc.__cause__
+            why = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(exc)
+            raise CommandError(f"cannot write {out}: {why}; a previous file is unchanged") from exc
+        missing, references = missing_gradings(store, args.grader)
     print(summary.format())
+    if missing:
+        print(_missing_hint(summary.rows, missing, args.grader, references))
     return EXIT_OK
 
 
@@ -119,16 +229,14 @@ def cmd_grade(args: argparse.Namespace) -> int:
         grade_paths,
     )
     from sall_desktop.services.database import writable_store
-    from sall_desktop.services.folder_scan import register_images, scan_folder
+    from sall_desktop.services.folder_scan import check_folder, register_images, scan_folder
     from sall_desktop.services.inference import load_predictor
 
-    try:
-        predictor = load_predictor(Path(args.model), device=args.device)
-    except MODEL_LOAD_ERRORS as exc:
-        print(f"error: the model could not be loaded: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    print(f"model {predictor.card.name} ({predictor.card.id[:12]}) on {predictor.device_note}")
-    summary = scan_folder(args.folder, on_progress=_progress("described"))
+    model = Path(args.model)
+    if not model.exists():
+        raise CommandError(f"there is no model at {model} (give a model folder or its card.json)")
+    folder = check_folder(args.folder)
+    out = _output(args.out) if args.out else None
     cancel = threading.Event()
 
     def stop(signum: int, frame: object) -> None:
@@ -136,21 +244,29 @@ def cmd_grade(args: argparse.Namespace) -> int:
         if cancel.is_set():
             raise KeyboardInterrupt
         cancel.set()
-        print("\nstopping after the current batch (Ctrl+C again to abort)", file=sys.stderr)
+        _status.end()
+        print("stopping after the current batch (Ctrl+C again to abort)", file=sys.stderr)
 
     started = time.perf_counter()
 
     def progress(p: GradingProgress) -> None:
-        if sys.stderr is None or not p.total:
+        if not p.total:
             return
         width = 30
         filled = width * p.done // p.total
         rate = p.done / max(time.perf_counter() - started, 1e-9)
         bar = "#" * filled + "-" * (width - filled)
-        line = f"\r[{bar}] {p.done}/{p.total} ({p.failed} unreadable) {rate:.1f} img/s"
-        print(line, end="", file=sys.stderr, flush=True)
+        _status.show(f"[{bar}] {p.done}/{p.total} ({p.failed} unreadable) {rate:.1f} img/s")
 
-    with writable_store(_db_path(args)) as store:
+    with writable_store(_db_path(args)) as store:  # first: a busy database fails at once
+        try:
+            predictor = load_predictor(model, device=args.device)
+        except MODEL_LOAD_ERRORS as exc:
+            raise CommandError(f"the model could not be loaded: {exc}") from exc
+        name, model_id = predictor.card.name, predictor.card.id[:12]
+        print(f"model {name} ({model_id}) on {predictor.device_note}", flush=True)
+        summary = scan_folder(folder, on_progress=_status.counter("described"))
+        _status.end()
         register_images(store, summary.records)
         previous = signal.signal(signal.SIGINT, stop)
         try:
@@ -162,14 +278,14 @@ def cmd_grade(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 cancel=cancel,
                 on_progress=progress,
-                csv_out=Path(args.out) if args.out else None,
+                csv_out=out,
             )
         finally:
             signal.signal(signal.SIGINT, previous)
-    print(file=sys.stderr)
+    _status.end()
     print(summary.format())
     print(result.format())
-    return EXIT_OK if not result.cancelled else 130
+    return EXIT_OK if not result.cancelled else EXIT_INTERRUPTED
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
@@ -181,31 +297,50 @@ def cmd_gui(args: argparse.Namespace) -> int:
     try:
         from sall_desktop.app import run_gui
     except ImportError as exc:
-        print(f"the graphical workstation is not available in this build: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return _fail(f"the graphical workstation is not available in this build: {exc}")
     return run_gui(db=args.db, folder=args.folder)
 
 
 def cmd_self_test(args: argparse.Namespace) -> int:
     from sall_desktop.services.self_test import run_self_test
 
-    report = run_self_test(Path(args.model) if args.model else None)
+    model = Path(args.model) if args.model else None
+    if model is not None and not model.exists():
+        raise CommandError(f"there is no model at {model} (give a model folder or its card.json)")
+    report = run_self_test(model)
     print(report.format())
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def _failure_message(exc: Exception) -> str | None:
+    """The one line for an anticipated failure, or None for a bug (its traceback is the report)."""
+    from sall_desktop.services.adapters import LabelFileError
+    from sall_desktop.services.adapters.privacy import PrivacyError
+    from sall_desktop.services.database import DatabaseError
+    from sall_desktop.services.folder_scan import FolderError
+
+    if isinstance(exc, CommandError | DatabaseError | FolderError | LabelFileError):
+        return str(exc)
+    if isinstance(exc, PrivacyError):
+        return f"refused: {exc}"
+    if isinstance(exc, OSError):  # the disk or the system refused: never a bug of ours
+        reason = exc.strerror or str(exc)
+        return f"{exc.filename}: {reason}" if exc.filename else reason
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="sall-desktop", description="Grading workstation for retinal fundus photographs."
+        prog=PROG, description="Grading workstation for retinal fundus photographs."
     )
-    parser.add_argument("--db", help="label database (default: the user's data folder)")
+    parser.add_argument("--db", help="label database file (default: in the user's data folder)")
     parser.add_argument(
         "--self-test",
         action="store_true",
         help="load the bundled model, decode, grade and explain one generated image, "
         "open a scratch database, then exit (0 = healthy)",
     )
-    parser.add_argument("--model", help="with --self-test: check this model instead")
+    parser.add_argument("--model", help="with --self-test: check this model folder instead")
     sub = parser.add_subparsers(dest="command")
 
     gui = sub.add_parser("gui", help="open the workstation (default)")
@@ -213,29 +348,37 @@ def build_parser() -> argparse.ArgumentParser:
     gui.set_defaults(func=cmd_gui)
 
     scan = sub.add_parser("scan", help="register a folder's images in the database")
-    scan.add_argument("folder")
+    scan.add_argument("folder", help="folder of fundus photographs (searched recursively)")
     scan.set_defaults(func=cmd_scan)
 
     imp = sub.add_parser("import", help="import labels from a CSV file")
-    imp.add_argument("file")
-    imp.add_argument("--format", required=True, choices=FORMATS)
+    imp.add_argument("file", help="the label file (CSV)")
+    imp.add_argument("--format", required=True, choices=FORMATS, help="the label file's format")
     imp.add_argument("--folder", required=True, help="folder holding the labelled images")
     imp.add_argument("--as-grader", help="record the labels as this named grader's grades")
     imp.add_argument("--as-reference", help="record the labels as reference labels of this source")
-    imp.add_argument("--replace", action="store_true", help="replace this grader's existing grades")
+    imp.add_argument("--replace", action="store_true", help="replace this grader's imported grades")
     imp.add_argument("--report", help="write the conflict report to this CSV file")
     imp.set_defaults(func=cmd_import)
 
-    exp = sub.add_parser("export", help="export current labels")
-    exp.add_argument("--format", required=True, choices=FORMATS)
-    exp.add_argument("--out", required=True)
+    exp = sub.add_parser(
+        "export",
+        help="export human grades (model predictions: grade --out)",
+        description="Export each image's current human grade. Model predictions are not "
+        "exported here: `sall-desktop grade FOLDER --model M --out predictions.csv` writes them.",
+    )
+    exp.add_argument("--format", required=True, choices=FORMATS, help="the file format to write")
+    exp.add_argument("--out", required=True, help="file to write (a folder for imagefolder)")
     exp.add_argument("--grader", help="export this grader's grades (default: latest human grade)")
     exp.add_argument(
         "--identified",
         action="store_true",
-        help="keep file names, hashes and patient ids (default: keyed pseudonyms, R19)",
+        help="keep file names, hashes and patient ids (default: de-identified, with keyed "
+        "pseudonyms instead of ids, no paths, year-only dates)",
     )
-    exp.add_argument("--include-notes", action="store_true", help="export free-text notes")
+    exp.add_argument(
+        "--include-notes", action="store_true", help="export free-text notes (needs --identified)"
+    )
     exp.add_argument(
         "--accept-lossy", action="store_true", help="accept the documented lossy scale mappings"
     )
@@ -243,15 +386,17 @@ def build_parser() -> argparse.ArgumentParser:
     exp.set_defaults(func=cmd_export)
 
     grade = sub.add_parser("grade", help="grade a folder with a model version (predictions)")
-    grade.add_argument("folder")
+    grade.add_argument("folder", help="folder of fundus photographs (searched recursively)")
     grade.add_argument("--model", required=True, help="model folder or its card.json")
     grade.add_argument("--out", help="also write this run's predictions to a CSV file")
-    grade.add_argument("--batch-size", type=int, default=8)
+    grade.add_argument(
+        "--batch-size", type=_positive_int, default=8, help="images per batch (default: 8)"
+    )
     grade.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps")
     grade.set_defaults(func=cmd_grade)
 
     ins = sub.add_parser("inspect", help="print an image's metadata as JSON")
-    ins.add_argument("file")
+    ins.add_argument("file", help="the image file")
     ins.set_defaults(func=cmd_inspect)
     for p in (gui, scan, imp, exp, grade, ins):
         p.add_argument("--db", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -259,19 +404,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; every anticipated failure is one stderr line and exit 1.
+
+    Usage errors exit 2 (argparse's, and options that do not go together); an interrupted
+    command exits 130. Anything else escapes with its traceback: that is a bug to report.
+    """
     multiprocessing.freeze_support()
     args = build_parser().parse_args(argv)
     if args.self_test:
-        return cmd_self_test(args)
-    if args.command is None:
+        args.func = cmd_self_test
+    elif args.command is None:
         args = build_parser().parse_args(["gui", *(argv or sys.argv[1:])])
-    from sall_desktop.services.database import ReadOnlyDatabaseError
-
+    func: Callable[[argparse.Namespace], int] = args.func
+    if func is cmd_gui:  # the window reports its own failures
+        return func(args)
     try:
-        result: int = args.func(args)
-    except ReadOnlyDatabaseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        result = func(args)
+    except KeyboardInterrupt:
+        return _fail("interrupted", EXIT_INTERRUPTED)
+    except UsageError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except Exception as exc:
+        message = _failure_message(exc)
+        if message is None:
+            raise
+        return _fail(message)
     return result
 
 

@@ -12,6 +12,31 @@ from sall_desktop.services.catalogue import DescribedFile, FolderCatalogue
 from sall_desktop.store.repository import LabelRepository
 
 
+class FolderError(ValueError):
+    """The folder to scan is missing, is a file, or cannot be listed; ``str(err)`` says which."""
+
+
+def check_folder(folder: str | os.PathLike[str]) -> Path:
+    """``folder`` as a path, once it is known to be a folder this process can list.
+
+    Raises:
+        FolderError: no such folder, a file, or a folder that cannot be read.
+    """
+    path = Path(folder)
+    try:
+        with os.scandir(path):
+            pass
+    except FileNotFoundError:
+        raise FolderError(f"there is no folder {path}") from None
+    except NotADirectoryError:
+        raise FolderError(f"{path} is a file, not a folder") from None
+    except PermissionError:
+        raise FolderError(f"cannot read the folder {path} (permission denied)") from None
+    except OSError as exc:
+        raise FolderError(f"cannot read the folder {path} ({exc.strerror or exc})") from None
+    return path
+
+
 @dataclass(frozen=True, slots=True)
 class ScanSummary:
     """What a scan found: readable images, files that failed (with reasons) and duplicates."""
@@ -47,7 +72,12 @@ def scan_folder(
         folder: the folder to scan recursively.
         on_progress: called with the number of files described so far.
         workers: describing threads.
+
+    Raises:
+        FolderError: ``folder`` is missing, a file, or cannot be listed (a subfolder that
+            cannot be read is skipped instead).
     """
+    check_folder(folder)
     done = 0
 
     def described(_: DescribedFile) -> None:

@@ -114,4 +114,5 @@ def test_a_database_held_by_another_instance_is_refused_clearly(
         assert main(["--db", str(db), "scan", str(folder)]) == 1
     finally:
         holder.close()
-    assert "read-only" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "another SALL Desktop program" in err and "look but not grade" not in err

@@ -391,9 +391,33 @@ def adapter_names() -> tuple[str, ...]:
 
 
 class IdGradeAdapter(Adapter):
-    """Formats with one id column (no extension) and one ICDR column: EyePACS, APTOS."""
+    """Formats with one id column (no extension) and one ICDR column: EyePACS, APTOS.
+
+    Their readers expect a grade 0-4 in every row and the formats have no gradability column,
+    so an export leaves out ungradable images and images without a DR grade and lists them as
+    skipped (never a blank or 0 grade). :meth:`write` still writes a blank cell for such a
+    record (blank means "no label" when the file is read back).
+    """
 
     label_fields: ClassVar[frozenset[str]] = frozenset({"dr_grade"})
+
+    def export(
+        self, items: Sequence[ExportItem], out_path: Path, options: ExportOptions
+    ) -> ExportResult:
+        """Write the items that have a DR grade; the others are skipped with the reason."""
+        grade_column = self.columns[1]
+        kept: list[ExportItem] = []
+        skipped: list[tuple[str, str]] = []
+        for item in items:
+            if item.record.gradable is False:
+                why = f"ungradable ({self.name} has no column for it; {grade_column} must be 0-4)"
+                skipped.append((item.image.sha256, why))
+            elif item.record.dr_grade is None:
+                skipped.append((item.image.sha256, f"no DR grade ({grade_column} must be 0-4)"))
+            else:
+                kept.append(item)
+        result = super().export(kept, out_path, options)
+        return ExportResult(written=result.written, skipped=result.skipped + tuple(skipped))
 
     def record_from_cells(self, cells: Mapping[str, str], line: int) -> LabelRecord:
         id_column, grade_column = self.columns

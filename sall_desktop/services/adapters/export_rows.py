@@ -28,6 +28,26 @@ def choose_gradings(store: LabelRepository, grader: str | None) -> dict[str, Gra
     return chosen
 
 
+def missing_gradings(store: LabelRepository, grader: str | None) -> tuple[int, tuple[str, ...]]:
+    """Why an export may write fewer rows than the store has images.
+
+    Returns:
+        The number of stored images (by content) without a grading the export would write (see
+        :func:`choose_gradings`), and the reference sources (``reference:<name>``) holding
+        labels for some of them (they are exported only when asked for with ``grader``).
+    """
+    chosen = choose_gradings(store, grader)
+    missing = {image.sha256 for image in store.list_images()} - chosen.keys()
+    references = set()
+    if grader is None and missing:
+        references = {
+            g.grader
+            for g in store.current_gradings()
+            if g.role is GraderRole.REFERENCE and g.image_sha256 in missing
+        }
+    return len(missing), tuple(sorted(references))
+
+
 def export_id(adapter: Adapter, image: ImageRecord) -> str:
     """The image's id in an identified export: its stem, file name or path (``id_style``)."""
     if adapter.id_style == "path":

@@ -71,7 +71,6 @@ def test_identified_export_writes_native_ids_and_blank_ungradable(
     )
     store.add_grading(Grading(c.sha256, "Ann", amd_grade=2))
     for fmt, expected in {
-        "eyepacs": [f"{PHI}_0_left,3", f"{PHI}_1_left,", f"{PHI}_2_left,"],
         "idrid": [f"{PHI}_0_left,3,2", f"{PHI}_1_left,,", f"{PHI}_2_left,,"],
         "messidor2": [f"{PHI}_0_left.jpg,3,,1", f"{PHI}_1_left.jpg,,,0", f"{PHI}_2_left.jpg,,,1"],
     }.items():
@@ -81,6 +80,29 @@ def test_identified_export_writes_native_ids_and_blank_ungradable(
         assert summary.rows == 3 and summary.identified
         assert summary.sha256 == hashlib.sha256(out.read_bytes()).hexdigest()
     assert "lossy" in " ".join(summary.notes)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "header"), [("eyepacs", "image,level"), ("aptos", "id_code,diagnosis")]
+)
+def test_eyepacs_and_aptos_skip_ungradable_and_dr_blank_images(
+    store: SqliteLabelStore, folder: list[ImageRecord], tmp_path: Path, fmt: str, header: str
+) -> None:
+    # Their readers expect 0-4 in every row and there is no gradability column.
+    a, b, c = folder[:3]
+    store.add_grading(Grading(a.sha256, "Ann", dr_grade=3))
+    store.add_grading(
+        Grading(b.sha256, "Ann", gradable=False, ungradable_reason=UngradableReason.BLUR)
+    )
+    store.add_grading(Grading(c.sha256, "Ann", amd_grade=2))
+    out = tmp_path / f"{fmt}.csv"
+    summary = export_labels(store, fmt, out, identified=True)
+    assert out.read_text(encoding="utf-8").splitlines() == [header, f"{PHI}_0_left,3"]
+    assert summary.rows == 1
+    reasons = dict(summary.skipped)
+    assert reasons[b.sha256].startswith("ungradable") and "0-4" in reasons[b.sha256]
+    assert reasons[c.sha256].startswith("no DR grade")
+    assert "1 written" in summary.format() and "2 skipped" in summary.format()
 
 
 def test_messidor2_dme_mapping_needs_consent(
