@@ -264,8 +264,8 @@ class FolderController(QObject):
             elif entry is current:
                 self.navigator.current_changed.emit(entry)  # its record arrived: show it
         if self.navigator.current is None and not self._select_sha and not self._select_path:
-            first = self.model.entry_at(0)
-            if first is not None and first.record is not None:
+            first = self._first_readable(settled=False)
+            if first is not None:
                 self.navigator.go_to(first)
 
     def _on_finished(self, scan_id: int) -> None:
@@ -278,9 +278,22 @@ class FolderController(QObject):
         collector.settle()
         if self.navigator.current is None:
             self._select_sha = self._select_path = ""
-            first = self.model.entry_at(0)
+            first = self._first_readable(settled=True) or self.model.entry_at(0)
             if first is not None:
                 self.navigator.go_to(first)
+
+    def _first_readable(self, *, settled: bool) -> ImageEntry | None:
+        """The first shown entry the grader can grade. While the scan runs (``settled`` False)
+        an entry not yet described ends the search: an image before it may still be readable."""
+        for position in range(self.model.visible_count()):
+            entry = self.model.entry_at(position)
+            if entry is None:
+                return None
+            if entry.gradable_image:
+                return entry
+            if entry.record is None and not entry.error and not settled:
+                return None
+        return None
 
     def _select(self, entry: ImageEntry) -> None:
         self._select_sha = self._select_path = ""
