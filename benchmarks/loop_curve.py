@@ -281,7 +281,8 @@ def table(outcomes: Sequence[Outcome]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (method, ordering, n), group in groups.items():
-        gates = ", ".join(sorted({o.gate for o in group if o.gate})) or "—"
+        gated = [o.gate for o in group if o.gate]
+        gates = f"{gated.count('passed')}/{len(gated)} passed" if gated else "—"
         lines.append(
             f"| {method} | {ordering} | {n} | {len(group)} "
             f"| {summary([o.clinic.dr_qwk for o in group])} "
@@ -326,6 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.report:
         merged = [Outcome(**_outcome(d)) for f in args.report for d in json.loads(f.read_text())]
+        parents = [o for o in merged if o.method == "parent"]
+        merged = parents[:1] + [o for o in merged if o.method != "parent"]  # one parent row
         print(table(merged))
         return 0
     sizes = args.sizes or ([50, 100, 200, 0] if args.full else [200])
