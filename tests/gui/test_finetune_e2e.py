@@ -21,6 +21,8 @@ from sall_desktop.store import StoreThread
 
 pytestmark = pytest.mark.slow
 
+# The waits below only guard against a hang: on a busy 2-core machine one tiny run took over
+# four minutes.
 BASE = ("runtime.device=cpu", "runtime.num_workers=0", "runtime.progress_interval_s=0",
         "optim.batch_size=8", "finetune.max_epochs=1", "finetune.replay_ratio=0",
         "eval.plots=false", "finetune.min_images=1", "finetune.min_referable=1")  # fmt: skip
@@ -116,7 +118,7 @@ def test_finetune_report_promote_and_rollback(  # type: ignore[no-untyped-def]
     # Parent always says DR 0: its referable sensitivity is 0 and a QWK drop of 2 is allowed,
     # so the candidate passes the gate on both sets whatever one epoch does.
     window = _window(qtbot, workspace, (*BASE, "finetune.max_qwk_drop=2"))
-    with qtbot.waitSignal(window.outcome_ready, timeout=240_000):
+    with qtbot.waitSignal(window.outcome_ready, timeout=900_000):
         window.start()
     assert window.frozen is not None and "excluded" in window.summary_label.text()
     assert window.frozen.corrections >= 25
@@ -157,7 +159,7 @@ def test_cancel_leaves_the_active_model(qtbot, tmp_path: Path, workspace) -> Non
     window.process.event_received.connect(
         lambda ev: window.panel.cancel_button.click() if isinstance(ev, RunStarted) else None
     )
-    with qtbot.waitSignal(window.outcome_ready, timeout=120_000):
+    with qtbot.waitSignal(window.outcome_ready, timeout=600_000):
         window.start()
     assert window.outcome is not None and window.outcome.status == "cancelled", window.outcome
     assert not window.process.is_running()
@@ -184,7 +186,7 @@ def test_failing_gate_cannot_be_promoted(qtbot, tmp_path: Path, workspace) -> No
         workspace,
         (*BASE, "finetune.lr=0.05", "finetune.max_epochs=2", "finetune.max_qwk_drop=0"),
     )
-    with qtbot.waitSignal(window.outcome_ready, timeout=240_000):
+    with qtbot.waitSignal(window.outcome_ready, timeout=900_000):
         window.start()
     outcome = window.outcome
     assert outcome is not None and outcome.status == "finished", outcome

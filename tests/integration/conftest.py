@@ -82,12 +82,12 @@ class Trainer:
             [sys.executable, "-m", "training", *args], cwd=ROOT, env=self.env(), text=True, **kwargs
         )
 
-    def finish(self, proc: subprocess.Popen[str], args: Sequence[str], timeout: float = 240) -> Run:
+    def finish(self, proc: subprocess.Popen[str], args: Sequence[str], timeout: float = 900) -> Run:
         stdout, stderr = proc.communicate(timeout=timeout)
         out = Path(list(args)[list(args).index("--out") + 1])
         return Run(out, proc.returncode, stdout, stderr)
 
-    def run(self, args: Sequence[str], *, timeout: float = 240) -> Run:
+    def run(self, args: Sequence[str], *, timeout: float = 900) -> Run:
         """Run ``python -m training ARGS`` to completion."""
         proc = self.popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         return self.finish(proc, args, timeout)

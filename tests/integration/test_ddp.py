@@ -42,7 +42,7 @@ def test_two_process_ddp_trains_and_writes_one_checkpoint(
         env=trainer.env(),
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     events, errors = parse_stream(proc.stdout)

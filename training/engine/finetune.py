@@ -38,7 +38,7 @@ from model_zoo.architectures.student import SallStudent
 from model_zoo.cards import ModelCard
 from model_zoo.checkpoints import load_checkpoint
 from training.engine.adapted_teacher import with_adapted_parent
-from training.engine.data import check_no_leakage, select_rows
+from training.engine.data import check_no_leakage, select_rows, task_column
 from training.engine.evaluate import (
     Predictions,
     card_metrics,
@@ -216,8 +216,10 @@ def run_finetune(
             teachers[task.name] = Trained(parent_model, parent_card)
     run_inp = dataclasses.replace(inp, cfg=cfg, rows=train_rows + val_rows)
     outputs = soft_labels(run_inp, teachers)
-    if cfg.finetune.adapt_teacher:
-        taught = [k for k, t in teachers.items() if t.card.id == parent_card.id]
+    # Only heads some grader image left blank are taught; the others need no adapted parent.
+    blank = {t.name for r in corrected_train + val_rows for t in tasks if task_column(r, t) is None}
+    if cfg.finetune.adapt_teacher and blank:
+        taught = [k for k, t in teachers.items() if t.card.id == parent_card.id and k in blank]
         grader = corrected_train + val_rows
         outputs = with_adapted_parent(
             run_inp, outputs, Trained(parent_model, parent_card), grader_rows=grader, tasks=taught
