@@ -51,7 +51,7 @@ bench-sall: $(STAMP)
 	$(PY) benchmarks/sall_vs_single_task.py
 
 # The correction loop on a new clinic (docs/loop-benchmark.md). Quick by default: 200 random
-# corrections, 3 seeds, the AdaBN and scratch baselines (~25 min on 2 cores). The whole curve:
+# corrections, 3 seeds, the AdaBN and scratch baselines (15 min on 2 cores). The whole curve:
 # make bench-loop LOOP_ARGS=--full ; DR-only corrections: LOOP_ARGS=--dr-only
 LOOP_ARGS ?=
 bench-loop: $(STAMP)
