@@ -1,26 +1,27 @@
-"""Fine-tuning from grader corrections behind a promotion gate (sall-method.md §7, R12).
+"""Fine-tuning from grader corrections behind a promotion gate (ADR 0008).
 
-The one-click path the GUI calls::
+The one-click path the GUI calls, and nothing more::
 
-    sall-train finetune --init ACTIVE_MODEL --manifest corrections.csv --holdout holdout.csv \\
+    sall-train finetune --init ACTIVE_MODEL --manifest corrections.csv --holdout holdout.csv \
         --out RUN_DIR [--replay original_manifest.csv] [--teacher TEACHER_CARD ...]
 
 1. Stage 3 only, starting from the active student (its architecture, input size and heads come
-   from its card, not from the config).
-2. Cross-task soft labels for the corrected images come from the teachers when they are in the
-   student's lineage (``--teacher`` cards whose ids the student's card lists in
-   ``provenance.teacher_ids``); otherwise from the current (parent) student's own head for that
-   task, computed once before training and frozen: the parent plays the teacher. A human grade
-   for a task always replaces the soft label on that head.
-3. A replay sample of the original training manifest (``finetune.replay_ratio`` images per
-   corrected image, seeded) is mixed in against forgetting.
+   from its card); the optimiser, schedule and augmentation come from ``[finetune]``.
+2. Cross-task soft labels for blank grades come from the teachers when they are in the
+   student's lineage (``--teacher`` cards whose ids the student's card lists), otherwise from the
+   parent's own head, taken from a copy whose BatchNorm statistics are adapted to the grader's
+   images. A human grade for a task always replaces the soft label on that head.
+3. The parent's replay set (``MODEL/sets/replay.csv``, or ``--replay``) is mixed in at a fixed
+   share of every epoch's draws; its images also learn the parent's soft labels.
 4. Any training or validation image that is a hold-out image, or belongs to a hold-out patient,
-   raises :class:`~training.engine.data.LeakageError` before anything is trained.
-5. Parent and candidate are evaluated on the locked hold-out; the gate passes only if no head's
-   QWK drops by more than delta (``finetune.max_qwk_drop``) and referable-DR sensitivity does
-   not drop.
-6. The candidate is written to ``RUN_DIR/model`` with its lineage and the verdict. Nothing
-   outside ``RUN_DIR`` is written, so a failed or cancelled run never touches the active model.
+   raises :class:`~training.engine.data.LeakageError` before anything is trained; replay and
+   reference images that overlap the grader's images give way instead.
+5. Parent and candidate are scored on the same images of the locked hold-out and of the parent's
+   reference set; the gate (:mod:`training.engine.gate`) passes only if every paired interval
+   of candidate − parent stays above its margin, and says "insufficient" when a set is too small.
+6. The candidate is written to ``RUN_DIR/model`` with its lineage, the verdict and the parent's
+   sets. Nothing outside ``RUN_DIR`` is written, so a failed or cancelled run never touches the
+   active model.
 """
 
 from __future__ import annotations
