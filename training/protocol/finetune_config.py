@@ -2,8 +2,8 @@
 
 The defaults are what the loop benchmark (``benchmarks/loop_curve.py``, ``docs/loop-benchmark.md``)
 showed to learn from a few hundred corrections of a new clinic without forgetting the parent's
-own camera; ``docs/loop-benchmark.md`` gives the evidence. ``sall-train finetune`` with no config and
-no ``--set`` is exactly what the GUI's button runs. Standard library only.
+own camera, which is where the evidence is. ``sall-train finetune`` with no config and no
+``--set`` is exactly what the GUI's button runs. Standard library only.
 """
 
 from __future__ import annotations
