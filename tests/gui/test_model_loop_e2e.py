@@ -14,7 +14,7 @@ import pytest
 from sall_desktop.services import models
 
 WAIT_MS = 30_000
-TRAIN_MS = 120_000
+TRAIN_MS = 900_000  # a hang guard: a tiny fine-tune took over two minutes on a busy machine
 TINY_FINETUNE = ("runtime.device=cpu", "runtime.num_workers=0", "runtime.progress_interval_s=0",
                  "optim.batch_size=8", "finetune.max_epochs=1", "finetune.replay_ratio=0",
                  "eval.plots=false", "finetune.max_qwk_drop=2", "finetune.min_images=1",

@@ -234,7 +234,7 @@ def test_the_reported_command_prints_no_traceback_in_a_real_process(tmp_path: Pa
         [sys.executable, "-m", "sall_desktop", *argv, "--db", str(tmp_path / "none" / "x.db")],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     assert result.returncode == 1
     assert result.stderr.startswith("sall-desktop: there is no label database at ")

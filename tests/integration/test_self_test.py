@@ -161,8 +161,8 @@ def test_cli_self_test_exit_status(tiny_model: Path, tampered_model: Path, tmp_p
     good_run = _start_cli("--self-test", "--model", str(tiny_model), home=home)
     bad_run = _start_cli("--self-test", "--model", str(tampered_model), home=home)
     try:
-        good_out, good_err = good_run.communicate(timeout=120)
-        bad_out, bad_err = bad_run.communicate(timeout=120)
+        good_out, good_err = good_run.communicate(timeout=600)
+        bad_out, bad_err = bad_run.communicate(timeout=600)
     finally:
         for run in (good_run, bad_run):
             if run.poll() is None:

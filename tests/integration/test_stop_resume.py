@@ -49,7 +49,7 @@ def _run_and_stop(trainer, args: list[str], out: Path) -> tuple[list[ev.Event], 
             stop_at = time.monotonic()
         if isinstance(event, ev.StopAcknowledged):
             ack_at = time.monotonic()
-    rc = proc.wait(timeout=120)
+    rc = proc.wait(timeout=600)
     assert stop_at is not None and ack_at is not None, [type(e).__name__ for e in events]
     return events, rc, ack_at - stop_at
 
