@@ -21,13 +21,19 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from model_zoo.cards import CARD_FILENAME, read_card
 from model_zoo.prepare import InputSpec
 from sall_desktop.domain.predictions import Prediction
 from sall_desktop.services.attention import attention_map
 from sall_desktop.services.background import background_priority
+from sall_desktop.services.inference_store import (
+    StoreAppender,
+    StoreExecutor,
+    active_model_dir,
+    load_predictor,
+)
 from sall_desktop.services.inference_values import (
     DEFAULT_LOW_CONFIDENCE,
     REFERABLE_DR_MIN_GRADE,
@@ -43,12 +49,11 @@ from sall_desktop.services.inference_values import (
 )
 from sall_desktop.store.input_cache import InputCache
 
+T = TypeVar("T")
+
 if TYPE_CHECKING:
     from model_zoo.predictor import Predictor
     from sall_desktop.services.batch_grading import BatchGradingSummary
-    from sall_desktop.store.sqlite_repository import SqliteLabelStore
-
-T = TypeVar("T")
 
 __all__ = [  # the values live in inference_values; callers import them from here too
     "REFERABLE_DR_MIN_GRADE",
@@ -90,48 +95,6 @@ FORWARD_BATCH_LIMITS = (8, 32)
 """Smallest and largest forward pass, in images."""
 
 
-def load_predictor(model: Path, *, device: str | None = None) -> Predictor:
-    """Load a model version (a folder with ``card.json`` + ``weights.safetensors``, or the card).
-
-    The weights' SHA-256 is checked against the card before any tensor is read (R12, R13).
-
-    Raises:
-        model_zoo.checkpoints.CheckpointError: missing, tampered or mismatched weights.
-    """
-    from model_zoo.predictor import Predictor
-
-    return Predictor.from_checkpoint(model, device=device)
-
-
-NO_MODEL = (
-    "No model: none is active and the bundled demo model is missing. Import one in Model → Models…"
-)
-"""The model panel's text when there is nothing to load."""
-
-
-def active_model_dir(store: StoreExecutor, *, verify: bool = True) -> Path:
-    """The verified folder of the active model version (call it off the GUI thread).
-
-    Asks ``services.models.active_model`` on the store thread, which registers and activates the
-    bundled demo model on first use and re-hashes the weights (R12), and waits for the answer.
-
-    Args:
-        store: the store thread.
-        verify: re-hash the weights; False only where nothing is loaded from the folder but
-            its card (which preprocessing to prepare inputs for).
-
-    Raises:
-        FileNotFoundError: nothing is active and there is no bundled model (:data:`NO_MODEL`).
-        sall_desktop.services.models.ModelError: the active version's files are damaged.
-    """
-    from sall_desktop.services.models import active_model
-
-    version = store.submit(lambda s: active_model(s, verify=verify)).result()
-    if version is None:
-        raise FileNotFoundError(NO_MODEL)
-    return version.folder
-
-
 def forward_batch(input_size: int) -> int:
     """Images per forward pass for a model of this input size (:data:`FORWARD_BATCH_PIXELS`),
     a multiple of 8 within :data:`FORWARD_BATCH_LIMITS`."""
@@ -152,12 +115,6 @@ def next_chunk(images: int, seconds: float, batch: int = 8) -> int:
     return max(low, min(high, size))
 
 
-class StoreExecutor(Protocol):
-    """What the service needs of the store thread (``sall_desktop.store.StoreThread``)."""
-
-    def submit(self, fn: Callable[[SqliteLabelStore], T]) -> Future[T]: ...
-
-
 @dataclass
 class _Batch:
     paths: list[str]
@@ -170,50 +127,11 @@ class _Batch:
     outer: Future[BatchResult]
     started: float = field(default_factory=time.perf_counter)
     chunk: int = field(default_factory=lambda: CHUNK)
-    appender: _StoreAppender | None = None
+    appender: StoreAppender | None = None
     done: int = 0
     graded: int = 0
     forward_s: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
-
-
-class _StoreAppender:
-    """The part of the label repository ``grade_paths`` uses when the caller has skipped the
-    graded images itself (``skip_graded=False``), forwarded to the store thread."""
-
-    def __init__(
-        self, store: StoreExecutor, sink: Callable[[Sequence[Prediction]], None] | None
-    ) -> None:
-        self._store, self._sink = store, sink
-        self._commits: list[Future[int]] = []
-
-    def add_predictions(self, predictions: Sequence[Prediction]) -> int:
-        rows = list(predictions)
-        sink = self._sink
-
-        def commit(store: SqliteLabelStore) -> int:
-            count = store.add_predictions(rows)
-            if sink is not None:  # shown only once stored, and before the commit resolves
-                sink(rows)
-            return count
-
-        # Not waited for here: the fsync of one commit overlaps the next forward pass (a light
-        # model lost ~3 % of its throughput waiting; waiting at each chunk's end, another 1 %).
-        self._commits.append(self._store.submit(commit))
-        return len(rows)
-
-    def check(self) -> None:
-        """Raise the first failure among the commits done so far (the batch fails)."""
-        finished = [future for future in self._commits if future.done()]
-        self._commits = [future for future in self._commits if not future.done()]
-        for future in finished:
-            future.result()
-
-    def wait(self) -> None:
-        """Wait for every commit submitted; raise the first failure (the batch fails)."""
-        commits, self._commits = self._commits, []
-        for future in commits:
-            future.result()
 
 
 # ---------------------------------------------------------------------- the service
@@ -503,7 +421,7 @@ class InferenceService:
         chunk_started = time.perf_counter()
         if batch.appender is None:
             store = cast(StoreExecutor, self._store)
-            batch.appender = _StoreAppender(store, partial(self._sink, batch))
+            batch.appender = StoreAppender(store, partial(self._sink, batch))
         if chunk and not batch.cancel.is_set():
             base = batch.done
 

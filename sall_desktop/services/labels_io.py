@@ -25,17 +25,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sall_desktop.domain.grades import (
     GraderRole,
-    Grading,
-    GradingSource,
     ImageRecord,
-    UngradableReason,
     utc_now,
 )
+from sall_desktop.services import import_rules as rules
 from sall_desktop.services.adapters import (
     Adapter,
     ExportItem,
@@ -61,72 +59,6 @@ from sall_desktop.store.repository import LabelRepository
 from training.protocol.csvsafe import CsvFormatError, read_csv_text
 
 REFERENCE_PREFIX = "reference:"
-HUMAN_SOURCES = frozenset({GradingSource.HUMAN, GradingSource.ACCEPTED_PREDICTION})
-"""Grades a person decided in the app; an import never supersedes them (R5)."""
-
-
-def _incoming(record: LabelRecord, adapter: Adapter) -> dict[str, object]:
-    """The grading fields this row states. Absent means "not stated": a format without the
-    column, or a blank cell (blank is unknown, never 0, and never erases a stored value)."""
-    if record.gradable is False:
-        return {
-            "gradable": False,
-            "ungradable_reason": record.ungradable_reason or UngradableReason.OTHER,
-            "dr_grade": None,
-            "amd_grade": None,
-            "dme": None,
-        }
-    values: dict[str, object] = {"gradable": True, "ungradable_reason": None}
-    for name in ("dr_grade", "amd_grade", "dme", "notes", "model_version"):
-        value = getattr(record, name)
-        if name in adapter.label_fields and value not in (None, ""):
-            values[name] = value
-    return values
-
-
-def _merged(
-    existing: Grading | None,
-    values: Mapping[str, object],
-    sha: str,
-    grader: str,
-    role: GraderRole,
-) -> Grading:
-    """The grader's grading after applying ``values`` to ``existing`` (or to a blank one).
-
-    Raises:
-        ValueError: the combination is not a valid grading.
-    """
-    base = existing or Grading(image_sha256=sha, grader=grader)
-    merged = replace(base, **values)  # type: ignore[arg-type]
-    return replace(
-        merged,
-        image_sha256=sha,
-        grader=grader,
-        role=role,
-        source=GradingSource.IMPORT,
-        created_at=utc_now(),
-    )
-
-
-def _same(a: Grading, b: Grading) -> bool:
-    names = (*GRADE_FIELDS, "notes", "model_version")
-    return all(getattr(a, n) == getattr(b, n) for n in names)
-
-
-def _refusal(
-    existing: Grading | None, grader: str, *, replace: bool
-) -> tuple[IssueKind, str] | None:
-    """Why a different incoming value must not supersede ``existing`` (None: it may)."""
-    if existing is None:
-        return None
-    if existing.source in HUMAN_SOURCES:
-        kind = IssueKind.PROTECTED if replace else IssueKind.CONFLICT
-        return kind, f"{grader} entered a different grade in the app; an import never replaces it"
-    if not replace:
-        return IssueKind.CONFLICT, (
-            f"{grader} already has a different imported grade; import with replace to supersede it"
-        )
-    return None
 
 
 def _grader_and_role(
@@ -269,7 +201,7 @@ def import_labels(
     # image) must agree, or none of them is applied.
     groups: dict[str, list[tuple[LabelRecord, dict[str, object]]]] = {}
     for record, sha in resolved:
-        groups.setdefault(sha, []).append((record, _incoming(record, adapter)))
+        groups.setdefault(sha, []).append((record, rules.incoming(record, adapter)))
     extras: list[tuple[str, str, str]] = []
     for record, sha in resolved:
         extras += [(sha, header, value) for header, value in record.extras]
@@ -308,17 +240,17 @@ def import_labels(
             continue
         existing = store.current_grading(sha, grader)
         try:
-            incoming = _merged(existing, values, sha, grader, role)
+            incoming = rules.merged(existing, values, sha, grader, role)
         except ValueError as exc:
             issues += [
                 ImportIssue(IssueKind.MALFORMED, r.line, r.image_id, str(exc), sha256=sha)
                 for r, _ in rows
             ]
             continue
-        if existing is not None and _same(existing, incoming):
+        if existing is not None and rules.same(existing, incoming):
             unchanged += 1
             continue
-        refusal = _refusal(existing, grader, replace=replace)
+        refusal = rules.refusal(existing, grader, replace=replace)
         if refusal is not None:
             kind, why = refusal
             detail = {n: getattr(existing, n) for n in GRADE_FIELDS}
