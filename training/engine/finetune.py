@@ -2,7 +2,7 @@
 
 The one-click path the GUI calls, and nothing more::
 
-    sall-train finetune --init ACTIVE_MODEL --manifest corrections.csv --holdout holdout.csv \
+    sall-train finetune --init ACTIVE_MODEL --manifest corrections.csv --holdout holdout.csv \\
         --out RUN_DIR [--replay original_manifest.csv] [--teacher TEACHER_CARD ...]
 
 1. Stage 3 only, starting from the active student (its architecture, input size and heads come
@@ -218,10 +218,10 @@ def run_finetune(
     run_inp = dataclasses.replace(inp, cfg=cfg, rows=train_rows + val_rows)
     outputs = soft_labels(run_inp, teachers)
     # Only heads some grader image left blank are taught; the others need no adapted parent.
-    blank = {t.name for r in corrected_train + val_rows for t in tasks if task_column(r, t) is None}
+    grader = corrected_train + val_rows
+    blank = {t.name for r in grader for t in tasks if task_column(r, t) is None}
     if cfg.finetune.adapt_teacher and blank:
         taught = [k for k, t in teachers.items() if t.card.id == parent_card.id and k in blank]
-        grader = corrected_train + val_rows
         outputs = with_adapted_parent(
             run_inp, outputs, Trained(parent_model, parent_card), grader_rows=grader, tasks=taught
         )

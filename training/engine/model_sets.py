@@ -94,7 +94,7 @@ def record_sets(
 
     Args:
         model_dir: the model's folder.
-        card: its card (the images are stored prepared for its input).
+        card: its card (images larger than twice its input size are stored reduced to that).
         sets: ``replay`` and/or ``reference`` -> (rows, folder their relative paths start from);
             a set not named keeps what the folder already has.
         limit: most images per set.
