@@ -8,7 +8,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMainWindow, QMenu
 
 from sall_desktop.gui.settings import AppSettings
-from sall_desktop.gui.shortcuts import COMMANDS
+from sall_desktop.gui.shortcuts import COMMANDS, Command, effective_keys
 
 MENUS = (
     ("File", "&File"),
@@ -20,11 +20,9 @@ MENUS = (
 )
 
 
-def key_sequences(
-    command_id: str, defaults: tuple[str, ...], settings: AppSettings
-) -> list[QKeySequence]:
-    override = settings.shortcut(command_id)
-    return [QKeySequence(k) for k in ([override] if override else defaults)]
+def key_sequences(command: Command, settings: AppSettings) -> list[QKeySequence]:
+    """The command's keys in effect: its defaults, the user's one key, or none (override "")."""
+    return [QKeySequence(k) for k in effective_keys(command, settings.shortcut(command.id))]
 
 
 def build_actions(
@@ -42,7 +40,7 @@ def build_actions(
             continue
         action = QAction(command.text, window)
         action.setObjectName(command.id)
-        action.setShortcuts(key_sequences(command.id, command.keys, settings))
+        action.setShortcuts(key_sequences(command, settings))
         action.triggered.connect(_discarding(handler))
         window.addAction(action)  # shortcuts work even while the menu bar is hidden
         menus[command.group].addAction(action)
@@ -69,4 +67,4 @@ def apply_shortcuts(actions: dict[str, QAction], settings: AppSettings) -> None:
     for command in COMMANDS:
         action = actions.get(command.id)
         if action is not None:
-            action.setShortcuts(key_sequences(command.id, command.keys, settings))
+            action.setShortcuts(key_sequences(command, settings))

@@ -7,6 +7,7 @@ portable install and the test suite keep everything in one folder. Qt writes INI
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings
@@ -181,11 +182,16 @@ class AppSettings:
 
     # ------------------------------------------------------------------ shortcuts
     def shortcut(self, action_id: str) -> str | None:
-        """The user's key sequence for an action, or None for the default."""
+        """The user's key sequence for an action, "" for no key at all, or None for the default."""
         value = self.qsettings.value(f"shortcuts/{action_id}")
         return value if isinstance(value, str) else None
 
+    def shortcut_overrides(self, action_ids: Iterable[str]) -> dict[str, str | None]:
+        """``shortcut`` of each id: the input of ``gui.shortcuts.bindings``."""
+        return {i: self.shortcut(i) for i in action_ids}
+
     def set_shortcut(self, action_id: str, keys: str | None) -> None:
+        """Store ``keys`` ("" frees the action's keys); None goes back to the defaults."""
         if keys is None:
             self.qsettings.remove(f"shortcuts/{action_id}")
         else:

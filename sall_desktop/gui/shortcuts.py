@@ -94,3 +94,134 @@ COMMANDS: tuple[Command, ...] = (
 )
 
 COMMANDS_BY_ID = {c.id: c for c in COMMANDS}
+
+
+# ---------------------------------------------------------------------- conflicts
+# Kept free of Qt so the rule is unit-tested on plain strings; the Settings page only shows it.
+
+PREFIX_ANSWERS: dict[str, tuple[str, ...]] = {
+    "ungradable": tuple(str(i) for i in range(1, len(UNGRADABLE_REASONS) + 1)),
+    "dme": ("0", "1", "2"),
+}
+"""Plain keys that answer a prefix command (U then a reason digit, M then a DME digit)."""
+
+ANSWER_COMMANDS = frozenset(f"dr_{g}" for g in range(len(DR_NAMES)))
+"""The digit commands: they deliver the prefix answers, so they may hold the answer digits."""
+
+RESERVED: dict[str, str] = {"Ctrl+Q": "Quit"}
+"""Keys the window binds outside the command table (the standard Quit)."""
+
+_MODIFIERS = ("ctrl", "alt", "shift", "meta")
+_MODIFIER_ALIASES = {"control": "ctrl", "option": "alt", "cmd": "meta", "win": "meta"}
+_KEY_ALIASES = {
+    "escape": "esc",
+    "page down": "pgdown",
+    "pagedown": "pgdown",
+    "pgdn": "pgdown",
+    "page up": "pgup",
+    "pageup": "pgup",
+    "delete": "del",
+    "insert": "ins",
+}
+
+
+def _chord(text: str) -> str:
+    text = text.strip()
+    if text.endswith("+") and len(text) > 1:  # the "+" key itself, maybe with modifiers
+        key, mods = "+", [m for m in text[:-1].split("+") if m]
+    elif text == "+":
+        key, mods = "+", []
+    else:
+        *mods, key = text.split("+")
+    names = {_MODIFIER_ALIASES.get(m.strip().lower(), m.strip().lower()) for m in mods}
+    ordered = [m for m in _MODIFIERS if m in names] + sorted(names - set(_MODIFIERS))
+    key = key.strip().lower()
+    return "+".join([*ordered, _KEY_ALIASES.get(key, key)])
+
+
+def normalize(keys: str) -> str:
+    """One spelling per key sequence: case, modifier order and key aliases do not matter.
+
+    ``"Escape"`` and ``"Esc"``, ``"shift+ctrl+z"`` and ``"Ctrl+Shift+Z"`` compare equal; the
+    chords of a multi-key sequence are separated by ``", "`` as in Qt's portable text.
+    """
+    return ", ".join(_chord(c) for c in keys.split(", ") if c.strip())
+
+
+def effective_keys(command: Command, override: str | None) -> tuple[str, ...]:
+    """The keys a command answers to: its defaults, or the user's one key ("" for none)."""
+    if override is None:
+        return command.keys
+    return (override,) if override.strip() else ()
+
+
+def bindings(overrides: dict[str, str | None]) -> dict[str, tuple[str, ...]]:
+    """Every command's keys in effect, given the user's overrides by command id."""
+    return {c.id: effective_keys(c, overrides.get(c.id)) for c in COMMANDS}
+
+
+def _text_of(command_id: str) -> str:
+    command = COMMANDS_BY_ID.get(command_id)
+    return command.text if command is not None else command_id
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """``command_id`` may not have ``key``: ``other`` (a command id or a reserved name) needs it.
+
+    ``kind`` is ``"same"`` (both have it), ``"chord"`` (one sequence starts with the other's:
+    the shorter would fire first), ``"answer"`` (the key answers the prefix ``other``) or
+    ``"reserved"`` (the window binds it outside the table).
+    """
+
+    command_id: str
+    key: str
+    other: str
+    kind: str
+
+    def message(self) -> str:
+        """One line for the grader, naming the other command."""
+        other = _text_of(self.other)
+        if self.kind == "answer":
+            return f"{self.key} answers “{other}”: choose another key."
+        if self.kind == "chord":
+            return f"{self.key} starts like a key of “{other}”: choose another key."
+        return f"{self.key} is already the key of “{other}”."
+
+
+def conflicts(keys_by_command: dict[str, tuple[str, ...]]) -> list[Conflict]:
+    """Every clash in ``keys_by_command`` (see ``bindings``), once per command and key.
+
+    A clash is listed from both sides, so each offending row can be marked. The prefix answers
+    (``PREFIX_ANSWERS``) stay free for the digit commands while their prefix command has a key.
+    """
+    holders: dict[str, list[tuple[str, str]]] = {}
+    for command_id, keys in keys_by_command.items():
+        for key in keys:
+            holders.setdefault(normalize(key), []).append((command_id, key))
+    answers = {
+        normalize(digit): prefix
+        for prefix, digits in PREFIX_ANSWERS.items()
+        if keys_by_command.get(prefix)
+        for digit in digits
+    }
+    reserved = {normalize(k): name for k, name in RESERVED.items()}
+    found: list[Conflict] = []
+    for norm, owners in holders.items():
+        for command_id, key in owners:
+            for other_id, _ in owners:
+                if other_id != command_id:
+                    found.append(Conflict(command_id, key, other_id, "same"))
+            for other_norm, others in holders.items():
+                if other_norm != norm and norm.startswith(other_norm + ", "):
+                    found.extend(
+                        Conflict(command_id, key, o, "chord") for o, _ in others if o != command_id
+                    )
+                    found.extend(
+                        Conflict(o, k, command_id, "chord") for o, k in others if o != command_id
+                    )
+            if norm in answers and command_id not in ANSWER_COMMANDS:
+                found.append(Conflict(command_id, key, answers[norm], "answer"))
+            if norm in reserved:
+                found.append(Conflict(command_id, key, reserved[norm], "reserved"))
+    return list(dict.fromkeys(found))  # in order, each once

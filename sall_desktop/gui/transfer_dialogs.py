@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from sall_desktop.domain.grades import ImageRecord
 from sall_desktop.gui.bridges import Failure, Reply, TaskBridge
+from sall_desktop.gui.geometry import remember_geometry
 from sall_desktop.services.grading import GradingService
 from sall_desktop.services.labels_io import (
     ExportSummary,
@@ -56,7 +57,6 @@ class _TransferDialog(QDialog):
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle(title)
-        self.resize(640, 480)
         self.service = service
         self.tasks = TaskBridge(self)
         self.tasks.finished.connect(self._finished, Qt.ConnectionType.QueuedConnection)
@@ -152,6 +152,7 @@ class ExportDialog(_TransferDialog):
         self.form.addRow("", self.notes)
         self.form.addRow("Save to", self._path_row(self.path, browse))
         self.summary: ExportSummary | None = None
+        remember_geometry(self, "export", 680, 520)  # after the form: its rows set the minimum
 
     def _browse(self) -> None:
         if self.format.currentData() == "imagefolder":
@@ -235,6 +236,7 @@ class ImportDialog(_TransferDialog):
         )
         self.grader = grader
         self.report: ImportReport | None = None
+        remember_geometry(self, "import", 680, 560)  # after the form: its rows set the minimum
 
     def _browse(self) -> None:
         chosen, _ = QFileDialog.getOpenFileName(
