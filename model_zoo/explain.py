@@ -1,10 +1,17 @@
-"""Grad-CAM and Grad-CAM++ attention maps per head and class, plus an overlay helper.
+"""Grad-CAM, Grad-CAM++ and LayerCAM attention maps per head and class, plus overlay helpers.
 
 Grad-CAM (Selvaraju et al. 2017) weights the ``K`` channels of a convolutional activation
 ``A`` (``[K, h, w]``) by the spatial mean of the gradient of one logit ``y`` with respect to
 them, ``w_k = mean_ij dy/dA_kij``, and keeps the positive evidence, ``ReLU(sum_k w_k A_k)``.
 Grad-CAM++ (Chattopadhay et al. 2018) replaces the mean with pixel weights ``alpha`` derived
-from the exponential of the logit (see :func:`_gradcam_pp_weights`).
+from the exponential of the logit (see :func:`_gradcam_pp_weights`). LayerCAM (Jiang et al.
+2021) weights every position by its own positive gradient, ``ReLU(sum_k ReLU(g_kij) A_kij)``:
+on a shallow, fine layer the spatial mean of Grad-CAM averages away where the evidence lies,
+the pixel-wise weight keeps it.
+
+Which layer and method a model is explained with by default is the model's choice
+(``model.cam_default()`` when it has one, else Grad-CAM on ``model.cam_target_layer()``).
+:func:`field_of_view` finds the circular fundus so that a map can be zeroed outside it.
 
 Speed: only the gradient of the logit with respect to the target layer's output is computed
 (``torch.autograd.grad(score, activation)``); no parameter gradient is formed or accumulated
@@ -45,9 +52,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["COLORMAPS", "AttentionMap", "CamMethod", "GradCAM", "overlay"]
+__all__ = [
+    "CAM_METHODS",
+    "COLORMAPS",
+    "AttentionMap",
+    "CamMethod",
+    "GradCAM",
+    "field_of_view",
+    "overlay",
+]
 
-CamMethod = Literal["gradcam", "gradcam++"]
+CamMethod = Literal["gradcam", "gradcam++", "layercam"]
+CAM_METHODS: tuple[CamMethod, ...] = ("gradcam", "gradcam++", "layercam")
 
 COLORMAPS: dict[str, int] = {
     name.removeprefix("COLORMAP_").lower(): int(getattr(cv2, name))
@@ -68,7 +84,7 @@ class AttentionMap:
             positive evidence; all zeros when the layer holds no positive evidence for the class.
             Read-only.
         score: the raw logit explained (no temperature, no softmax).
-        method: ``"gradcam"`` or ``"gradcam++"``.
+        method: ``"gradcam"``, ``"gradcam++"`` or ``"layercam"``.
     """
 
     head: str
@@ -85,16 +101,20 @@ class AttentionMap:
 
 
 class GradCAM:
-    """Grad-CAM / Grad-CAM++ for a multi-task model; a context manager owning its hooks.
+    """Grad-CAM / Grad-CAM++ / LayerCAM for a multi-task model; a context manager owning hooks.
 
     The model is called as ``model(x)`` and must return an object with a ``logits`` mapping
     (task -> ``[B, C]`` tensor, e.g. ``MultiTaskOutput``) or such a mapping itself.
 
     Args:
         model: the network; never switched between train and eval here (see module docstring).
-        target_layer: module whose output ``[B, K, h, w]`` is explained; default
-            ``model.cam_target_layer()``.
-        method: ``"gradcam"`` (default) or ``"gradcam++"``.
+        target_layer: module whose output ``[B, K, h, w]`` is explained.
+        method: ``"gradcam"``, ``"gradcam++"`` or ``"layercam"``.
+
+        With neither ``target_layer`` nor ``method``, the model's own default is used:
+        ``model.cam_default()`` (a ``(layer, method)`` pair) when it has one, else Grad-CAM on
+        ``model.cam_target_layer()``. With only ``method``, the layer is
+        ``model.cam_target_layer()``; with only ``target_layer``, the method is Grad-CAM.
 
     Raises:
         TypeError: no target layer given and the model has no ``cam_target_layer()``.
@@ -110,10 +130,14 @@ class GradCAM:
         model: nn.Module,
         *,
         target_layer: nn.Module | None = None,
-        method: CamMethod = "gradcam",
+        method: CamMethod | None = None,
     ) -> None:
-        if method not in ("gradcam", "gradcam++"):
-            raise ValueError(f"method must be 'gradcam' or 'gradcam++', got {method!r}")
+        default = getattr(model, "cam_default", None)
+        if target_layer is None and method is None and default is not None:
+            target_layer, method = default()
+        method = "gradcam" if method is None else method
+        if method not in CAM_METHODS:
+            raise ValueError(f"method must be one of {', '.join(CAM_METHODS)}, got {method!r}")
         if target_layer is None:
             finder = getattr(model, "cam_target_layer", None)
             if finder is None:
@@ -285,11 +309,14 @@ class GradCAM:
         self, activation: Tensor, grad: Tensor, size: tuple[int, int]
     ) -> list[npt.NDArray[np.float32]]:
         with torch.no_grad():
-            if self.method == "gradcam":
-                weights = grad.mean(dim=(2, 3))
+            if self.method == "layercam":
+                cam = F.relu((F.relu(grad) * activation).sum(dim=1))
             else:
-                weights = _gradcam_pp_weights(activation, grad)
-            cam = F.relu(torch.einsum("bk,bkhw->bhw", weights, activation))
+                if self.method == "gradcam":
+                    weights = grad.mean(dim=(2, 3))
+                else:
+                    weights = _gradcam_pp_weights(activation, grad)
+                cam = F.relu(torch.einsum("bk,bkhw->bhw", weights, activation))
             cam = F.interpolate(cam[:, None], size=size, mode="bilinear", align_corners=False)
             cam = cam[:, 0]
             low = cam.amin(dim=(1, 2), keepdim=True)
@@ -358,3 +385,45 @@ def overlay(
     heat = cv2.cvtColor(heat_bgr, cv2.COLOR_BGR2RGB).astype(np.float32)
     blended = (1.0 - opacity) * rgb.astype(np.float32) + opacity * heat
     return np.clip(np.round(blended), 0, 255).astype(np.uint8)
+
+
+def field_of_view(
+    rgb: npt.NDArray[np.uint8], *, threshold: int = 10, min_fraction: float = 0.05
+) -> npt.NDArray[np.bool_]:
+    """Where the fundus is: ``True`` inside the bright, convex field, ``False`` on the black border.
+
+    Pixels brighter than ``threshold`` (largest channel) are opened to drop JPEG noise and
+    specks, and the largest bright region is replaced by its convex hull: the field of a fundus
+    camera (a disc, possibly clipped by the frame) is convex, so dark lesions or a dim rim inside
+    it stay inside it.
+
+    Args:
+        rgb: ``[H, W, 3]`` uint8 RGB image.
+        threshold: brightness (0-255) above which a pixel may belong to the field; 10 is what
+            :func:`model_zoo.transforms.fundus_crop` uses.
+        min_fraction: when the field found covers less than this share of the image (a black
+            image, not a fundus), the whole image is returned as the field: masking then would
+            hide everything rather than the border.
+
+    Returns:
+        ``[H, W]`` bool mask.
+
+    Raises:
+        ValueError: ``rgb`` is not an ``[H, W, 3]`` uint8 array.
+    """
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3:
+        raise ValueError("rgb must be an [H, W, 3] uint8 array")
+    height, width = rgb.shape[:2]
+    bright = (np.asarray(rgb).max(axis=2) > threshold).astype(np.uint8)
+    side = max(3, (min(height, width) // 100) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
+    bright = cv2.morphologyEx(bright, cv2.MORPH_OPEN, kernel)
+    contours, _ = cv2.findContours(bright, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    field = np.zeros((height, width), np.uint8)
+    if contours:
+        hull = cv2.convexHull(max(contours, key=cv2.contourArea))
+        cv2.fillConvexPoly(field, hull, 1)
+    mask = field.astype(bool)
+    if mask.sum() < min_fraction * height * width:
+        return np.ones((height, width), np.bool_)
+    return mask

@@ -4,6 +4,7 @@ Usage::
 
     sall-train synth --out DIR --n N --seed S [--size PX | --size WxH] [--dicom-fraction F]
                      [--jpeg-quality Q] [--workers W] [--camera PROFILE]
+                     [--masks] [--per-lesion-masks]
 
 Writes into ``DIR``:
 
@@ -14,7 +15,11 @@ Writes into ``DIR``:
 - ``manifest.csv``: the training manifest (``training.protocol.manifest``), image paths relative
   to ``DIR``;
 - ``ground_truth.csv``: every image's true grades and generator seed, so ``render_fundus`` can
-  recreate its lesion masks (the benchmark's answer key; never a training input).
+  recreate its lesion masks (the benchmark's answer key; never a training input);
+- with ``--masks``: ``masks/<stem>.png``, each image's DR lesions (0/255, the image's size), and
+  ``masks/field/<stem>.png``, its field of view; ``--per-lesion-masks`` adds
+  ``masks/<lesion type>/<stem>.png`` (see :mod:`model_zoo.datasets.benchmark`). What
+  ``benchmarks/bench_cam_lesions.py --data DIR`` reads.
 """
 
 from __future__ import annotations
@@ -80,6 +85,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         default="reference",
         help="camera profile the eyes are photographed through (reference, clinic-b, handheld); "
         "its JPEG quality replaces --jpeg-quality",
+    )
+    parser.add_argument(
+        "--masks",
+        action="store_true",
+        help="also write masks/<stem>.png (DR lesions) and masks/field/<stem>.png (field of view)",
+    )
+    parser.add_argument(
+        "--per-lesion-masks",
+        action="store_true",
+        help="also write masks/<lesion type>/<stem>.png for every lesion type (implies --masks)",
     )
     parser.set_defaults(func=run)
 
@@ -174,6 +189,8 @@ def run(args: argparse.Namespace) -> int:
             jpeg_quality=args.jpeg_quality,
             workers=getattr(args, "workers", 1),
             camera=camera,
+            masks=bool(getattr(args, "masks", False)),
+            per_lesion_masks=bool(getattr(args, "per_lesion_masks", False)),
         )
         atomic_write_text(out / "labels.csv", format_canonical(canonical_rows(samples)))
         atomic_write_text(out / "manifest.csv", format_manifest(manifest_rows(samples)))

@@ -6,7 +6,7 @@ A single-task teacher is the same class with one :class:`TaskSpec`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from torch import Tensor, nn
 
@@ -22,6 +22,8 @@ from model_zoo.registry import get_backbone, register_model
 
 __all__ = [
     "DEFAULT_TASKS",
+    "FINE_CAM",
+    "CamDefault",
     "MultiTaskOutput",
     "SallStudent",
     "TaskSpec",
@@ -42,6 +44,26 @@ class MultiTaskOutput(NamedTuple):
 
     logits: dict[str, Tensor]
     features: Tensor
+
+
+class CamDefault(NamedTuple):
+    """The layer and method a model's attention maps are computed with by default."""
+
+    layer: nn.Module
+    method: Literal["gradcam", "gradcam++", "layercam"]
+
+
+FINE_CAM: dict[str, tuple[str, Literal["gradcam", "gradcam++", "layercam"]]] = {
+    "efficientnet_b0": ("features.2", "layercam"),
+}
+"""Backbone -> (module inside its torchvision net, method) for the default attention map.
+
+Chosen by ``benchmarks/bench_cam_lesions.py`` on the demo model (EfficientNet-B0 at 128 px):
+Grad-CAM on the last block is a 4x4 grid and put 0.90x chance of its mass on DR lesions;
+LayerCAM on the stride-4 stage (32x32) is the best-ranked single layer (docs/benchmarks.md).
+Backbones not listed keep Grad-CAM on :meth:`SallStudent.cam_target_layer`: nobody has measured
+a finer layer on a trained model of theirs.
+"""
 
 
 class SallStudent(nn.Module):
@@ -83,6 +105,14 @@ class SallStudent(nn.Module):
     def cam_target_layer(self) -> nn.Module:
         """The backbone's last convolutional block (Grad-CAM target layer)."""
         return self.backbone.cam_target_layer()
+
+    def cam_default(self) -> CamDefault:
+        """Layer and method of the attention map the app shows (:data:`FINE_CAM`)."""
+        fine = FINE_CAM.get(self.backbone_name)
+        if fine is None:
+            return CamDefault(self.cam_target_layer(), "gradcam")
+        name, method = fine
+        return CamDefault(self.backbone.net.get_submodule(name), method)
 
 
 @register_model("sall_student")

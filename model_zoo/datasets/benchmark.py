@@ -14,6 +14,14 @@ diseases, and normal patients, are assigned to the DR or AMD set at random.
 
 Images are JPEGs named ``<patient>_<right|left>.jpg`` (the EyePACS file name rule), and a fraction
 of the patients are written as DICOM Ophthalmic Photography (``.dcm``, JPEG Baseline) instead.
+
+On request (``masks=True``) the answer key is written beside them as 0/255 PNGs the size of the
+image, after the camera profile (so they stay aligned with the pixels): ``masks/<stem>.png`` is
+the union of the DR lesion types (:data:`~model_zoo.datasets.canvas.DR_LESIONS`; haemorrhages
+and hard exudates of a co-existing AMD count too, the generator does not tell them apart),
+``masks/field/<stem>.png`` the circular field of view, and with ``per_lesion_masks=True``
+``masks/<lesion type>/<stem>.png`` every lesion type of
+:data:`~model_zoo.datasets.canvas.LESION_TYPES` on its own.
 """
 
 from __future__ import annotations
@@ -27,16 +35,26 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 from model_zoo.datasets.camera import CameraProfile, through_camera
+from model_zoo.datasets.canvas import DR_LESIONS, LESION_TYPES
 from model_zoo.datasets.quality import UNGRADABLE_REASONS
-from model_zoo.datasets.synthetic import FundusSpec, render_fundus, sample_specs
+from model_zoo.datasets.synthetic import (
+    FundusSpec,
+    SyntheticFundus,
+    render_fundus,
+    sample_specs,
+)
 from model_zoo.fileio import atomic_write_bytes
 
 DEFAULT_SPLITS: tuple[float, ...] = (0.7, 0.1, 0.2)
 """Fractions of patients for train, val, test (and optionally a fourth: holdout)."""
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test", "holdout")
 LABEL_SETS: tuple[str, ...] = ("dr", "amd", "both")
+MASKS_DIR = "masks"
+FIELD_MASKS = "field"
+"""Sub-folder of :data:`MASKS_DIR` holding the field-of-view masks."""
 
 
 @dataclass(frozen=True)
@@ -131,13 +149,52 @@ class _Job:
     study_date: str
     jpeg_quality: int
     camera: CameraProfile | None = None
+    masks: bool = False
+    per_lesion_masks: bool = False
+
+
+def field_mask(fundus: SyntheticFundus) -> NDArray[np.bool_]:
+    """``[H, W]`` bool: the generator's circular field of view, clipped by the frame."""
+    height, width = fundus.rgb.shape[:2]
+    cx, cy = fundus.field_centre
+    ys, xs = np.ogrid[:height, :width]
+    inside = (xs - cx) ** 2 + (ys - cy) ** 2 <= fundus.field_radius**2
+    return np.asarray(inside, np.bool_)
+
+
+def dr_lesion_mask(fundus: SyntheticFundus) -> NDArray[np.bool_]:
+    """``[H, W]`` bool: the union of the DR lesion types' masks."""
+    union = np.zeros(fundus.rgb.shape[:2], np.bool_)
+    for name in DR_LESIONS:
+        union |= fundus.lesion_masks[name]
+    return union
+
+
+def _write_png(path: Path, mask: NDArray[np.bool_]) -> None:
+    ok, encoded = cv2.imencode(".png", mask.astype(np.uint8) * np.uint8(255))
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode {path.name} as PNG")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, encoded.tobytes())
+
+
+def _write_masks(job: _Job, fundus: SyntheticFundus) -> None:
+    folder = job.path.parent / MASKS_DIR
+    name = job.path.stem + ".png"
+    _write_png(folder / name, dr_lesion_mask(fundus))
+    _write_png(folder / FIELD_MASKS / name, field_mask(fundus))
+    if job.per_lesion_masks:
+        for lesion in LESION_TYPES:
+            _write_png(folder / lesion / name, fundus.lesion_masks[lesion])
 
 
 def _write_image(job: _Job) -> str:
-    """Render and write one image; return the SHA-256 of the file bytes."""
+    """Render and write one image (and its masks); return the SHA-256 of the file bytes."""
     fundus = render_fundus(job.spec)
     if job.camera is not None:
         fundus = through_camera(fundus, job.camera)
+    if job.masks:
+        _write_masks(job, fundus)
     rgb = fundus.rgb
     if job.dicom:
         from model_zoo.io.dicom_write import write_dicom
@@ -175,6 +232,8 @@ def write_synthetic_dataset(
     ungradable_rate: float = 0.05,
     split_fractions: Sequence[float] = DEFAULT_SPLITS,
     camera: CameraProfile | None = None,
+    masks: bool = False,
+    per_lesion_masks: bool = False,
 ) -> list[SyntheticSample]:
     """Render ``n`` images into ``out_dir`` and return what was written, in patient order.
 
@@ -192,6 +251,8 @@ def write_synthetic_dataset(
         split_fractions: patient fractions for train, val, test (and holdout); must sum to 1.
         camera: photograph every eye through this camera profile (its JPEG quality replaces
             ``jpeg_quality``); None keeps the generator's own rendition.
+        masks: also write each image's DR lesion mask and field-of-view mask (module docstring).
+        per_lesion_masks: also write one mask per lesion type (implies ``masks``).
 
     Returns:
         One SyntheticSample per image; ``sha256`` is the hash of the file bytes on disk.
@@ -237,7 +298,17 @@ def write_synthetic_dataset(
             side = "right" if spec.laterality == "R" else "left"
             name = f"{patient_id}_{side}.{'dcm' if dicom else 'jpg'}"
             jobs.append(
-                _Job(out / name, spec, dicom, patient_id, day.strftime("%Y%m%d"), quality, camera)
+                _Job(
+                    out / name,
+                    spec,
+                    dicom,
+                    patient_id,
+                    day.strftime("%Y%m%d"),
+                    quality,
+                    camera,
+                    masks or per_lesion_masks,
+                    per_lesion_masks,
+                )
             )
             dr, amd = published_labels(spec, label_set)
             reason = None if spec.defect is None else UNGRADABLE_REASONS[spec.defect]

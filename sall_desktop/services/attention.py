@@ -1,4 +1,8 @@
-"""Attention maps for the app: Grad-CAM mapped back onto the image, and its colouring.
+"""Attention maps for the app: the model's default map on the image, and its colouring.
+
+The map is the one the model names (``cam_default()``: LayerCAM on a fine stage for the demo
+model, Grad-CAM on the last block otherwise) and is zeroed outside the fundus field of view, so
+the overlay never paints the black border around the photograph.
 
 Runs on the inference thread (architecture.md §4); torch, OpenCV and ``model_zoo.explain`` are
 imported inside the functions so that importing this module stays cheap (P7).
@@ -12,6 +16,9 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
+    from torch import nn
+
+    from model_zoo.explain import CamMethod
     from model_zoo.predictor import Predictor
 
 MAX_CAM_SIDE = 512
@@ -19,26 +26,39 @@ MAX_CAM_SIDE = 512
 
 
 def attention_map(
-    predictor: Predictor, rgb: npt.NDArray[np.uint8], head: str, target: int | None
+    predictor: Predictor,
+    rgb: npt.NDArray[np.uint8],
+    head: str,
+    target: int | None,
+    *,
+    layer: nn.Module | None = None,
+    method: CamMethod | None = None,
+    mask_field: bool = True,
 ) -> tuple[npt.NDArray[np.float32], int]:
-    """Grad-CAM of ``head``/``target`` mapped back onto ``rgb``'s geometry (hooks released).
+    """Attention map of ``head``/``target`` on ``rgb``'s geometry, zero outside the fundus.
+
+    Hooks are released before returning.
 
     Args:
         predictor: the loaded model (used on the calling thread only).
         rgb: the decoded ``H×W×3`` uint8 image the model saw.
         head: task name; target: class index, None = the predicted class.
+        layer, method: override the model's default (see :class:`model_zoo.explain.GradCAM`);
+            the app never does, ``benchmarks/bench_cam_lesions.py`` compares candidates.
+        mask_field: zero the map outside the field of view (False: as before issue 18).
 
     Returns:
         ``(cam, class)``: an ``h×w`` float32 map in [0, 1] with the image's aspect ratio (long
-        side at most :data:`MAX_CAM_SIDE`), and the class it explains.
+        side at most :data:`MAX_CAM_SIDE`), 0 outside the field of view and 1 at its hottest
+        point inside (all 0 when there is no positive evidence), and the class it explains.
     """
     import cv2
 
-    from model_zoo.explain import GradCAM
+    from model_zoo.explain import GradCAM, field_of_view
 
     card = predictor.card
     x = predictor.transform(rgb)[None].to(predictor.device)
-    with GradCAM(predictor.model) as cam:
+    with GradCAM(predictor.model, target_layer=layer, method=method) as cam:
         [amap] = cam(x, head=head, target_class=target)
     square = np.asarray(amap.cam, dtype=np.float32)
     height, width = rgb.shape[:2]
@@ -56,7 +76,17 @@ def attention_map(
     else:
         # The model saw the image stretched to a square: stretching back restores its geometry.
         out = cv2.resize(square, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
-    return np.clip(np.asarray(out, dtype=np.float32), 0.0, 1.0), amap.target_class
+    if not mask_field:
+        return np.clip(np.asarray(out, dtype=np.float32), 0.0, 1.0), amap.target_class
+    small = rgb if (out_h, out_w) == (height, width) else cv2.resize(rgb, (out_w, out_h))
+    field = field_of_view(np.asarray(small, dtype=np.uint8))
+    masked = np.where(field, np.asarray(out, dtype=np.float32), np.float32(0.0))
+    peak = float(masked.max())
+    # The hottest point may have been on the border: rescale so that the strongest evidence
+    # inside the field is shown at full heat.
+    if peak > 0.0:
+        masked /= np.float32(peak)
+    return np.clip(masked, 0.0, 1.0).astype(np.float32, copy=False), amap.target_class
 
 
 def _crop_box(rgb: npt.NDArray[np.uint8], threshold: int) -> tuple[int, int, int]:
