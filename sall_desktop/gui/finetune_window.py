@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from sall_desktop.gui.geometry import open_at
+from sall_desktop.gui.geometry import close_on_escape, remember_geometry
 from sall_desktop.gui.report_view import ReportView
 from sall_desktop.gui.training_panel import TrainingPanel
 from sall_desktop.gui.training_process import TrainingProcess
@@ -89,8 +89,10 @@ class FinetuneWindow(QWidget):
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Fine-tune the active model")
-        # Progress, curves and the gate's checks visible without resizing.
-        open_at(self, 1100, 820)
+        # Progress, curves and the gate's checks visible without resizing; where the grader
+        # put it last time after that. Esc and Close hide it (a run goes on, see closeEvent).
+        remember_geometry(self, "finetune", 1100, 820)
+        close_on_escape(self)
         self._store = store
         self._overrides = overrides  # tests only: the app passes none
         self._returner = _Returner(self)
@@ -138,6 +140,15 @@ class FinetuneWindow(QWidget):
         self.body_scroll.setFrameShape(QFrame.Shape.NoFrame)
         self.body_scroll.setWidget(body)
         layout.addWidget(self.body_scroll, 1)
+        close_row = QHBoxLayout()
+        close_row.addStretch(1)
+        self.close_button = QPushButton("Close")
+        self.close_button.setToolTip(
+            "Esc. A fine-tune under way goes on; Model → Fine-tune… shows it"
+        )
+        self.close_button.clicked.connect(self.close)
+        close_row.addWidget(self.close_button)
+        layout.addLayout(close_row)
         self.frozen: jobs.FrozenRun | None = None
         self.outcome: jobs.RunOutcome | None = None
         self.candidate: model_service.ModelVersion | None = None
@@ -323,6 +334,12 @@ class FinetuneWindow(QWidget):
                 self.process.wait_finished(5_000)
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt override)
+        if self.process.is_running():
+            # Closing the window is not cancelling the run: Cancel does that, quitting too.
+            event.ignore()
+            self.hide()
+            self._say("The fine-tune goes on in the background; Model → Fine-tune… shows it.")
+            return
         self.shutdown()
         super().closeEvent(event)
 

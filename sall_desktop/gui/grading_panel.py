@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from sall_desktop.domain.grades import AMD_NAMES, DME_GRADES, DR_NAMES, Grading, UngradableReason
+from sall_desktop.gui.elided import ElidedLabel
 from sall_desktop.gui.shortcuts import AMD_KEYS, UNGRADABLE_REASONS
 from sall_desktop.gui.theme import AMD_COLOURS, DR_COLOURS, UNGRADABLE_COLOUR
 
@@ -67,6 +68,20 @@ class Draft:
         return self.gradable or self.reason is not None
 
 
+SCREEN_CHROME = 110
+"""Pixels of a screen's height the panel leaves to the menu bar, the banner and the status bar."""
+
+SHORT_REASONS = {
+    UngradableReason.BLUR: "Blur",
+    UngradableReason.EXPOSURE: "Exposure",
+    UngradableReason.ARTEFACT: "Artefact",
+    UngradableReason.FIELD: "Field",
+    UngradableReason.MEDIA_OPACITY: "Opacity",
+    UngradableReason.OTHER: "Other",
+}
+"""The reason buttons' names; their tooltips and the cheat-sheet say them in full."""
+
+
 def _section(text: str) -> QLabel:
     label = QLabel(text.upper())
     label.setObjectName("sectionTitle")
@@ -105,16 +120,18 @@ class GradingPanel(QWidget):
         body = QWidget()
         body.setObjectName("panel")
         layout = QVBoxLayout(body)
-        layout.setContentsMargins(12, 8, 12, 12)
-        layout.setSpacing(4)
+        layout.setContentsMargins(12, 6, 12, 8)
+        layout.setSpacing(3)
+        # Compact on purpose: the whole panel must fit a 1280x800 screen beside the menu, the
+        # banner and the status bar, the reason buttons included (ADR 0009).
 
         # Grader: sign-in box or the signed-in name.
-        layout.addWidget(_section("Grader"))
         self.sign_in_box = QWidget()
         sign_in = QHBoxLayout(self.sign_in_box)
         sign_in.setContentsMargins(0, 0, 0, 0)
         self.grader_name = QLineEdit()
-        self.grader_name.setPlaceholderText("Your name, e.g. Dr A. Patel")
+        self.grader_name.setPlaceholderText("Your name")
+        self.grader_name.setToolTip("Your name, e.g. Dr A. Patel: every grade is signed with it")
         self.sign_in_button = QPushButton("Start grading")
         self.sign_in_button.setObjectName("primary")
         sign_in.addWidget(self.grader_name, 1)
@@ -123,9 +140,10 @@ class GradingPanel(QWidget):
         self.grader_box = QWidget()
         grader_row = QHBoxLayout(self.grader_box)
         grader_row.setContentsMargins(0, 0, 0, 0)
-        self.grader_label = QLabel()
+        self.grader_label = ElidedLabel()
         self.grader_label.setObjectName("imageTitle")
         self.switch_button = QPushButton("Switch")
+        self.switch_button.setToolTip("Sign in as another grader")
         self.switch_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         grader_row.addWidget(self.grader_label, 1)
         grader_row.addWidget(self.switch_button)
@@ -135,15 +153,14 @@ class GradingPanel(QWidget):
         self.notice.setWordWrap(True)
         layout.addWidget(self.notice)
 
-        layout.addWidget(_section("Image"))
-        self.image_title = QLabel("No image")
+        self.image_title = ElidedLabel("No image", mode=Qt.TextElideMode.ElideMiddle)
         self.image_title.setObjectName("imageTitle")
-        self.image_title.setWordWrap(True)
         self.image_meta = QLabel()
         self.image_meta.setObjectName("muted")
         self.image_meta.setWordWrap(True)
         self.save_state = QLabel()
         self.save_state.setObjectName("saveState")
+        self.save_state.setWordWrap(True)
         layout.addWidget(self.image_title)
         layout.addWidget(self.image_meta)
         layout.addWidget(self.save_state)
@@ -151,7 +168,7 @@ class GradingPanel(QWidget):
         self.controls = QWidget()
         controls = QVBoxLayout(self.controls)
         controls.setContentsMargins(0, 0, 0, 0)
-        controls.setSpacing(3)
+        controls.setSpacing(2)
         controls.addWidget(_section("Diabetic retinopathy · ICDR"))
         self.dr_buttons = []
         for grade, name in enumerate(DR_NAMES):
@@ -172,7 +189,7 @@ class GradingPanel(QWidget):
             button.clicked.connect(lambda _=False, g=grade: self.amd_clicked.emit(g))
             controls.addWidget(button)
             self.amd_buttons.append(button)
-        controls.addWidget(_section("Gradability"))
+        controls.addWidget(_section("Gradability · DME"))
         self.ungradable_button = _grade_button(
             "U   Ungradable…", "Ungradable, then the reason 1-6 (key U)", UNGRADABLE_COLOUR
         )
@@ -181,31 +198,38 @@ class GradingPanel(QWidget):
         self.reason_box = QWidget()
         reasons = QGridLayout(self.reason_box)
         reasons.setContentsMargins(12, 0, 0, 0)
-        reasons.setSpacing(3)
+        reasons.setSpacing(2)
         self.reason_buttons: dict[UngradableReason, QPushButton] = {}
         for i, (reason, text) in enumerate(UNGRADABLE_REASONS):
-            button = _grade_button(f"{i + 1}  {text}", f"key {i + 1} after U")
+            # Two columns of short names keep the panel's height when the reasons appear.
+            button = _grade_button(
+                f"{i + 1}  {SHORT_REASONS[reason]}", f"{text} (key {i + 1} after U)"
+            )
             button.clicked.connect(lambda _=False, r=reason: self.reason_clicked.emit(r))
-            reasons.addWidget(button, i, 0)
+            reasons.addWidget(button, i // 2, i % 2)
             self.reason_buttons[reason] = button
         controls.addWidget(self.reason_box)
-        controls.addWidget(_section("DME (optional) · M then 0–2"))
         dme_row = QHBoxLayout()
+        dme_row.setSpacing(3)
+        dme_label = QLabel("DME · M")
+        dme_label.setObjectName("muted")
+        dme_label.setToolTip("Diabetic macular oedema (optional): M then 0, 1 or 2")
+        dme_row.addWidget(dme_label)
         self.dme_buttons = []
         for grade in DME_GRADES:
             button = _grade_button(str(grade), f"DME {grade} (M then {grade})")
             button.clicked.connect(lambda _=False, g=grade: self.dme_clicked.emit(g))
-            dme_row.addWidget(button)
+            dme_row.addWidget(button, 1)
             self.dme_buttons.append(button)
         clear = QPushButton("Clear")
+        clear.setToolTip("No DME grade (Shift+M)")
         clear.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         clear.clicked.connect(lambda: self.dme_clicked.emit(None))
         dme_row.addWidget(clear)
         controls.addLayout(dme_row)
-        controls.addWidget(_section("Notes · N"))
         self.notes = QPlainTextEdit()
-        self.notes.setPlaceholderText("Optional note (Esc returns to grading)")
-        self.notes.setFixedHeight(64)
+        self.notes.setPlaceholderText("Note (N to write, Esc returns to grading)")
+        self.notes.setFixedHeight(46)
         self.notes.setTabChangesFocus(True)
         self.notes.textChanged.connect(lambda: self.notes_edited.emit(self.notes.toPlainText()))
         controls.addWidget(self.notes)
@@ -225,11 +249,14 @@ class GradingPanel(QWidget):
         self.progress.setObjectName("muted")
         layout.addWidget(self.progress)
         layout.addStretch(1)
+        self.body = body
 
+        # Only a window smaller than the panel needs (below 1280x800) ever scrolls it.
         scroll = QScrollArea()
         scroll.setWidget(body)
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
@@ -239,6 +266,15 @@ class GradingPanel(QWidget):
         self.switch_button.clicked.connect(self.switch_grader)
         self.show_grader(None)
         self.reason_box.hide()
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802
+        # The window's splitter never gives the panel less than its whole content, so the grade
+        # cannot scroll out of view; only on a screen too small for it does the panel scroll.
+        need = self.body.sizeHint().height()
+        screen = self.screen()
+        if screen is not None:
+            need = min(need, screen.availableGeometry().height() - SCREEN_CHROME)
+        return QSize(super().minimumSizeHint().width(), max(need, 0))
 
     def submit_sign_in(self) -> None:
         name = self.grader_name.text().strip()
@@ -275,7 +311,10 @@ class GradingPanel(QWidget):
         for grade, button in enumerate(self.amd_buttons):
             button.setChecked(draft.gradable and draft.amd_grade == grade)
         self.ungradable_button.setChecked(not draft.gradable or reason_prompt)
-        self.reason_box.setVisible(not draft.gradable or reason_prompt)
+        reasons = not draft.gradable or reason_prompt
+        if reasons != self.reason_box.isVisibleTo(self):
+            self.reason_box.setVisible(reasons)
+            self.updateGeometry()  # the splitter makes room for the reason buttons
         for reason, button in self.reason_buttons.items():
             button.setChecked(not draft.gradable and draft.reason is reason)
         for grade, button in enumerate(self.dme_buttons):

@@ -11,8 +11,10 @@ from PySide6.QtCore import QElapsedTimer, QEventLoop, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QApplication,
+    QFrame,
     QMainWindow,
     QMessageBox,
+    QScrollArea,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -29,6 +31,7 @@ from sall_desktop.gui.bridges import (
 from sall_desktop.gui.collector import IdleCollector
 from sall_desktop.gui.dialogs import CheatSheet, SettingsDialog, quit_box
 from sall_desktop.gui.folder_panel import FolderController, FolderPanel
+from sall_desktop.gui.geometry import open_at
 from sall_desktop.gui.grading_controller import GradingController
 from sall_desktop.gui.grading_panel import GradingPanel
 from sall_desktop.gui.image_entry import ImageEntry
@@ -169,16 +172,27 @@ class MainWindow(QMainWindow):
         left.addWidget(self.folder_panel)
         left.addWidget(self.triage_panel)
         left.setSizes([520, 360])
-        right = QSplitter(Qt.Orientation.Vertical)
-        right.addWidget(self.model_panel)
+        # The grade comes first and is never squeezed (its minimum is its whole content); the
+        # model's output, attention and batch grading scroll in what is left (ADR 0009).
+        model_scroll = QScrollArea()
+        model_scroll.setWidget(self.model_panel)
+        model_scroll.setWidgetResizable(True)
+        model_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        model_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        model_scroll.setMinimumHeight(60)
+        self.right_splitter = right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.grading_panel)
-        right.setSizes([600, 300])
+        right.addWidget(model_scroll)
+        right.setChildrenCollapsible(False)
+        right.setStretchFactor(0, 0)
+        right.setStretchFactor(1, 1)
+        right.setSizes([self.grading_panel.minimumSizeHint().height(), 400])
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(left)
         self.splitter.addWidget(centre)
         self.splitter.addWidget(right)
         self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([260, 880, 300])
+        self.splitter.setSizes([250, 880, 290])
         root = QWidget()
         layout = QVBoxLayout(root)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -186,7 +200,7 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.banner)
         layout.addWidget(self.splitter, 1)
         self.setCentralWidget(root)
-        self.resize(1440, 900)
+        open_at(self, 1440, 900, share=1.0)
         geometry, state = self.settings.window_state()
         if geometry is not None:
             self.restoreGeometry(geometry)

@@ -17,6 +17,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
+    QDialogButtonBox,
     QFileDialog,
     QHBoxLayout,
     QInputDialog,
@@ -29,7 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from sall_desktop.gui.finetune_window import StoreExecutor, _Returner
-from sall_desktop.gui.geometry import open_at
+from sall_desktop.gui.geometry import remember_geometry
 from sall_desktop.services import gate_evidence
 from sall_desktop.services import models as model_service
 from sall_desktop.services.models import Store as SqliteLabelStore
@@ -68,8 +69,9 @@ class ModelManager(QDialog):
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Models")
-        # Every column (status, gate, hold-out) visible without resizing.
-        open_at(self, 1100, 560)
+        # Every column (status, gate, hold-out) visible without resizing; then where the
+        # grader left it. Esc closes it (a QDialog's reject), as does Close.
+        remember_geometry(self, "models", 1100, 560)
         self._store = store
         self._returner = _Returner(self)
         self.user = user
@@ -95,6 +97,9 @@ class ModelManager(QDialog):
         for b in (self.promote_button, self.rollback_button, self.import_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
+        close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        close.rejected.connect(self.reject)
+        buttons.addWidget(close)
         layout = QVBoxLayout(self)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.lineage_label)

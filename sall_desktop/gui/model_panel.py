@@ -6,7 +6,6 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
-    QFrame,
     QGridLayout,
     QHBoxLayout,
     QLabel,
@@ -18,6 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from sall_desktop.domain.grades import AMD_NAMES, DR_NAMES
+from sall_desktop.gui.elided import ElidedLabel
 from sall_desktop.gui.theme import AMD_COLOURS, DR_COLOURS
 from sall_desktop.services.attention import colormaps
 from sall_desktop.services.inference import ModelInfo, PredictionSummary
@@ -82,9 +82,8 @@ class ModelPanel(QWidget):
         layout.setContentsMargins(12, 8, 12, 8)
         layout.setSpacing(4)
         layout.addWidget(_section("Model"))
-        self.model_name = QLabel("Loading the model…")
+        self.model_name = ElidedLabel("Loading the model…")
         self.model_name.setObjectName("imageTitle")
-        self.model_name.setWordWrap(True)
         self.use_badge = QLabel()
         self.use_badge.setObjectName("useBadge")
         self.use_badge.setWordWrap(True)
@@ -92,7 +91,6 @@ class ModelPanel(QWidget):
         self.model_status = _muted()
         layout.addWidget(self.model_name)
         layout.addWidget(self.use_badge)
-        layout.addWidget(self.model_status)
 
         layout.addWidget(_section("Model output"))
         self.hidden_note = _muted(HIDDEN_TEXT)
@@ -168,9 +166,10 @@ class ModelPanel(QWidget):
         self.batch_text = _muted()
         layout.addWidget(self.batch_bar)
         layout.addWidget(self.batch_text)
-        frame = QFrame()
-        frame.setFrameShape(QFrame.Shape.HLine)
-        layout.addWidget(frame)
+        # Where it runs and its id matter less while grading than its answer: they come last.
+        layout.addWidget(_section("About this model"))
+        layout.addWidget(self.model_status)
+        layout.addStretch(1)
 
         self.overlay_button.toggled.connect(self.overlay_toggled)
         self.head_combo.currentIndexChanged.connect(self._head_chosen)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QSize, Qt
-from PySide6.QtGui import QColor, QFont, QPainter
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
 from sall_desktop.gui.patient_model import STATS_ROLE, PatientStats
@@ -54,10 +54,13 @@ class PatientDelegate(QStyledItemDelegate):
         text = rect.adjusted(10, 3, -8, -3)
         painter.setFont(self._title)
         painter.setPen(QColor(t.text))
+        # A narrow column elides a long id or count instead of clipping it under the bar.
         painter.drawText(
             QRect(text.left(), text.top(), text.width(), 16),
             Qt.AlignmentFlag.AlignVCenter,
-            str(title),
+            QFontMetrics(self._title).elidedText(
+                str(title), Qt.TextElideMode.ElideMiddle, text.width()
+            ),
         )
         painter.setFont(self._small)
         painter.setPen(QColor(t.muted))
@@ -69,10 +72,13 @@ class PatientDelegate(QStyledItemDelegate):
             )
             if p
         )
+        counts = f"{stats.graded}/{stats.images} graded" + (f" · {eyes}" if eyes else "")
         painter.drawText(
             QRect(text.left(), text.top() + 17, text.width() - 44, 14),
             Qt.AlignmentFlag.AlignVCenter,
-            f"{stats.graded}/{stats.images} graded" + (f"  ·  {eyes}" if eyes else ""),
+            QFontMetrics(self._small).elidedText(
+                counts, Qt.TextElideMode.ElideRight, text.width() - 44
+            ),
         )
         bar = QRect(text.right() - 36, text.top() + 21, 36, 5)
         painter.setPen(Qt.PenStyle.NoPen)

@@ -76,7 +76,7 @@ QWidget {{ color: {t.text}; font-size: 10pt; }}
 QMainWindow, QDialog {{ background: {t.window}; }}
 QFrame#panel, QWidget#panel {{ background: {t.panel}; }}
 QLabel#sectionTitle {{ color: {t.muted}; font-size: 8pt; font-weight: 600;
-    letter-spacing: 1px; padding: 6px 2px 2px 2px; }}
+    letter-spacing: 1px; padding: 4px 2px 1px 2px; }}
 QLabel#muted {{ color: {t.muted}; }}
 QLabel#imageTitle {{ font-size: 11pt; font-weight: 600; }}
 QLabel#badge {{ background: rgba(0,0,0,150); color: #ffffff; border-radius: 4px;
@@ -105,7 +105,7 @@ QPushButton:hover, QToolButton:hover {{ border-color: {t.accent}; }}
 QPushButton:checked, QToolButton:checked {{ background: {t.accent}; color: {t.accent_text};
     border-color: {t.accent}; }}
 QPushButton:disabled, QToolButton:disabled {{ color: {t.muted}; background: {t.panel}; }}
-QPushButton#gradeButton {{ min-width: 28px; min-height: 26px; padding: 2px 8px; text-align: left;
+QPushButton#gradeButton {{ min-width: 28px; min-height: 22px; padding: 1px 8px; text-align: left;
     border-left: 4px solid {t.border}; }}
 QToolButton::menu-indicator {{ image: none; width: 0; }}
 QPushButton#gradeButton:checked {{ font-weight: 700; }}

@@ -12,7 +12,8 @@ import time
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtCore import QObject, QSize, Qt, QTimer
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QLabel,
@@ -28,6 +29,7 @@ from sall_desktop.gui.image_model import ImageListModel
 from sall_desktop.gui.navigation import Navigator
 from sall_desktop.services.inference import PredictionSummary
 from sall_desktop.services.triage import (
+    ORDER_HINTS,
     ORDER_LABELS,
     Ranked,
     RankKey,
@@ -61,11 +63,29 @@ SLICE_MS = 10
 """The longest a ranking holds the GUI thread at a time."""
 
 SCORE_TEXT = {
-    TriageOrder.UNCERTAINTY: "entropy {:.2f}",
-    TriageOrder.DISAGREEMENT: "Δ {:.1f} grades",
-    TriageOrder.REFERABLE: "min P {:.2f}",
+    TriageOrder.UNCERTAINTY: "H {:.2f}",
+    TriageOrder.DISAGREEMENT: "Δ{:.1f}",
+    TriageOrder.REFERABLE: "P {:.2f}",
     TriageOrder.SAMPLE: "",
 }
+"""The score before the name, so that a narrow column elides the name's middle, never the
+score (the ordering's tooltip says what the score is)."""
+
+
+class _ElidingList(QListWidget):
+    """A list whose rows are as wide as the list: long rows elide in the middle (a QListView
+    lays rows out at their text's width and clips them; a grid size makes it elide)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setUniformItemSizes(True)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        height = self.fontMetrics().height() + 4
+        self.setGridSize(QSize(max(1, self.viewport().width()), height))
 
 
 class TriagePanel(QWidget):
@@ -77,15 +97,27 @@ class TriagePanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 6, 10, 6)
         layout.setSpacing(4)
-        title = QLabel("TRIAGE · MOST INFORMATIVE FIRST")
+        title = QLabel("TRIAGE QUEUE")
         title.setObjectName("sectionTitle")
         layout.addWidget(title)
         self.order = QComboBox()
         for order, label in ORDER_LABELS.items():
             self.order.addItem(label, order)
+            self.order.setItemData(
+                self.order.count() - 1, ORDER_HINTS[order], Qt.ItemDataRole.ToolTipRole
+            )
         self.order.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        # The orderings' names are long: the box takes the column's width, not theirs.
+        self.order.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.order.setMinimumContentsLength(12)
+        self.order.currentIndexChanged.connect(
+            lambda _: self.order.setToolTip(ORDER_HINTS[self.current_order()])
+        )
+        self.order.setToolTip(ORDER_HINTS[self.current_order()])
         layout.addWidget(self.order)
-        self.list = QListWidget()
+        self.list = _ElidingList()
         self.list.setObjectName("triageList")
         self.list.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         layout.addWidget(self.list, 1)
@@ -111,7 +143,8 @@ class TriagePanel(QWidget):
             self.list.takeItem(self.list.count() - 1)
         for position, r in enumerate(shown, 1):
             name = r.item.path.rsplit("/", 1)[-1]
-            text = f"{position:>3}. {name}   {SCORE_TEXT[order].format(r.score)}".rstrip()
+            score_text = SCORE_TEXT[order].format(r.score)
+            text = f"{position:>3}. {score_text + '  ' if score_text else ''}{name}"
             item = self.list.item(position - 1)
             if item is None:
                 item = QListWidgetItem()

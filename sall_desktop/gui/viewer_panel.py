@@ -35,7 +35,9 @@ def _slider(minimum: int, maximum: int, value: int, tip: str) -> QSlider:
     slider = QSlider(Qt.Orientation.Horizontal)
     slider.setRange(minimum, maximum)
     slider.setValue(value)
-    slider.setFixedWidth(90)
+    # Narrow windows (1280 px) squeeze the sliders before anything else in the bar.
+    slider.setMinimumWidth(40)
+    slider.setMaximumWidth(110)
     slider.setToolTip(tip)
     slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
     return slider
@@ -53,6 +55,10 @@ class ViewerPanel(QWidget):
         for preset, label in PRESET_LABELS.items():
             self.preset.addItem(label, preset)
         self.preset.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.preset.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.preset.setMinimumContentsLength(9)
         self.gamma = _slider(30, 300, 100, "Gamma")
         self.brightness = _slider(-100, 100, 0, "Brightness")
         self.contrast = _slider(30, 300, 100, "Contrast")

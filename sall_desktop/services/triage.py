@@ -38,10 +38,21 @@ class TriageOrder(enum.StrEnum):
 
 
 ORDER_LABELS = {
-    TriageOrder.UNCERTAINTY: "Review: model uncertainty (entropy)",
-    TriageOrder.DISAGREEMENT: "Review: model vs grader disagreement",
-    TriageOrder.REFERABLE: "Review: near the referable threshold",
-    TriageOrder.SAMPLE: "Random sample: teaches the model best",
+    TriageOrder.UNCERTAINTY: "Review: most uncertain",
+    TriageOrder.DISAGREEMENT: "Review: model vs you",
+    TriageOrder.REFERABLE: "Review: near referable",
+    TriageOrder.SAMPLE: "Teach: random sample",
+}
+"""Short enough for the triage column; :data:`ORDER_HINTS` says each in full."""
+
+ORDER_HINTS = {
+    TriageOrder.UNCERTAINTY: "Images whose model output is most uncertain (highest entropy) first",
+    TriageOrder.DISAGREEMENT: "Images where the model's grade differs most from yours first",
+    TriageOrder.REFERABLE: "Images whose P(referable DR) is nearest the referral threshold first",
+    TriageOrder.SAMPLE: (
+        "A random sample of ungraded images: grading these teaches the next fine-tune most "
+        "(the review orderings pick images the model already finds hard)"
+    ),
 }
 
 

@@ -33,20 +33,20 @@ def test_rows_match_each_new_ranking(qtbot: Any, qapp_themed: Any) -> None:
     order = TriageOrder.UNCERTAINTY
     panel.show_ranked(ranking(["a", "b", "c"], [0.9, 0.5, 0.1]), order, 0)
     assert rows(panel) == [
-        ("  1. a.jpg   entropy 0.90", "/data/a.jpg", "/data/a.jpg"),
-        ("  2. b.jpg   entropy 0.50", "/data/b.jpg", "/data/b.jpg"),
-        ("  3. c.jpg   entropy 0.10", "/data/c.jpg", "/data/c.jpg"),
+        ("  1. H 0.90  a.jpg", "/data/a.jpg", "/data/a.jpg"),
+        ("  2. H 0.50  b.jpg", "/data/b.jpg", "/data/b.jpg"),
+        ("  3. H 0.10  c.jpg", "/data/c.jpg", "/data/c.jpg"),
     ]
     # New images overtake, one drops out, a score changes: every row says what it opens.
     panel.show_ranked(ranking(["d", "a", "b", "e"], [1.2, 0.9, 0.4, 0.2]), order, 0)
     assert rows(panel) == [
-        ("  1. d.jpg   entropy 1.20", "/data/d.jpg", "/data/d.jpg"),
-        ("  2. a.jpg   entropy 0.90", "/data/a.jpg", "/data/a.jpg"),
-        ("  3. b.jpg   entropy 0.40", "/data/b.jpg", "/data/b.jpg"),
-        ("  4. e.jpg   entropy 0.20", "/data/e.jpg", "/data/e.jpg"),
+        ("  1. H 1.20  d.jpg", "/data/d.jpg", "/data/d.jpg"),
+        ("  2. H 0.90  a.jpg", "/data/a.jpg", "/data/a.jpg"),
+        ("  3. H 0.40  b.jpg", "/data/b.jpg", "/data/b.jpg"),
+        ("  4. H 0.20  e.jpg", "/data/e.jpg", "/data/e.jpg"),
     ]
     panel.show_ranked(ranking(["e"], [0.3]), order, 2)
-    assert rows(panel) == [("  1. e.jpg   entropy 0.30", "/data/e.jpg", "/data/e.jpg")]
+    assert rows(panel) == [("  1. H 0.30  e.jpg", "/data/e.jpg", "/data/e.jpg")]
     assert panel.summary.text() == (
         "1 image(s) in the queue; 2 ungradable kept out. "
         "For review; to teach the model, grade the random sample."
