@@ -1,4 +1,5 @@
-"""Small dialogs: the keyboard cheat-sheet (F1), settings, and the quit-with-pending question."""
+"""Small dialogs: the keyboard cheat-sheet (F1), settings with the shortcut editor, and the
+quit-with-pending question."""
 
 from __future__ import annotations
 
