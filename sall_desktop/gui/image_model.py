@@ -302,6 +302,11 @@ class ImageListModel(QAbstractListModel):
     def predictions(self) -> dict[str, PredictionSummary]:
         return dict(self._predictions)
 
+    @property
+    def blind(self) -> bool:
+        """Blind-first: the model's output is hidden for every image the grader has not graded."""
+        return self._blind
+
     def set_blind(self, blind: bool) -> None:
         if blind != self._blind:
             self._blind = blind

@@ -48,6 +48,7 @@ class _Scored(NamedTuple):
     prediction: PredictionSummary | None
     grading: Grading | None
     order: TriageOrder
+    file_order: bool  # blind-first: a model ordering fell back to file order
     key: RankKey | None  # None: not in the queue under this ordering
     excluded: bool
 
@@ -130,10 +131,17 @@ class TriagePanel(QWidget):
         return TriageOrder(self.order.currentData())
 
     def show_ranked(
-        self, ranked: list[Ranked], order: TriageOrder, excluded: int, size: int | None = None
+        self,
+        ranked: list[Ranked],
+        order: TriageOrder,
+        excluded: int,
+        size: int | None = None,
+        *,
+        file_order: bool = False,
     ) -> None:
         """Show the top of the queue; ``size`` is the whole queue's length (``len(ranked)``
-        when None)."""
+        when None). ``file_order``: blind-first put the ungraded images in file order, and no
+        score of the model's is shown."""
         size = len(ranked) if size is None else size
         shown = ranked[:SHOWN]
         # Rows are rewritten in place, and only where they changed: batch grading re-ranks
@@ -143,7 +151,7 @@ class TriagePanel(QWidget):
             self.list.takeItem(self.list.count() - 1)
         for position, r in enumerate(shown, 1):
             name = r.item.path.rsplit("/", 1)[-1]
-            score_text = SCORE_TEXT[order].format(r.score)
+            score_text = "" if file_order else SCORE_TEXT[order].format(r.score)
             text = f"{position:>3}. {score_text + '  ' if score_text else ''}{name}"
             item = self.list.item(position - 1)
             if item is None:
@@ -157,7 +165,12 @@ class TriagePanel(QWidget):
         text = f"{size} image(s) in the queue"
         if excluded:
             text += f"; {excluded} ungradable kept out"
-        if order is TriageOrder.DISAGREEMENT and not size:
+        if file_order:
+            text = (
+                f"Blind-first: {size} ungraded image(s) in file order; the model orders "
+                "nothing you have not graded."
+            )
+        elif order is TriageOrder.DISAGREEMENT and not size:
             text = "Grade some images first: disagreement needs your grade."
         elif order is TriageOrder.SAMPLE:
             text += ": grading these teaches the next fine-tune most."
@@ -260,6 +273,9 @@ class TriageController(QObject):
         keys: list[RankKey] = []
         excluded = 0
         known, scored_now = self._scored, {}
+        # Blind-first hides the model from ungraded images: a model ordering would rank them by
+        # it, so the queue lists them in file order instead (the random sample needs no model).
+        file_order = self.model.blind and order is not TriageOrder.SAMPLE
         for n, entry in enumerate(self.model.entries()):
             if deadline_s is not None and n % 256 == 255:
                 now = time.perf_counter()
@@ -276,6 +292,7 @@ class TriageController(QObject):
                 and old.prediction is prediction
                 and old.grading is grading
                 and old.order is order
+                and old.file_order == file_order
             ):
                 scored = old  # unchanged since the last ranking: batch grading re-ranks often
             else:
@@ -287,16 +304,19 @@ class TriageController(QObject):
                     grader_ungradable=grading is not None and not grading.gradable,
                     graded=grading is not None,
                 )
-                value = score(item, order)
+                if file_order:
+                    value = None if item.graded or triage_excluded(item) else 0.0
+                else:
+                    value = score(item, order)
                 key = None if value is None else rank_key(item, value)
-                scored = _Scored(prediction, grading, order, key, triage_excluded(item))
+                scored = _Scored(prediction, grading, order, file_order, key, triage_excluded(item))
             scored_now[entry.path] = scored
             excluded += scored.excluded
             if scored.key is not None:
                 keys.append(scored.key)
         self._scored = scored_now
         self.ranked, self.queue_size = top(keys, SHOWN), len(keys)
-        self.panel.show_ranked(self.ranked, order, excluded, self.queue_size)
+        self.panel.show_ranked(self.ranked, order, excluded, self.queue_size, file_order=file_order)
         self._last_ms = int((spent + time.perf_counter() - started) * 1000)
 
     def _open(self, item: QListWidgetItem) -> None:

@@ -348,8 +348,12 @@ def test_blind_first_is_shown_and_the_triage_queue_lists_no_ungraded_image_by_th
     loop.set_blind(True)  # Ctrl+B: the queue is ranked again by itself
     assert not window.status.blind.isHidden()
     assert "Blind-first" in window.status.blind.text()
-    # Nothing is graded yet, so the model orders nothing.
-    qtbot.waitUntil(lambda: window.triage.ranked == [], timeout=WAIT_MS)
+    # Nothing is graded yet, so the model orders nothing: the queue is in file order, unscored.
+    paths = sorted(e.path for e in window.model.entries())
+    qtbot.waitUntil(lambda: [r.item.path for r in window.triage.ranked] == paths, timeout=WAIT_MS)
+    rows = [window.triage_panel.list.item(i).text() for i in range(4)]
+    assert rows == [f"{n:>3}. {p.rsplit('/', 1)[-1]}" for n, p in enumerate(paths, 1)]
+    assert window.triage_panel.summary.text().startswith("Blind-first: 4 ungraded image(s)")
     order = window.triage_panel.order
     order.setCurrentIndex(order.findData(TriageOrder.SAMPLE))
     window.triage.refresh_now()
