@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from sall_desktop.gui.shortcuts import COMMANDS, RESERVED, UNGRADABLE_REASONS, normalize
+from sall_desktop.services.triage import ORDER_LABELS
 
 GUIDE = Path(__file__).parents[3] / "docs" / "graders-guide.md"
 
@@ -57,3 +58,9 @@ def test_the_guide_names_every_ungradable_reason_and_the_features() -> None:
         "import labels",
     ):
         assert words in text, words
+
+
+def test_the_guide_names_each_triage_ordering_as_the_queue_does() -> None:
+    text = GUIDE.read_text(encoding="utf-8")
+    for label in ORDER_LABELS.values():
+        assert f"**{label}**" in text, label
