@@ -43,7 +43,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeAlias
 
 import cv2
 import numpy as np
@@ -56,6 +56,7 @@ __all__ = [
     "CAM_METHODS",
     "COLORMAPS",
     "AttentionMap",
+    "CamLayer",
     "CamMethod",
     "GradCAM",
     "field_of_view",
@@ -63,6 +64,8 @@ __all__ = [
 ]
 
 CamMethod = Literal["gradcam", "gradcam++", "layercam"]
+CamLayer: TypeAlias = nn.Module
+"""A module whose output is explained (named so that torch-free callers can type it)."""
 CAM_METHODS: tuple[CamMethod, ...] = ("gradcam", "gradcam++", "layercam")
 
 COLORMAPS: dict[str, int] = {

@@ -227,6 +227,8 @@ class ImageListModel(QAbstractListModel):
         self.entries_changed.emit()
 
     def set_grading(self, sha256: str, grading: Grading | None, state: SaveState | None) -> None:
+        if grading is None and state is SaveState.SAVED:
+            state = None  # the undo of a first grade is saved: there is no grade to call saved
         if grading is None:
             self._gradings.pop(sha256, None)
         else:
@@ -242,6 +244,14 @@ class ImageListModel(QAbstractListModel):
         self.entries_changed.emit()
 
     def set_save_state(self, sha256: str, state: SaveState) -> None:
+        if state is SaveState.SAVED and sha256 not in self._gradings:
+            # A saved write that left no grade (the undo of a first grade): nothing is "saved".
+            self._states.pop(sha256, None)
+            for entry in self._by_sha.get(sha256, ()):
+                if entry.save_state is not None:
+                    entry.save_state = None
+                    self._entry_changed(entry)
+            return
         if sha256 in self._states or sha256 in self._gradings:
             self._states[sha256] = state
         for entry in self._by_sha.get(sha256, ()):

@@ -212,6 +212,7 @@ class MainWindow(QMainWindow):
         handlers: dict[str, Callable[[], object]] = {
             f"dr_{i}": partial(g.digit, i) for i in range(5)
         }
+        handlers.update({f"reason_{i}": partial(g.digit, i) for i in (5, 6)})
         handlers.update({f"amd_{i}": partial(g.set_amd, i) for i in range(4)})
         handlers.update(self.viewer.handlers())
         handlers.update(

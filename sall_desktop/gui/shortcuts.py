@@ -52,6 +52,9 @@ COMMANDS: tuple[Command, ...] = (
         for g, name in enumerate(AMD_NAMES)
     ),
     Command("ungradable", "Ungradable… then 1–6 for the reason", ("U",), "Grade"),
+    # 1-4 reach the reasons through the DR commands; 5 and 6 have no DR grade to ride on.
+    Command("reason_5", "After U: reason 5 — media opacity", ("5",), "Grade"),
+    Command("reason_6", "After U: reason 6 — other", ("6",), "Grade"),
     Command("dme", "DME… then 0–2 (Shift+M clears)", ("M",), "Grade"),
     Command("clear_dme", "Clear DME", ("Shift+M",), "Grade"),
     Command("notes", "Write a note", ("N",), "Grade"),
@@ -105,7 +108,10 @@ PREFIX_ANSWERS: dict[str, tuple[str, ...]] = {
 }
 """Plain keys that answer a prefix command (U then a reason digit, M then a DME digit)."""
 
-ANSWER_COMMANDS = frozenset(f"dr_{g}" for g in range(len(DR_NAMES)))
+ANSWER_COMMANDS = frozenset(
+    [f"dr_{g}" for g in range(len(DR_NAMES))]
+    + [f"reason_{r}" for r in range(len(DR_NAMES), len(UNGRADABLE_REASONS) + 1)]
+)
 """The digit commands: they deliver the prefix answers, so they may hold the answer digits."""
 
 RESERVED: dict[str, str] = {"Ctrl+Q": "Quit"}

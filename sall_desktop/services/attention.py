@@ -16,9 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from torch import nn
-
-    from model_zoo.explain import CamMethod
+    from model_zoo.explain import CamLayer, CamMethod
     from model_zoo.predictor import Predictor
 
 MAX_CAM_SIDE = 512
@@ -31,7 +29,7 @@ def attention_map(
     head: str,
     target: int | None,
     *,
-    layer: nn.Module | None = None,
+    layer: CamLayer | None = None,
     method: CamMethod | None = None,
     mask_field: bool = True,
 ) -> tuple[npt.NDArray[np.float32], int]:

@@ -100,6 +100,9 @@ def test_undo_appends_the_previous_grading_and_redo_appends_the_new_one(
     wait_saved(ws)
     assert store_call(ws, lambda s: s.current_grading(sha, "Dr Test")) is None
     assert entry.grading is None
+    # The undo is saved, but nothing on screen calls an image without a grade "saved".
+    qtbot.waitUntil(lambda: window.grading_panel.save_state.text() == "Not graded")
+    assert entry.save_state is None
 
     QTest.keyClick(window, Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)  # redo: DR 2
     QTest.keyClick(
@@ -146,6 +149,23 @@ def test_ungradable_needs_a_reason_and_blanks_the_disease_grades(
     grading = store_call(ws, lambda s: s.current_grading(entry.sha256, "Dr Test"))
     assert not grading.gradable and grading.ungradable_reason is UngradableReason.ARTEFACT
     assert grading.dr_grade is None and grading.amd_grade is None
+
+
+def test_every_reason_digit_answers_the_ungradable_key(
+    qtbot, open_workstation, image_folder, wait_saved, store_call
+) -> None:  # type: ignore[no-untyped-def]
+    ws = open_workstation(image_folder(4))
+    window = ws.window
+    for digit, reason in (("5", UngradableReason.MEDIA_OPACITY), ("6", UngradableReason.OTHER)):
+        entry = window.navigator.current
+        _key(window, digit)  # alone, 5 and 6 are no grade at all
+        assert entry.grading is None and window.grading.draft.empty
+        _key(window, "U")
+        _key(window, digit)
+        qtbot.waitUntil(lambda e=entry: window.navigator.current is not e, timeout=2000)
+        wait_saved(ws)
+        grading = store_call(ws, lambda s, e=entry: s.current_grading(e.sha256, "Dr Test"))
+        assert not grading.gradable and grading.ungradable_reason is reason
 
 
 def test_dme_and_notes_are_saved_with_enter_and_kept_when_leaving(

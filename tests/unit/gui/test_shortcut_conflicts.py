@@ -69,9 +69,11 @@ def test_the_prefix_keys_and_their_answers() -> None:
     assert Conflict("fit", "U", "ungradable", "same") in found
     assert conflicts(bindings({"ungradable": "Ctrl+U", "fit": "U"})) == []  # U moved away
     # After U the digits 1-6 pick a reason, after M 0-2 the DME: only digit commands hold them.
-    found = conflicts(bindings({"fit": "6"}))
+    found = conflicts(bindings({"fit": "6", "reason_6": "X"}))
     assert found == [Conflict("fit", "6", "ungradable", "answer")]
     assert found[0].message().startswith("6 answers “Ungradable…")
+    # 5 and 6 are answer commands of their own (no DR grade carries them), so they may hold them.
+    assert conflicts(bindings({"reason_5": "6", "reason_6": "5"})) == []
     assert Conflict("fit", "0", "dme", "answer") in conflicts(bindings({"fit": "0", "dr_0": "X"}))
     # Swapping two DR digits is allowed: the digit commands deliver the answers.
     assert conflicts(bindings({"dr_1": "2", "dr_2": "1"})) == []
