@@ -117,7 +117,9 @@ def test_a_conflicting_key_is_named_and_keeps_ok_disabled(
     # After U the digits pick a reason: no other command may take one.
     page.reset("toggle_pair")
     dialog.editors["fit"].setKeySequence(QKeySequence("6"))
-    assert page.message.text().startswith("Fit to window: 6 answers “Ungradable…")
+    assert page.message.text().startswith(
+        "Fit to window: 6 is already the key of “After U: reason 6"
+    )
     page.reset("fit")
     assert dialog.ok_button.isEnabled() and page.message.isHidden()
     # Freeing a key first (the ✕ leaves a command keyless) lets another command take it.
