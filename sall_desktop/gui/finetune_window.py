@@ -333,6 +333,14 @@ class FinetuneWindow(QWidget):
                 self.process.kill()
                 self.process.wait_finished(5_000)
 
+    def keyPressEvent(self, event: Any) -> None:  # noqa: N802 (Qt override)
+        # The Esc shortcut needs focus inside the window; a key sent to the window itself (or
+        # one its children leave unhandled) arrives here.
+        if event.key() == Qt.Key.Key_Escape:
+            self.close()
+            return
+        super().keyPressEvent(event)
+
     def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt override)
         if self.process.is_running():
             # Closing the window is not cancelling the run: Cancel does that, quitting too.

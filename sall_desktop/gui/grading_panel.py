@@ -120,7 +120,7 @@ class GradingPanel(QWidget):
         body = QWidget()
         body.setObjectName("panel")
         layout = QVBoxLayout(body)
-        layout.setContentsMargins(12, 6, 12, 8)
+        layout.setContentsMargins(12, 4, 12, 4)
         layout.setSpacing(3)
         # Compact on purpose: the whole panel must fit a 1280x800 screen beside the menu, the
         # banner and the status bar, the reason buttons included (ADR 0009).
@@ -145,7 +145,10 @@ class GradingPanel(QWidget):
         self.switch_button = QPushButton("Switch")
         self.switch_button.setToolTip("Sign in as another grader")
         self.switch_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.progress = QLabel()
+        self.progress.setObjectName("muted")
         grader_row.addWidget(self.grader_label, 1)
+        grader_row.addWidget(self.progress)
         grader_row.addWidget(self.switch_button)
         layout.addWidget(self.grader_box)
         self.notice = QLabel()
@@ -229,7 +232,7 @@ class GradingPanel(QWidget):
         controls.addLayout(dme_row)
         self.notes = QPlainTextEdit()
         self.notes.setPlaceholderText("Note (N to write, Esc returns to grading)")
-        self.notes.setFixedHeight(46)
+        self.notes.setFixedHeight(42)
         self.notes.setTabChangesFocus(True)
         self.notes.textChanged.connect(lambda: self.notes_edited.emit(self.notes.toPlainText()))
         controls.addWidget(self.notes)
@@ -245,9 +248,6 @@ class GradingPanel(QWidget):
         buttons.addWidget(self.next_button)
         controls.addLayout(buttons)
         layout.addWidget(self.controls)
-        self.progress = QLabel()
-        self.progress.setObjectName("muted")
-        layout.addWidget(self.progress)
         layout.addStretch(1)
         self.body = body
 
@@ -335,4 +335,5 @@ class GradingPanel(QWidget):
         self.save_state.style().polish(self.save_state)
 
     def show_progress(self, graded: int, total: int) -> None:
-        self.progress.setText(f"{graded} of {total} images graded by you" if total else "")
+        self.progress.setText(f"{graded} / {total}" if total else "")
+        self.progress.setToolTip(f"{graded} of {total} images graded by you" if total else "")

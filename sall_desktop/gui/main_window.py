@@ -179,7 +179,7 @@ class MainWindow(QMainWindow):
         model_scroll.setWidgetResizable(True)
         model_scroll.setFrameShape(QFrame.Shape.NoFrame)
         model_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        model_scroll.setMinimumHeight(60)
+        model_scroll.setMinimumHeight(40)
         self.right_splitter = right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.grading_panel)
         right.addWidget(model_scroll)
