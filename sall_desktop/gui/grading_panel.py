@@ -231,7 +231,7 @@ class GradingPanel(QWidget):
         dme_row.addWidget(clear)
         controls.addLayout(dme_row)
         self.notes = QPlainTextEdit()
-        self.notes.setPlaceholderText("Note (N to write, Esc returns to grading)")
+        self.notes.setPlaceholderText("Note · N (Esc: back to grading)")
         self.notes.setFixedHeight(42)
         self.notes.setTabChangesFocus(True)
         self.notes.textChanged.connect(lambda: self.notes_edited.emit(self.notes.toPlainText()))

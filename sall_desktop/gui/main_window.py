@@ -200,7 +200,7 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.banner)
         layout.addWidget(self.splitter, 1)
         self.setCentralWidget(root)
-        open_at(self, 1440, 900, share=1.0)
+        open_at(self, 1600, 1000, share=1.0)
         geometry, state = self.settings.window_state()
         if geometry is not None:
             self.restoreGeometry(geometry)

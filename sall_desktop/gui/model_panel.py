@@ -32,8 +32,8 @@ BADGE_STYLE = (
     "padding: 2px 6px; font-weight: 600; }"
     'QLabel#useBadge[clinical="true"] { background: #2f7a55; }'
     "QLabel#lowConfidence { color: #e0a23a; font-weight: 600; }"
-    "QProgressBar#probability { border: none; border-radius: 3px; min-height: 13px; "
-    "max-height: 13px; text-align: left; font-size: 8pt; }"
+    "QProgressBar#probability { border: none; border-radius: 3px; min-height: 10px; "
+    "max-height: 10px; }"
 )
 
 
@@ -117,6 +117,7 @@ class ModelPanel(QWidget):
         self.bars.setContentsMargins(0, 2, 0, 0)
         self.bars.setVerticalSpacing(2)
         self.bar_widgets: dict[str, list[QProgressBar]] = {}
+        self.bar_shares: dict[QProgressBar, QLabel] = {}  # each bar's percentage label
         out.addWidget(self.bars_box)
         self.output.hide()
         layout.addWidget(self.output)
@@ -213,24 +214,39 @@ class ModelPanel(QWidget):
             if (widget := item.widget()) is not None:
                 widget.deleteLater()
         self.bar_widgets.clear()
+        self.bar_shares.clear()
         row = 0
         for head, count in info.heads:
             title = _muted(head_name(head))
-            self.bars.addWidget(title, row, 0, 1, 2)
+            self.bars.addWidget(title, row, 0, 1, 3)
             row += 1
             bars = []
             colours = HEAD_COLOURS.get(head, DR_COLOURS)
             for grade in range(count):
+                # The class name left of the bar and the percentage right of it: text drawn
+                # inside a bar runs over its coloured chunk and cannot be read.
+                name = ElidedLabel(f"{grade} {class_name(head, grade)}")
+                name.setObjectName("muted")
                 bar = QProgressBar()
                 bar.setObjectName("probability")
                 bar.setRange(0, 1000)
-                bar.setFixedHeight(15)  # never squeezed: the label inside must stay legible
+                bar.setTextVisible(False)
+                bar.setFixedHeight(10)
                 colour = colours[min(grade, len(colours) - 1)]
                 bar.setStyleSheet(f"QProgressBar::chunk {{ background: {colour}; }}")
-                self.bars.addWidget(bar, row, 0, 1, 2)
+                share = QLabel()
+                share.setObjectName("muted")
+                share.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                share.setMinimumWidth(share.fontMetrics().horizontalAdvance("100%") + 2)
+                self.bars.addWidget(name, row, 0)
+                self.bars.addWidget(bar, row, 1)
+                self.bars.addWidget(share, row, 2)
                 bars.append(bar)
+                self.bar_shares[bar] = share
                 row += 1
             self.bar_widgets[head] = bars
+        self.bars.setColumnStretch(0, 3)
+        self.bars.setColumnStretch(1, 2)
         # The splitter must not squeeze the bars into each other: reserve their full height.
         self.bars_box.setMinimumHeight(self.bars.sizeHint().height())
 
@@ -275,6 +291,7 @@ class ModelPanel(QWidget):
                 for bar in bars:
                     bar.setValue(0)
                     bar.setFormat("")
+                    self.bar_shares[bar].setText("")
             self.grade_label.setText("")
             self.confidence_label.setText("")
             return
@@ -296,7 +313,9 @@ class ModelPanel(QWidget):
             for grade, bar in enumerate(bars):
                 p = probs[grade] if grade < len(probs) else 0.0
                 bar.setValue(round(p * 1000))
+                # The bar's own text stays (hidden): it is what tests and screen readers read.
                 bar.setFormat(f" {grade} {class_name(head, grade)}  {p:.0%}")
+                self.bar_shares[bar].setText(f"{p:.0%}")
 
     def show_overlay_state(self, text: str) -> None:
         self.overlay_state.setText(text)

@@ -87,6 +87,7 @@ class _Images(QObject):
     """A stand-in for the image list: many graded-by-the-model images, no window."""
 
     modelReset = Signal()  # noqa: N815 - Qt's name
+    blind = False  # blind-first off: the model orders the queue
 
     def __init__(self, n: int, prefix: str = "img") -> None:
         super().__init__()
