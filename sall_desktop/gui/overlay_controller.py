@@ -1,4 +1,5 @@
-"""The attention overlay: Grad-CAM of one head and class over the current image, toggled with A.
+"""The attention overlay: the model's attention map of one head and class over the current image
+(LayerCAM on a fine stage for the demo model), toggled with A.
 
 Maps are computed on demand on the inference thread. Each request carries a request id; a map
 arriving for an image the grader has left (or for a head/class no longer chosen) is dropped.

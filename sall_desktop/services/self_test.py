@@ -9,7 +9,7 @@ Steps, each timed; a step that needs an earlier one that failed is reported as n
    frozen build loses when their entry-point metadata is not bundled).
 4. ``decode``: each file through :func:`model_zoo.io.read_image`, checking size and SHA-256.
 5. ``grade``: the model's calibrated DR/AMD output for every decoded image.
-6. ``attention map``: one Grad-CAM map for the DR head.
+6. ``attention map``: one attention map (the model's default method) for the DR head.
 7. ``store``: a scratch database in a temporary folder (never the user's): open, write one
    grading, verify the audit hash chain, ``integrity_check``, close.
 8. ``qt``: only when PySide6 is installed. Services never import Qt (architecture.md §2), so a
@@ -362,7 +362,7 @@ def _attention(run: _Run) -> str:
     if not (0.0 <= low <= high <= 1.0):
         raise _StepFailed(f"map values outside [0, 1]: {low}..{high}")
     return (
-        f"Grad-CAM for {head} class {attention.target_class}: {values.shape[1]}x{values.shape[0]}"
+        f"Attention map for {head} class {attention.target_class}: {values.shape[1]}x{values.shape[0]}"
     )
 
 
