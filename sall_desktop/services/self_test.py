@@ -361,9 +361,8 @@ def _attention(run: _Run) -> str:
     low, high = float(values.min()), float(values.max())
     if not (0.0 <= low <= high <= 1.0):
         raise _StepFailed(f"map values outside [0, 1]: {low}..{high}")
-    return (
-        f"Attention map for {head} class {attention.target_class}: {values.shape[1]}x{values.shape[0]}"
-    )
+    size = f"{values.shape[1]}x{values.shape[0]}"
+    return f"Attention map for {head} class {attention.target_class}: {size}"
 
 
 def _store(run: _Run, folder: Path) -> str:
