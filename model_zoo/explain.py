@@ -27,7 +27,8 @@ Caller's duties (the CAM object never touches the model's mode):
   is issued but the mode is left alone, because flipping it behind the caller's back would
   silently change their model (pytorch-grad-cam's ``BaseCAM`` does that; we do not);
 * do not use the model from another thread while a map is computed (hooks make it
-  non-reentrant; architecture.md §4 runs all inference on one worker thread);
+  non-reentrant; the app runs all inference on one worker thread: docs/architecture.md,
+  Threads and processes);
 * the target layer must run exactly once per forward pass.
 
 Example:

@@ -1,4 +1,4 @@
-"""Evaluation metrics for one classification head (``sall-method.md`` §9), numpy only.
+"""Evaluation metrics for one classification head (``docs/sall-method.md``, Evaluation), numpy only.
 
 Conventions shared by every function here:
 
@@ -48,7 +48,7 @@ UNKNOWN_LABEL = -1
 """Label value meaning "no ground truth for this head"; such rows are masked out."""
 
 GATE_ECE_BINS = 15
-"""The promotion gate (reliability.md R23) uses 15 equal-mass bins."""
+"""The promotion gate (R23) uses 15 equal-mass bins."""
 
 _PROB_SUM_TOL = 1e-3
 _NLL_EPS = 1e-12
@@ -442,7 +442,9 @@ def head_metrics(
     *,
     referable_from: int | None = None,
 ) -> dict[str, MetricValue]:
-    """Every §9 metric for one head, predictions taken as ``argmax(probs)``.
+    """Every report metric for one head, predictions taken as ``argmax(probs)``.
+
+    The metrics are those of ``docs/sall-method.md``, Evaluation.
 
     Args:
         y_true: ``[N]`` class indices, ``-1`` = unknown (masked out).

@@ -1,4 +1,4 @@
-"""Batch inference with calibrated per-head outputs (sall-method.md §8).
+"""Batch inference with calibrated per-head outputs (docs/sall-method.md, Calibration).
 
 A :class:`Predictor` holds one model in eval mode on the chosen device, preprocesses with the
 card's :func:`~model_zoo.transforms.eval_transform`, and turns raw logits ``z`` into calibrated

@@ -1,4 +1,4 @@
-"""Preprocessing, defined once from the model card (architecture.md rule 5).
+"""Preprocessing, defined once from the model card (docs/sall-method.md, Model).
 
 Training, batch inference and the GUI (through services) all call :func:`eval_transform` /
 :func:`train_transform` with the model's card and :func:`load_for_model` to decode, so a model

@@ -81,7 +81,7 @@ class Backbone(nn.Module):
 def data_config(backbone: str) -> DataConfig:
     """Preprocessing that backbone ``backbone``'s ImageNet weights were trained with.
 
-    Read from torchvision's weights metadata, never typed in (sall-method.md §3).
+    Read from torchvision's weights metadata, never typed in (docs/sall-method.md, Model).
     """
     weights = torchvision.models.get_weight(get_backbone_entry(backbone).weights)
     preset = weights.transforms()

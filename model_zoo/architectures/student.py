@@ -1,4 +1,4 @@
-"""The SALL multi-task student (sall-method.md §3): shared backbone, one head per task.
+"""The SALL multi-task student (docs/sall-method.md, Model): shared backbone, one head per task.
 
 A single-task teacher is the same class with one :class:`TaskSpec`.
 """
@@ -38,7 +38,7 @@ class MultiTaskOutput(NamedTuple):
 
     Attributes:
         logits: task name -> raw logits ``[B, C_k]``. No temperature is applied in the graph;
-            training and calibration apply their own (sall-method.md §3, §8).
+            training and calibration apply their own (docs/sall-method.md, Model and Calibration).
         features: the shared globally pooled feature ``[B, F]``.
     """
 
@@ -165,7 +165,8 @@ def card_template(
     """A card (``id=""``) for a ``sall_student``, with the backbone weights' mean/std.
 
     Mean, std and the default input size come from torchvision's weights metadata for
-    ``backbone`` (sall-method.md §3: never typed in); temperatures start at 1.0 (uncalibrated).
+    ``backbone`` (docs/sall-method.md, Model: never typed in); temperatures start at 1.0
+    (uncalibrated).
 
     Args:
         name: human model name.

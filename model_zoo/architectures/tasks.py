@@ -50,7 +50,7 @@ DR_TASK = TaskSpec("dr", ("No DR", "Mild NPDR", "Moderate NPDR", "Severe NPDR", 
 """Diabetic retinopathy on the ICDR scale 0-4."""
 
 AMD_TASK = TaskSpec("amd", ("No AMD", "Small drusen", "Large drusen", "CNV"))
-"""AMD on the SALL 0-3 scale (sall-method.md §2)."""
+"""AMD on the SALL 0-3 scale (docs/grading-conventions.md, Scales)."""
 
 DEFAULT_TASKS: tuple[TaskSpec, ...] = (DR_TASK, AMD_TASK)
 """The SALL student's heads: DR (5 classes) and AMD (4 classes)."""

@@ -1,6 +1,6 @@
 """Write a synthetic fundus dataset to disk, split like the SALL paper.
 
-The SALL premise (``sall-method.md`` §1-2) is that each labelled image carries a grade for *one*
+The SALL premise (``docs/sall-method.md``) is that each labelled image carries a grade for *one*
 disease. The dataset reproduces that:
 
 - **DR-labelled set** (train/val patients with DR): DR grade known, AMD grade blank;

@@ -1,6 +1,6 @@
 """Lesions of diabetic retinopathy and AMD, drawn by the grading rules, each with its own mask.
 
-The grade decides which lesions appear (``grading-conventions.md`` §1 and §4):
+The grade decides which lesions appear (``docs/grading-conventions.md``, Scales):
 
 | grade | lesions drawn |
 |---|---|

@@ -3,7 +3,7 @@
 Order of checks, cheapest first, so a hostile file is refused before anything large is built:
 
 1. the File Meta group is walked by hand (SOP class and transfer syntax, no pydicom yet);
-2. SOP class allowlist (grading-conventions §6), transfer syntax allowlist (a decoder must be
+2. SOP class allowlist (docs/grading-conventions.md), transfer syntax allowlist (a decoder must be
    installed for it);
 3. Deflated Explicit VR LE is inflated here in chunks under a cap (pydicom would inflate the
    whole body with no cap: a 0.6 MB file costs 1.2 GB);
@@ -37,7 +37,7 @@ from model_zoo.io.errors import LoadError, fail
 from model_zoo.io.headers import HeaderError, JpegHeader, jpeg_is_complete, probe_jpeg
 from model_zoo.io.pixels import JPEG_FLAGS, grey_to_rgb, reduce_area, scale_to_uint8
 
-#: SOP classes we accept (grading-conventions §6, the R14 allowlist).
+#: SOP classes we accept (docs/grading-conventions.md, the R14 allowlist).
 ALLOWED_SOP_CLASSES: dict[str, str] = {
     "1.2.840.10008.5.1.4.1.1.77.1.5.1": "Ophthalmic Photography 8 Bit Image",
     "1.2.840.10008.5.1.4.1.1.77.1.5.2": "Ophthalmic Photography 16 Bit Image",

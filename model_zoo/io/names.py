@@ -1,4 +1,4 @@
-"""Laterality and patient id from public-dataset file-name conventions (grading-conventions §6)."""
+"""Laterality and patient id from public-dataset file-name rules (docs/grading-conventions.md)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ The weights are package data (``pyproject.toml`` ``[tool.setuptools.package-data
 collected by the PyInstaller spec into ``_internal/model_zoo/weights/``, so one path rule, the
 folder next to this file, holds for a source checkout, an editable install, a wheel install and
 the one-folder bundle (PyInstaller gives frozen modules a ``__file__`` inside ``sys._MEIPASS``).
-No weights are ever downloaded (architecture.md §7).
+No weights are ever downloaded (docs/architecture.md, Storage).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Grading scales and the grading record.
 
 A *grading* is one grader's answer for one image. Ungradable is its own answer: an ungradable
-grading carries no disease grade (blank), never 0 (grading-conventions.md §5).
+grading carries no disease grade (blank), never 0 (docs/grading-conventions.md, Ungradable).
 """
 
 from __future__ import annotations

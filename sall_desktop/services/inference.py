@@ -1,4 +1,4 @@
-"""Inference for the app: one model version on one worker thread (architecture.md §4).
+"""Inference for the app: one model version on one worker thread (docs/architecture.md, threads).
 
 :class:`InferenceService` owns the loaded ``Predictor`` and a single-thread executor, so there is
 one model instance, serialised compute, and Grad-CAM hooks that are never used concurrently. The

@@ -12,7 +12,7 @@ Steps, each timed; a step that needs an earlier one that failed is reported as n
 6. ``attention map``: one attention map (the model's default method) for the DR head.
 7. ``store``: a scratch database in a temporary folder (never the user's): open, write one
    grading, verify the audit hash chain, ``integrity_check``, close.
-8. ``qt``: only when PySide6 is installed. Services never import Qt (architecture.md §2), so a
+8. ``qt``: only when PySide6 is installed. Services never import Qt (docs/architecture.md), so a
    child process creates an offscreen ``QApplication`` and a widget and decodes a JPEG through
    Qt's image plugins. From source the child is ``python -c``; in the frozen bundle
    ``sys.executable`` is the app itself, so the child is the bundle started with

@@ -1,6 +1,6 @@
 """One-click fine-tuning, the Qt-free half: freeze the corrections, build the command, read results.
 
-Flow (architecture.md §5): :func:`freeze_finetune` reads the store and writes
+Flow (docs/architecture.md, Training runs): :func:`freeze_finetune` reads the store and writes
 ``run_dir/manifest.csv`` (the current human gradings, hold-out images and hold-out patients left
 out) and ``run_dir/holdout.csv`` through ``training.protocol.manifest``, and records the run;
 :func:`build_command` turns a :class:`FinetuneSpec` into the ``sall-train finetune`` command
@@ -57,7 +57,7 @@ EVENTS_NAME = "events.jsonl"
 REPORT_NAME = "report.json"
 STOP_NAME = "STOP"
 FROZEN_EXECUTABLE = "sall-train"
-"""The bundled console training executable, next to the app's executable (packaging §8)."""
+"""The bundled console training executable, next to the app's executable (docs/packaging.md)."""
 
 
 class TrainingJobError(Exception):

@@ -1,4 +1,4 @@
-"""Our canonical label CSV: one row per image with every field we store (grading-conventions §8).
+"""Our canonical label CSV: one row per image, every field we store (docs/grading-conventions.md).
 
 The column set is the subset of the canonical record that SALL Desktop keeps today; it is
 stable (a golden-header test pins it) and new columns are only ever appended.

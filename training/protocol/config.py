@@ -1,9 +1,9 @@
 """``TrainConfig``: every hyperparameter of a training run, typed, frozen, loaded from TOML.
 
-Defaults are those of ``docs/sall-method.md`` (§5, §6 and the ambiguity table §13). A run's
+Defaults are those of ``docs/sall-method.md`` (the three stages and its table of choices). A run's
 configuration is read from a TOML file and then overridden by ``--set section.key=value``
 arguments; overrides are type-checked and an unknown key raises :class:`ConfigError` (no ``exec``,
-no globals: architecture.md rule 8). The resolved configuration is saved in every model card.
+no globals). The resolved configuration is saved in every model card.
 
 TOML layout (every key optional)::
 
@@ -85,7 +85,7 @@ DEFAULT_TASKS: tuple[TaskConfig, ...] = (
     TaskConfig("dr", ("No DR", "Mild NPDR", "Moderate NPDR", "Severe NPDR", "PDR")),
     TaskConfig("amd", ("No AMD", "Small drusen", "Large drusen", "CNV")),
 )
-"""DR (ICDR 0-4) and AMD (0-3), sall-method.md §2; the third "arter" task is off by default."""
+"""DR (ICDR 0-4) and AMD (0-3), docs/grading-conventions.md; the "arter" task is off by default."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class SallConfig:
-    """The SALL loss and data policy (sall-method.md §4-§5, keys named as there).
+    """The SALL loss and data policy (docs/sall-method.md, keys named as there).
 
     Attributes:
         tasks: heads of the student (one teacher per task).
@@ -173,7 +173,7 @@ class SallConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Optimiser and schedule (sall-method.md §6: Adam, lr 1e-5, eps 1e-7, batch 32, 32 epochs).
+    """Optimiser and schedule (docs/sall-method.md: Adam, lr 1e-5, eps 1e-7, batch 32, 32 epochs).
 
     Attributes:
         lr: peak learning rate.
@@ -249,7 +249,7 @@ class RuntimeConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Evaluation report settings (sall-method.md §9).
+    """Evaluation report settings (docs/sall-method.md, Evaluation).
 
     Attributes:
         ece_bins: equal-width bins of the paper-comparable ECE.

@@ -208,7 +208,7 @@ def read_csv_text(path: str | os.PathLike[str], *, max_bytes: int = MAX_CSV_BYTE
 
 
 def normalise_header(cell: str) -> str:
-    """Header key used for matching only: stripped, case-folded (grading-conventions §9)."""
+    """Header key used for matching only: stripped, case-folded (docs/grading-conventions.md)."""
     return cell.strip().casefold()
 
 

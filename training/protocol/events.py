@@ -1,4 +1,4 @@
-"""The training process's event stream: one JSON object per line (architecture.md §5.3).
+"""The training process's event stream: one JSON object per line (docs/architecture.md).
 
 The training child writes every event to stdout and appends it to ``run_dir/events.jsonl``; the GUI
 (``gui/training_process.py``) buffers stdout, splits lines and calls :func:`parse_event`. Standard

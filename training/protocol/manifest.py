@@ -3,7 +3,7 @@
 One row per image. ``services.training_jobs`` formats it with :func:`format_manifest` and writes it
 atomically (``model_zoo.fileio.atomic_write_text``) as ``run_dir/manifest.csv``; its
 :func:`manifest_digest` goes into ``run.toml``; the training process reads it with
-:func:`read_manifest` and never opens the live database (architecture.md §5).
+:func:`read_manifest` and never opens the live database (docs/architecture.md, Training runs).
 
 Columns (exact header, in this order)::
 

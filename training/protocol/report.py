@@ -1,6 +1,6 @@
 """``report.json``: the evaluation report the GUI shows, and the promotion gate arithmetic.
 
-Written by ``sall-train evaluate``, ``sall`` and ``finetune`` (sall-method.md §9): per head
+Written by ``sall-train evaluate``, ``sall`` and ``finetune`` (docs/sall-method.md): per head
 accuracy, quadratic weighted kappa, macro-F1, one-vs-rest AUC, NLL, ECE at T = 1 (10 equal-width
 bins, comparable with the paper, and 15 equal-mass bins, the gate's variant, R23) and the same
 after temperature scaling fitted on the validation split, per-class recall, the confusion matrix,

@@ -1,6 +1,6 @@
 """Runtime hook (``sall-desktop`` only): the Qt half of ``sall-desktop --self-test``.
 
-``sall_desktop.services.self_test`` must not import Qt (architecture.md §2), so it starts this
+``sall_desktop.services.self_test`` must not import Qt (docs/architecture.md), so it starts this
 executable again with ``SALL_DESKTOP_QT_PROBE=<result file>``. This hook then, before the app
 starts, creates an offscreen ``QApplication`` and a widget and decodes a JPEG through Qt's image
 plugins (the spec trims them), writes ``ok ...`` or ``error ...`` to the result file and exits

@@ -49,7 +49,7 @@ class LabelFileError(ValueError):
 
 
 class DmeScale(enum.StrEnum):
-    """Which DME scale a ``dme`` value is on; scales are never mixed silently (§9)."""
+    """Which DME scale a ``dme`` value is on; never mixed silently (docs/grading-conventions.md)."""
 
     RISK_0_2 = "risk_0_2"
     """Messidor / IDRiD risk of macular oedema 0-2: the scale the store keeps."""

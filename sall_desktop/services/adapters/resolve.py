@@ -1,7 +1,7 @@
 """Resolve dataset ids (``10_left``, ``IDRiD_001``, ``x.png``) to image content (sha256).
 
-Ids are resolved once, at import (grading-conventions §9); afterwards labels live on the
-content hash, so renaming or moving the files never detaches them (R6).
+Ids are resolved once, at import (docs/grading-conventions.md, Import rules); afterwards labels
+live on the content hash, so renaming or moving the files never detaches them (R6).
 
 Matching rules, as the datasets themselves do it:
 

@@ -1,4 +1,4 @@
--- SALL Desktop label store, schema version 1 (architecture.md §6).
+-- SALL Desktop label store, schema version 1 (docs/architecture.md, The label store).
 -- Applied in one transaction by sall_desktop/store/migrations.py; never edit a released file,
 -- add NNNN_next.sql instead. Connections run with trusted_schema=OFF, so CHECKs use only
 -- innocuous built-ins (no json_valid); JSON columns are written by json.dumps.
@@ -136,7 +136,7 @@ CREATE TABLE training_runs (
     ended_at        TEXT
 );
 
--- Unknown columns of imported label files, never dropped (grading-conventions.md §9).
+-- Unknown columns of imported label files, never dropped (docs/grading-conventions.md, Import rules).
 CREATE TABLE import_extras (
     id          INTEGER PRIMARY KEY,
     import_id   TEXT    NOT NULL CHECK (import_id <> ''),

@@ -1,5 +1,5 @@
 -- SALL Desktop label store, schema version 2: model change control and the locked hold-out
--- (architecture.md §5.5, reliability.md R12).
+-- (docs/architecture.md, Training runs; R12).
 
 -- Where a model version came from, its gate verdict and who approved it.
 ALTER TABLE models ADD COLUMN source TEXT NOT NULL DEFAULT ''

@@ -1,4 +1,4 @@
-"""SALL loss terms against values computed by hand (sall-method.md §5)."""
+"""SALL loss terms against values computed by hand (docs/sall-method.md)."""
 
 from __future__ import annotations
 
