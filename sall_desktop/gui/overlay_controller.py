@@ -16,22 +16,31 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtGui import QPixmap, QTransform
+from PySide6.QtGui import QImage, QPixmap, QTransform
 from PySide6.QtWidgets import QGraphicsPixmapItem
 
-from sall_desktop.gui.bridges import Failure, rgb_to_qimage
+from sall_desktop.gui.bridges import Failure
 from sall_desktop.gui.image_entry import ImageEntry
 from sall_desktop.gui.inference_bridge import InferenceBridge
 from sall_desktop.gui.model_panel import ModelPanel, class_name, head_name
 from sall_desktop.gui.viewer import ImageView
 from sall_desktop.gui.viewer_panel import ViewerPanel
-from sall_desktop.services.attention import colormaps, heat_rgb
+from sall_desktop.services.attention import colormaps, heat_rgba
 from sall_desktop.services.inference import InferenceResult
 
 CACHE = 16
 """Attention maps kept (image, head, class) so going back to an image is instant."""
 
 Key = tuple[str, str, int | None]
+
+
+def _rgba_to_qimage(rgba: npt.NDArray[np.uint8]) -> QImage:
+    """An independent premultiplied-ARGB copy of an H×W×4 uint8 RGBA array (the painter's own
+    format for translucent pixmaps)."""
+    rgba = np.ascontiguousarray(rgba)
+    height, width = rgba.shape[:2]
+    wrapped = QImage(rgba.data, width, height, 4 * width, QImage.Format.Format_RGBA8888)
+    return wrapped.convertToFormat(QImage.Format.Format_ARGB32_Premultiplied)
 
 
 class OverlayController(QObject):
@@ -189,7 +198,7 @@ class OverlayController(QObject):
         if self.shown_key != key or id(view) not in self._items:
             self._hide_items()
             item = self._item_for(view)
-            image = rgb_to_qimage(heat_rgb(cam, self.colormap))
+            image = _rgba_to_qimage(heat_rgba(cam, self.colormap))
             item.setPixmap(QPixmap.fromImage(image))
             rect = view.sceneRect()
             item.setTransform(

@@ -4,7 +4,7 @@ The map is the one the model names (``cam_default()``: LayerCAM on a fine stage 
 model, Grad-CAM on the last block otherwise) and is zeroed outside the fundus field of view, so
 the overlay never paints the black border around the photograph.
 
-Runs on the inference thread (architecture.md §4); torch, OpenCV and ``model_zoo.explain`` are
+Runs on the inference thread (docs/architecture.md); torch, OpenCV and ``model_zoo.explain`` are
 imported inside the functions so that importing this module stays cheap (P7).
 """
 
@@ -117,6 +117,23 @@ def heat_rgb(cam: npt.NDArray[np.float32], colormap: str = "jet") -> npt.NDArray
 
     blank = np.zeros((*cam.shape, 3), np.uint8)
     return overlay(blank, cam, colormap=colormap, opacity=1.0)
+
+
+ALPHA_RAMP = 0.25
+"""Map values from 0 to this share of the hottest point fade in from transparent: the overlay
+tints where the model looks and leaves the rest of the photograph, and the black border outside
+the fundus, as they are (a colour map paints its zero as well, jet's as dark blue)."""
+
+
+def heat_rgba(cam: npt.NDArray[np.float32], colormap: str = "jet") -> npt.NDArray[np.uint8]:
+    """:func:`heat_rgb` with an alpha channel that is 0 where the map is 0: ``H×W×4`` uint8 RGBA.
+
+    Raises:
+        ValueError: unknown colour map (see :func:`colormaps`).
+    """
+    rgb = heat_rgb(cam, colormap)
+    alpha = np.clip(cam / ALPHA_RAMP, 0.0, 1.0) * 255.0
+    return np.dstack([rgb, np.round(alpha).astype(np.uint8)])
 
 
 def colormaps() -> tuple[str, ...]:

@@ -56,3 +56,15 @@ def test_the_map_beats_chance_on_dr_lesions(predictor: Predictor) -> None:
         ratios.append(inside / (lesions.sum() / field.sum()))
     assert float(np.mean(ratios)) > 1.5, ratios
     assert sum(r > 1.0 for r in ratios) >= len(ratios) - 1, ratios
+
+
+def test_the_overlay_is_transparent_where_the_map_is_zero() -> None:
+    from sall_desktop.services.attention import ALPHA_RAMP, heat_rgba
+
+    cam = np.zeros((8, 8), np.float32)
+    cam[2, 2], cam[4, 4], cam[6, 6] = 1.0, ALPHA_RAMP, ALPHA_RAMP / 2
+    rgba = heat_rgba(cam)
+    assert rgba.shape == (8, 8, 4) and rgba.dtype == np.uint8
+    assert rgba[0, 0, 3] == 0  # no evidence (and the border outside the fundus): untouched
+    assert rgba[2, 2, 3] == rgba[4, 4, 3] == 255
+    assert 120 <= rgba[6, 6, 3] <= 135  # fades in below the ramp
