@@ -2,8 +2,8 @@
 
 Rows appear as soon as the scan finds files (identity and metadata arrive later, as dataChanged),
 the view fetches rows in batches through ``canFetchMore``/``fetchMore``, and thumbnails are asked
-for only when a row is painted and delivered later as ``dataChanged`` on ``DecorationRole``
-(architecture.md §10 rule 2).
+for only when a row is painted and delivered later as ``dataChanged`` on ``DecorationRole``, so
+a folder of tens of thousands of images never decodes what nobody looks at.
 """
 
 from __future__ import annotations
