@@ -87,6 +87,7 @@ def grade_paths(
     csv_out: Path | None = None,
     inputs: PreparedInputs | None = None,
     skip_graded: bool = True,
+    clock: Callable[[], float] = time.monotonic,
 ) -> BatchGradingSummary:
     """Grade ``paths`` with ``predictor`` and append the predictions to ``store``.
 
@@ -104,6 +105,8 @@ def grade_paths(
             there is not decoded again, and every file decoded is added.
         skip_graded: skip images this model already graded (False: the caller has filtered
             ``paths`` already, and ``known_sha256`` only spares hashing and decoding).
+        clock: seconds for :data:`COMMIT_AFTER_S` (injected so that tests drive the time-based
+            commit instead of depending on how fast a busy machine grades).
 
     Example:
         >>> summary = grade_paths(store, Predictor.from_checkpoint(card_dir), paths)
@@ -119,11 +122,11 @@ def grade_paths(
     written: list[ImagePrediction] = []
     failures: list[tuple[str, str]] = []
     done = 0
-    committed = time.monotonic()
+    committed = clock()
 
     def commit() -> None:
         nonlocal committed
-        committed = time.monotonic()
+        committed = clock()
         if pending:
             store.add_predictions(pending)
             pending.clear()
@@ -140,7 +143,7 @@ def grade_paths(
         else:
             pending.append(to_prediction(result))
             written.append(result)
-        if len(pending) >= COMMIT_EVERY or time.monotonic() - committed >= COMMIT_AFTER_S:
+        if len(pending) >= COMMIT_EVERY or clock() - committed >= COMMIT_AFTER_S:
             commit()
     commit()
     if csv_out is not None:

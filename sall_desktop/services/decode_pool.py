@@ -85,12 +85,15 @@ class DecodePool:
         for _ in range(self.workers):
             executor.submit(os.getpid)
 
-    def run(self, fn: Callable[..., T], *args: Any, name: str) -> T:
+    def run(self, fn: Callable[..., T], *args: Any, name: str, timeout_s: float | None = None) -> T:
         """``fn(*args)`` in a worker process; its result, or what it raised.
 
         Args:
             fn: a module-level function (it is pickled by reference).
             name: the file being read, for the message when its worker dies or hangs.
+            timeout_s: this call's limit instead of the pool's ``timeout_s`` (tests give one
+                hung call a short limit and every other call a hang guard, so a pool that
+                starts slowly on a busy machine is not taken for a hung decoder).
 
         Raises:
             LoadError: the worker died on this file twice (``decoder_crashed``), took longer
@@ -100,11 +103,12 @@ class DecodePool:
         """
         if self.workers == 0:
             return fn(*args)
+        limit = self.timeout_s if timeout_s is None else timeout_s
         for _ in range(ATTEMPTS):
             executor, generation = self._current()
             try:
                 future: Future[T] = executor.submit(_guarded, name, self.memory_limit, fn, *args)
-                return future.result(timeout=self.timeout_s)
+                return future.result(timeout=limit)
             except (RuntimeError, CancelledError) as exc:  # BrokenProcessPool is a RuntimeError
                 if self._closed:
                     raise RuntimeError("the decode pool is closed") from None
@@ -119,7 +123,7 @@ class DecodePool:
                 raise LoadError(
                     name,
                     "decoder_crashed",
-                    f"{Path(name).name} took longer than {self.timeout_s:.0f} s to decode; "
+                    f"{Path(name).name} took longer than {limit:.0f} s to decode; "
                     "its decoder was stopped",
                 ) from None
         raise LoadError(

@@ -1,8 +1,9 @@
-"""Shared builders for the services tests."""
+"""Shared builders for the services tests, and their one hang guard (docs/testing.md)."""
 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +11,18 @@ import pytest
 
 from model_zoo.architectures.tasks import DEFAULT_TASKS
 from model_zoo.cards import ModelCard, Provenance, card_to_json
+
+HANG_GUARD_S = 120.0
+"""The longest any wait on real work (a thread, a process, a decode) may take before the test
+fails as hung. Never a measure of speed: on a busy machine the work may take any time below it."""
+
+
+def wait_for(condition: Callable[[], object], what: str) -> None:
+    """Poll ``condition`` until it is true; fail after :data:`HANG_GUARD_S` (a hang guard)."""
+    deadline = time.monotonic() + HANG_GUARD_S
+    while not condition():
+        assert time.monotonic() < deadline, f"hung: {what} after {HANG_GUARD_S:.0f} s"
+        time.sleep(0.01)
 
 
 def write_fake_model(

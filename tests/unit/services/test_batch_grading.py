@@ -4,6 +4,7 @@ skip what this model version already graded, a cancel keeps what was committed."
 from __future__ import annotations
 
 import csv
+import itertools
 import threading
 from pathlib import Path
 
@@ -88,8 +89,11 @@ def test_grading_appends_predictions_and_reports_bad_files(
 def test_cancel_keeps_committed_predictions(
     model_dir: Path, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Commits by count only: on a busy machine the half-second commit fired after one image.
-    monkeypatch.setattr("sall_desktop.services.batch_grading.COMMIT_AFTER_S", float("inf"))
+    # Commits by count only: the clock stands still, so no time-based commit comes (on a busy
+    # machine the half-second commit once fired after one image).
+    import sall_desktop.services.batch_grading as batch_grading
+
+    monkeypatch.setattr(batch_grading, "COMMIT_EVERY", 2)
     predictor = load_predictor(model_dir, device="cpu")
     summary = scan_folder(folder)
     store = open_store(tmp_path / "db.sqlite")
@@ -98,20 +102,15 @@ def test_cancel_keeps_committed_predictions(
     def stop_after_first(progress: GradingProgress) -> None:
         cancel.set()
 
-    import sall_desktop.services.batch_grading as batch_grading
-
-    batch_grading.COMMIT_EVERY, old = 2, batch_grading.COMMIT_EVERY
-    try:
-        result = grade_paths(
-            store,
-            predictor,
-            [Path(r.path) for r in summary.records],
-            batch_size=2,
-            cancel=cancel,
-            on_progress=stop_after_first,
-        )
-    finally:
-        batch_grading.COMMIT_EVERY = old
+    result = grade_paths(
+        store,
+        predictor,
+        [Path(r.path) for r in summary.records],
+        batch_size=2,
+        cancel=cancel,
+        on_progress=stop_after_first,
+        clock=lambda: 0.0,
+    )
     assert result.cancelled
     kept = store.predictions(model_id=predictor.card.id)
     assert 2 <= len(kept) < 10 and len(kept) == result.graded
@@ -145,17 +144,23 @@ def test_grade_command_refuses_a_tampered_model(
     assert "could not be loaded" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("every", "after_s", "commits"), [(4, 3600.0, 3), (1000, 0.0, 10)])
+@pytest.mark.parametrize(("every", "tick_s", "commits"), [(4, 0.0, 3), (1000, 1.0, 10)])
 def test_predictions_are_committed_by_count_or_by_time(
     model_dir: Path, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    every: int, after_s: float, commits: int,
+    every: int, tick_s: float, commits: int,
 ) -> None:  # fmt: skip
     # A fast model commits every COMMIT_EVERY predictions; a slow one every COMMIT_AFTER_S,
-    # so its progress still moves (here: after each image).
+    # so its progress still moves. The test drives the clock: it stands still (count only), or
+    # each reading is a second later than the last (past COMMIT_AFTER_S after each image).
     import sall_desktop.services.batch_grading as batch_grading
 
     monkeypatch.setattr(batch_grading, "COMMIT_EVERY", every)
-    monkeypatch.setattr(batch_grading, "COMMIT_AFTER_S", after_s)
+    monkeypatch.setattr(batch_grading, "COMMIT_AFTER_S", 0.5)
+    readings = itertools.count()
+
+    def clock() -> float:
+        return next(readings) * tick_s
+
     predictor = load_predictor(model_dir, device="cpu")
     summary = scan_folder(folder)
     store = open_store(tmp_path / "db.sqlite")
@@ -167,6 +172,8 @@ def test_predictions_are_committed_by_count_or_by_time(
         return add(rows)  # type: ignore[arg-type]
 
     monkeypatch.setattr(store, "add_predictions", counted)
-    grade_paths(store, predictor, [Path(r.path) for r in summary.records], batch_size=4)
+    grade_paths(
+        store, predictor, [Path(r.path) for r in summary.records], batch_size=4, clock=clock
+    )
     assert sum(writes) == 10 and len(writes) == commits
     store.close()

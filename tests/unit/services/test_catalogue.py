@@ -22,6 +22,7 @@ from sall_desktop.services.catalogue import (
 )
 from sall_desktop.services.folder_scan import scan_folder
 from sall_desktop.store.input_cache import InputCache
+from tests.unit.services.conftest import HANG_GUARD_S
 
 
 def _write_jpeg(path: Path, seed: int, size: int = 48) -> Path:
@@ -71,7 +72,7 @@ def test_suffixless_dicom_is_found_by_its_preamble(tmp_path: Path) -> None:
 def test_catalogue_describes_each_file_with_identity_and_filename_laterality(folder: Path) -> None:
     batches: list[list[FoundFile]] = []
     catalogue = FolderCatalogue(folder, on_found=batches.append, batch=2).start()
-    assert catalogue.wait(timeout=60)
+    assert catalogue.wait(timeout=HANG_GUARD_S)
     assert [len(b) for b in batches] == [2, 2]
     by_name = {d.found.path.name: d for d in catalogue.results}
     left = by_name["10_left.jpg"].record
@@ -132,7 +133,7 @@ def test_an_unexpected_describe_error_costs_one_file_not_the_folder(tmp_path: Pa
         return describe_file(found)
 
     catalogue = FolderCatalogue(tmp_path, describe=explode_on_a).start()  # type: ignore[arg-type]
-    assert catalogue.wait(timeout=30)
+    assert catalogue.wait(timeout=HANG_GUARD_S)
     by_name = {d.found.path.name: d for d in catalogue.results}
     assert by_name["a.jpg"].record is None and "decoder bug" in (by_name["a.jpg"].error or "")
     assert by_name["b.jpg"].record is not None
@@ -180,7 +181,7 @@ def test_preparing_inputs_in_a_decode_process_never_imports_torch(tmp_path: Path
         [sys.executable, "-c", code, str(path), str(tmp_path / "inputs")],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_GUARD_S,
         check=True,
     )
     assert out.stdout.strip() == "False"

@@ -26,6 +26,7 @@ from sall_desktop.services.catalogue import (
 )
 from sall_desktop.services.decode_pool import DecodePool, allocation_fits
 from sall_desktop.services.thumbnails import make_thumbnail
+from tests.unit.services.conftest import HANG_GUARD_S, wait_for
 
 
 def _jpeg(path: Path, seed: int, size: int = 96) -> FoundFile:
@@ -38,7 +39,7 @@ def _jpeg(path: Path, seed: int, size: int = 96) -> FoundFile:
 
 @pytest.fixture
 def pool():  # type: ignore[no-untyped-def]
-    decode = DecodePool(1, timeout_s=60)
+    decode = DecodePool(1, timeout_s=HANG_GUARD_S)
     yield decode
     decode.close()
 
@@ -87,7 +88,7 @@ def test_a_crashing_file_in_a_chunk_costs_only_that_file(tmp_path: Path, pool: D
         return pool.run(describe_files, chunk, name=str(chunk[0].path))
 
     catalogue = FolderCatalogue(tmp_path, describe_chunk=chunk_in_pool, chunk=4, workers=1)
-    assert catalogue.start().wait(timeout=120)
+    assert catalogue.start().wait(timeout=HANG_GUARD_S)
     by_name = {d.found.path.name: d for d in catalogue.results}
     assert len(by_name) == 6
     assert by_name["03_crash.jpg"].record is None
@@ -112,13 +113,13 @@ def test_decode_processes_are_memory_capped() -> None:
 
 
 def test_a_hung_decoder_is_stopped_and_the_next_file_is_served() -> None:
-    hung = DecodePool(1, timeout_s=1.0)
+    # Only the hung call has a short limit: a pool starting slowly on a busy machine must not
+    # be taken for a hung decoder. A sleep of 60 s that returns is no LoadError: it was stopped.
+    hung = DecodePool(1, timeout_s=HANG_GUARD_S)
     try:
-        started = time.monotonic()
         with pytest.raises(LoadError, match="longer than 1 s") as caught:
-            hung.run(time.sleep, 60, name="/study/slow.dcm")
-        assert caught.value.reason == "decoder_crashed"
-        assert time.monotonic() - started < 20
+            hung.run(time.sleep, 60, name="/study/slow.dcm", timeout_s=1.0)
+        assert caught.value.reason == "decoder_crashed" and hung.rebuilds == 1
         assert hung.run(os.getpid, name="next") != os.getpid()
     finally:
         hung.close()
@@ -153,19 +154,20 @@ def test_decode_processes_end_when_the_app_is_killed(tmp_path: Path) -> None:
     app = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     try:
         assert app.stdout is not None and app.stdout.readline().strip().isdigit()
-        deadline = time.monotonic() + 30
         workers: list[Any] = []
-        while len(workers) < 2 and time.monotonic() < deadline:
-            workers = [
+
+        def both_started() -> bool:
+            workers[:] = [
                 child
                 for child in psutil.Process(app.pid).children()
                 if "spawn_main" in " ".join(child.cmdline())
             ]
-            time.sleep(0.1)
-        assert len(workers) == 2
+            return len(workers) == 2
+
+        wait_for(both_started, "two decode processes")
         app.send_signal(signal.SIGKILL)  # a crash: the pool is never closed
-        app.wait(timeout=10)
-        gone, alive = psutil.wait_procs(workers, timeout=10)
+        app.wait(timeout=HANG_GUARD_S)
+        gone, alive = psutil.wait_procs(workers, timeout=HANG_GUARD_S)
         assert not alive, f"orphaned decode processes: {[p.pid for p in alive]}"
     finally:
         if app.poll() is None:
@@ -173,26 +175,41 @@ def test_decode_processes_end_when_the_app_is_killed(tmp_path: Path) -> None:
             app.wait()
 
 
-def test_calls_queued_behind_a_hung_file_are_served_by_the_next_pool() -> None:
-    pool = DecodePool(1, timeout_s=1.5)
-    outcomes: dict[object, object] = {}
+# Runs in the decode process: says it started, then blocks until that process is gone.
+_HUNG_CHILD = """
+import os, pathlib, sys, time
+parent = os.getppid()
+pathlib.Path(sys.argv[1]).touch()
+while os.getppid() == parent:
+    time.sleep(0.1)
+"""
 
-    def call(key: object, fn: Any, *args: Any) -> None:
+
+def test_calls_queued_behind_a_hung_file_are_served_by_the_next_pool(tmp_path: Path) -> None:
+    # Only the hung call has a short limit; the others (and the next pool's start) a hang guard.
+    pool = DecodePool(1, timeout_s=HANG_GUARD_S)
+    outcomes: dict[object, object] = {}
+    started = tmp_path / "hung-started"
+
+    def call(key: object, fn: Any, *args: Any, timeout_s: float | None = None) -> None:
         try:
-            outcomes[key] = pool.run(fn, *args, name=f"/study/{key}.jpg")
+            outcomes[key] = pool.run(fn, *args, name=f"/study/{key}.jpg", timeout_s=timeout_s)
         except Exception as exc:  # recorded: the assertions say which calls may fail
             outcomes[key] = exc
 
+    argv = [sys.executable, "-c", _HUNG_CHILD, str(started)]
     try:
         pool.run(os.getpid, name="warm-up")
-        hung = threading.Thread(target=call, args=("slow", time.sleep, 60))
+        hung = threading.Thread(
+            target=call, args=("slow", subprocess.run, argv), kwargs={"timeout_s": 1.5}
+        )
         hung.start()
-        time.sleep(0.3)  # the slow file is running; the next ones queue behind it
+        wait_for(started.exists, "the slow file running")  # the next ones queue behind it
         queued = [threading.Thread(target=call, args=(i, os.getpid)) for i in range(3)]
         for thread in queued:
             thread.start()
         for thread in [hung, *queued]:
-            thread.join(timeout=60)
+            thread.join(timeout=HANG_GUARD_S)
     finally:
         pool.close()
     slow = outcomes["slow"]

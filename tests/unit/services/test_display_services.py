@@ -13,6 +13,7 @@ from model_zoo.io import LoadError, read_image
 from sall_desktop.imaging.enhance import Enhancement, EnhancePreset
 from sall_desktop.services.images import ImageService
 from sall_desktop.services.thumbnails import ThumbnailService
+from tests.unit.services.conftest import HANG_GUARD_S
 
 
 def _jpeg(path: Path, seed: int, size: tuple[int, int] = (480, 640)) -> tuple[Path, str]:
@@ -36,11 +37,13 @@ def test_thumbnail_is_made_by_reduced_decode_and_cached_by_content(
     path, sha = _jpeg(tmp_path / "a.jpg", 1)
     service = ThumbnailService(tmp_path / "cache", max_side=96)
     try:
-        first = service.request(sha, str(path), width=640, height=480).result(timeout=10)
+        first = service.request(sha, str(path), width=640, height=480).result(timeout=HANG_GUARD_S)
         assert max(first.rgb.shape[:2]) == 96 and first.rgb.shape[:2] == (72, 96)
         assert not first.from_cache and service.cache_path(sha).is_file()
         moved = path.rename(tmp_path / "renamed.jpg")  # a new path, the same content
-        second = service.request(sha, str(moved), width=640, height=480).result(timeout=10)
+        second = service.request(sha, str(moved), width=640, height=480).result(
+            timeout=HANG_GUARD_S
+        )
         assert second.from_cache and second.rgb.shape == first.rgb.shape
     finally:
         service.close()
@@ -52,11 +55,11 @@ def test_thumbnail_errors_are_readable_and_a_changed_file_is_not_cached(tmp_path
         text = tmp_path / "notes.jpg"
         text.write_text("not an image")
         with pytest.raises(LoadError, match="notes.jpg"):
-            service.request("0" * 64, str(text)).result(timeout=10)
+            service.request("0" * 64, str(text)).result(timeout=HANG_GUARD_S)
         path, sha = _jpeg(tmp_path / "b.jpg", 2)
         _jpeg(path, 3)  # the file changed after it was catalogued
         with pytest.raises(LoadError, match="changed on disk"):
-            service.request(sha, str(path)).result(timeout=10)
+            service.request(sha, str(path)).result(timeout=HANG_GUARD_S)
         assert not service.cache_path(sha).exists()
     finally:
         service.close()
@@ -71,7 +74,7 @@ def test_duplicate_requests_share_a_future_and_cancel_drops_queued(tmp_path: Pat
         dropped = service.cancel_pending()
         assert dropped > 0 and sum(f.cancelled() for f in futures) == dropped
         done = [f for f in futures if not f.cancelled()]
-        assert all(f.result(timeout=10).rgb.size for f in done)
+        assert all(f.result(timeout=HANG_GUARD_S).rgb.size for f in done)
     finally:
         service.close()
 
@@ -80,14 +83,15 @@ def test_viewer_image_is_decoded_enhanced_and_cached(tmp_path: Path, no_new_thre
     path, sha = _jpeg(tmp_path / "c.jpg", 4, size=(60, 80))
     service = ImageService(workers=2)
     try:
-        plain = service.view(sha, str(path)).result(timeout=10)
+        plain = service.view(sha, str(path)).result(timeout=HANG_GUARD_S)
         assert plain.rgb.shape == (60, 80, 3) and plain.enhancement.is_identity
         assert service.view(sha, str(path)).result() is plain  # cached
         look = Enhancement(EnhancePreset.RED_FREE)
-        shown = service.view(sha, str(path), look).result(timeout=10)
+        shown = service.view(sha, str(path), look).result(timeout=HANG_GUARD_S)
         assert shown.enhancement == look and np.array_equal(shown.rgb[:, :, 0], plain.rgb[:, :, 1])
         with pytest.raises(LoadError):
-            service.view("f" * 64, str(path)).result(timeout=10)  # not the content it names
+            # not the content it names
+            service.view("f" * 64, str(path)).result(timeout=HANG_GUARD_S)
     finally:
         service.close()
 
@@ -97,7 +101,7 @@ def test_viewer_cache_is_bounded_by_memory(tmp_path: Path) -> None:
     service = ImageService(workers=1, cache_bytes=3 * 100 * 100 * 3)
     try:
         for p, sha in items:
-            service.view(sha, str(p)).result(timeout=10)
+            service.view(sha, str(p)).result(timeout=HANG_GUARD_S)
         first_sha = items[0][1]
         assert (first_sha, Enhancement()) not in service._cache
         assert (items[-1][1], Enhancement()) in service._cache

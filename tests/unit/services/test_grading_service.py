@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from sall_desktop.services.grading import (
     SaveState,
 )
 from sall_desktop.store import SqliteLabelStore, StoreThread, StoreWriteError
+from tests.unit.services.conftest import HANG_GUARD_S, wait_for
 
 
 def sha(n: int) -> str:
@@ -87,7 +87,7 @@ class DiskFull:
 
 def test_a_write_is_acknowledged_only_after_commit(service, store_thread, recorder) -> None:  # type: ignore[no-untyped-def]
     record = ImageRecord(sha(1), "/data/a_left.jpg", 10, 10)
-    row_id = service.grade(grading(1, dr=3), record=record).result(timeout=10)
+    row_id = service.grade(grading(1, dr=3), record=record).result(timeout=HANG_GUARD_S)
     assert row_id > 0
     stored = store_thread.submit(lambda s: s.current_grading(sha(1), "Dr A")).result()
     assert stored is not None and stored.dr_grade == 3
@@ -98,7 +98,7 @@ def test_a_write_is_acknowledged_only_after_commit(service, store_thread, record
 
 def test_writes_commit_in_the_order_they_were_made(service, store_thread) -> None:  # type: ignore[no-untyped-def]
     futures = [service.grade(grading(1, dr=d)) for d in (0, 1, 2, 3, 4, 2)]
-    ids = [f.result(timeout=10) for f in futures]
+    ids = [f.result(timeout=HANG_GUARD_S) for f in futures]
     assert ids == sorted(ids)
     assert store_thread.submit(lambda s: s.current_grading(sha(1), "Dr A")).result().dr_grade == 2
 
@@ -110,9 +110,7 @@ def test_refused_write_stays_pending_blocks_later_writes_and_retry_commits_in_or
     first = service.grade(grading(1, dr=1))
     second = service.grade(grading(1, dr=4))
     other = service.grade(grading(2, dr=2))
-    deadline = time.monotonic() + 5
-    while not service.failing and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: service.failing, "the first write failing")
     assert service.failing and "disk is full" in service.last_error
     assert service.pending_count == 3 and not first.done()
     assert (
@@ -125,7 +123,7 @@ def test_refused_write_stays_pending_blocks_later_writes_and_retry_commits_in_or
 
     disk.heal()
     service.retry()
-    assert [f.result(timeout=10) for f in (first, second, other)] == sorted(
+    assert [f.result(timeout=HANG_GUARD_S) for f in (first, second, other)] == sorted(
         f.result() for f in (first, second, other)
     )
     assert store_thread.submit(lambda s: s.current_grading(sha(1), "Dr A")).result().dr_grade == 4
@@ -137,12 +135,10 @@ def test_automatic_retry_with_back_off(store_thread, monkeypatch) -> None:  # ty
     try:
         disk = DiskFull(monkeypatch)
         future = service.grade(grading(1))
-        deadline = time.monotonic() + 5
-        while disk.attempts < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert disk.attempts >= 3 and not future.done()
+        wait_for(lambda: disk.attempts >= 3, "two automatic retries")
+        assert not future.done()
         disk.heal()
-        assert future.result(timeout=5) > 0
+        assert future.result(timeout=HANG_GUARD_S) > 0
     finally:
         service.close()
 
@@ -151,30 +147,28 @@ def test_discarding_a_failed_write_lets_the_queue_go_on(service, monkeypatch) ->
     disk = DiskFull(monkeypatch, retryable=False)
     doomed = service.grade(grading(1))
     later = service.grade(grading(2))
-    deadline = time.monotonic() + 5
-    while not service.failing and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: service.failing, "the first write failing")
     disk.heal()
     discarded = service.discard_failed()
     assert discarded is not None and discarded.sha256 == sha(1)
     with pytest.raises(StoreWriteError):
-        doomed.result(timeout=5)
-    assert later.result(timeout=5) > 0
+        doomed.result(timeout=HANG_GUARD_S)
+    assert later.result(timeout=HANG_GUARD_S) > 0
 
 
 def test_undo_and_redo_append_rows_never_delete(service, store_thread) -> None:  # type: ignore[no-untyped-def]
     before = grading(1, dr=1)
-    service.grade(before).result(timeout=10)
+    service.grade(before).result(timeout=HANG_GUARD_S)
     after = grading(1, dr=3)
     command = GradeCommand(sha(1), "Dr A", before, after)
-    service.apply(command).result(timeout=10)
-    service.revert(command).result(timeout=10)
+    service.apply(command).result(timeout=HANG_GUARD_S)
+    service.revert(command).result(timeout=HANG_GUARD_S)
     assert store_thread.submit(lambda s: s.current_grading(sha(1), "Dr A")).result().dr_grade == 1
-    service.apply(command, again=True).result(timeout=10)
+    service.apply(command, again=True).result(timeout=HANG_GUARD_S)
     assert store_thread.submit(lambda s: s.current_grading(sha(1), "Dr A")).result().dr_grade == 3
     first_time = GradeCommand(sha(2), "Dr A", None, grading(2))
-    service.apply(first_time).result(timeout=10)
-    service.revert(first_time).result(timeout=10)  # no earlier grading: a retraction
+    service.apply(first_time).result(timeout=HANG_GUARD_S)
+    service.revert(first_time).result(timeout=HANG_GUARD_S)  # no earlier grading: a retraction
     assert store_thread.submit(lambda s: s.current_grading(sha(2), "Dr A")).result() is None
     rows = store_thread.submit(lambda s: s.grading_rows(sha(1)) + s.grading_rows(sha(2))).result()
     assert [r.retracted for r in rows] == [False, False, False, False, False, True]
@@ -192,7 +186,7 @@ def test_read_only_store_refuses_at_once(tmp_path: Path) -> None:
     try:
         assert service.read_only
         with pytest.raises(ReadOnlyError):
-            service.grade(grading(1)).result(timeout=5)
+            service.grade(grading(1)).result(timeout=HANG_GUARD_S)
         assert service.pending_count == 0
     finally:
         service.close()
@@ -205,25 +199,22 @@ def test_close_returns_unsaved_writes_and_leaves_no_thread(store_thread, monkeyp
     service = GradingService(store_thread, retry_delays=(0.05,))
     DiskFull(monkeypatch)
     future = service.grade(grading(1))
-    deadline = time.monotonic() + 5
-    while not service.failing and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: service.failing, "the first write failing")
     left = service.close()
     assert [w.sha256 for w in left] == [sha(1)] and future.cancelled()
-    time.sleep(0.1)
     assert not [t for t in threading.enumerate() if t not in before and t.name == "grading-retry"]
     with pytest.raises(RuntimeError):
         service.grade(grading(2))
 
 
 def test_settings_and_graders_round_trip(service) -> None:  # type: ignore[no-untyped-def]
-    service.add_grader("Dr B").result(timeout=10)
-    service.add_grader("Dr B").result(timeout=10)  # idempotent
-    assert service.graders().result(timeout=10) == ["Dr B"]
-    service.remember({"gui.last_image": sha(3)}).result(timeout=10)
-    assert service.recall("gui.last_image", "missing").result(timeout=10) == {
+    service.add_grader("Dr B").result(timeout=HANG_GUARD_S)
+    service.add_grader("Dr B").result(timeout=HANG_GUARD_S)  # idempotent
+    assert service.graders().result(timeout=HANG_GUARD_S) == ["Dr B"]
+    service.remember({"gui.last_image": sha(3)}).result(timeout=HANG_GUARD_S)
+    assert service.recall("gui.last_image", "missing").result(timeout=HANG_GUARD_S) == {
         "gui.last_image": sha(3),
         "missing": None,
     }
-    service.grade(grading(5, grader="Dr B")).result(timeout=10)
-    assert set(service.current_gradings("Dr B").result(timeout=10)) == {sha(5)}
+    service.grade(grading(5, grader="Dr B")).result(timeout=HANG_GUARD_S)
+    assert set(service.current_gradings("Dr B").result(timeout=HANG_GUARD_S)) == {sha(5)}

@@ -29,6 +29,7 @@ from sall_desktop.services.inference import (
     summarize,
 )
 from sall_desktop.store import StoreThread
+from tests.unit.services.conftest import HANG_GUARD_S
 
 
 @pytest.fixture(scope="module")
@@ -100,11 +101,11 @@ def test_summary_is_hand_computed() -> None:
 def test_submit_predicts_and_explains_on_the_worker(
     service: InferenceService, images: list[Path]
 ) -> None:
-    info = service.load().result(timeout=60)
+    info = service.load().result(timeout=HANG_GUARD_S)
     assert info.badge == "synthetic — not for clinical use"
     path = images[0]
     request = InferenceRequest(7, _sha(path), str(path), info.id, want_cam=("amd", 2))
-    result = service.submit(request).result(timeout=60)
+    result = service.submit(request).result(timeout=HANG_GUARD_S)
     assert result.request_id == 7 and result.model_id == info.id
     assert set(result.heads) == {"dr", "amd"}
     for head in result.heads.values():
@@ -146,7 +147,7 @@ def test_batch_grading_stores_with_model_id_and_skips_graded(
     result = service.grade_folder(
         paths, known, on_progress=progress.append,
         on_predictions=lambda rows: shown.extend(r.sha256 for r in rows),
-    ).result(timeout=60)  # fmt: skip
+    ).result(timeout=HANG_GUARD_S)  # fmt: skip
     model_id = service.info.id if service.info else ""
     assert result.graded == 10 and result.skipped == 0 and not result.cancelled
     assert 0.0 < result.forward_s < result.elapsed_s  # the forward passes, within the run
@@ -154,13 +155,13 @@ def test_batch_grading_stores_with_model_id_and_skips_graded(
     stored = store.submit(lambda s: s.predictions(model_id=model_id)).result()
     assert {p.image_sha256 for p in stored} == set(known.values()) == set(shown)
     assert progress[-1].done == 11 and progress[-1].failed == 1
-    again = service.grade_folder(paths, known).result(timeout=60)
+    again = service.grade_folder(paths, known).result(timeout=HANG_GUARD_S)
     assert again.graded == 0 and again.skipped == 10  # only the unreadable file is retried
     assert again.forward_s == 0.0  # the unreadable file never reached the model
     assert len(store.submit(lambda s: s.predictions(model_id=model_id)).result()) == 10
     # The window reads the stored predictions of the images it asks about, no others.
     asked = [_sha(p) for p in images[:4]] + ["0" * 64]  # and an image the model never saw
-    stored = service.stored_predictions(asked).result(timeout=10)
+    stored = service.stored_predictions(asked).result(timeout=HANG_GUARD_S)
     assert stored.model_id == model_id and stored.asked == frozenset(asked)
     assert stored.summaries.keys() == set(asked[:4])
     assert all(s.model_id == model_id for s in stored.summaries.values())
@@ -189,10 +190,10 @@ def test_grading_reads_what_describing_the_folder_prepared(
 
         monkeypatch.setattr(model_zoo.prepare, "read_image", counting_read)
         paths = [str(p) for p in images]
-        result = svc.grade_folder(paths[:6], known).result(timeout=60)
+        result = svc.grade_folder(paths[:6], known).result(timeout=HANG_GUARD_S)
         assert result.graded == 6 and decoded == []  # the folder's first read was the only one
         # Files the catalogue has not described are decoded, and prepared for next time.
-        result = svc.grade_folder(paths[6:], {}).result(timeout=60)
+        result = svc.grade_folder(paths[6:], {}).result(timeout=HANG_GUARD_S)
         assert result.graded == 4 and len(decoded) >= 4
         assert all(known[p] in inputs for p in paths[6:])
         assert svc.input_cache() == inputs  # the loaded model's spec is the card's
@@ -250,12 +251,12 @@ def test_batch_grading_runs_forward_passes_of_the_models_batch(
     service: InferenceService, images: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(inference, "FORWARD_BATCH_LIMITS", (4, 4))
-    predictor = service.run_on_worker(service._loaded).result(timeout=60)
+    predictor = service.run_on_worker(service._loaded).result(timeout=HANG_GUARD_S)
     sizes: list[int] = []
     logits = predictor.logits
     monkeypatch.setattr(predictor, "logits", lambda x: sizes.append(len(x)) or logits(x))
     known = {str(p): _sha(p) for p in images}
-    result = service.grade_folder([str(p) for p in images], known).result(timeout=60)
+    result = service.grade_folder([str(p) for p in images], known).result(timeout=HANG_GUARD_S)
     assert result.graded == 10 and sizes == [4, 4, 2]
 
 
@@ -274,7 +275,7 @@ def test_cancel_keeps_committed_chunks(
 
     result = service.grade_folder(
         [str(p) for p in images], known, cancel=cancel, on_progress=on_progress
-    ).result(timeout=60)
+    ).result(timeout=HANG_GUARD_S)
     assert result.cancelled and result.graded == 3
     assert len(store.submit(lambda s: s.predictions()).result()) == 3
 
@@ -303,7 +304,7 @@ def test_a_failed_commit_fails_the_run_and_keeps_what_was_committed(
     monkeypatch.setattr(SqliteLabelStore, "add_predictions", second_fails)
     known = {str(p): _sha(p) for p in images}
     with pytest.raises(StoreWriteError, match="disk full"):
-        service.grade_folder([str(p) for p in images], known).result(timeout=60)
+        service.grade_folder([str(p) for p in images], known).result(timeout=HANG_GUARD_S)
     stored = store.submit(lambda s: s.predictions()).result()
     # Commits are not waited for per task, so the run may go one task past the failure; all
     # but the failed commit's four are stored, and the run reports the failure.
@@ -315,9 +316,10 @@ def test_a_model_that_cannot_load_fails_the_future(store: StoreThread, tmp_path:
     svc = InferenceService(tmp_path / "no-model", store=store)
     try:
         with pytest.raises(Exception, match="no-model|card|not found|No such"):
-            svc.load().result(timeout=30)
+            svc.load().result(timeout=HANG_GUARD_S)
         with pytest.raises(Exception):  # noqa: B017  # every request reports it too
-            svc.submit(InferenceRequest(1, "a" * 64, str(tmp_path / "x.jpg"))).result(timeout=30)
+            request = InferenceRequest(1, "a" * 64, str(tmp_path / "x.jpg"))
+            svc.submit(request).result(timeout=HANG_GUARD_S)
     finally:
         svc.shutdown()
     with pytest.raises(RuntimeError, match="shut down"):
