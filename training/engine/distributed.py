@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 from model_zoo.device import select_device
+from training.engine.context import RunContext
 
 
 @dataclass(frozen=True)
@@ -74,4 +75,38 @@ def teardown(info: DistInfo) -> None:
         dist.destroy_process_group()
 
 
-__all__ = ["DistInfo", "dist_info_from_env", "setup", "sync_run_id", "teardown"]
+def stop_requested(ctx: RunContext) -> bool:
+    """Whether to stop at this step boundary; under DDP every rank gets rank 0's answer."""
+    if not ctx.distributed:
+        return ctx.stop.requested  # no device round trip: this runs at every step
+    # Every rank must leave the loop at the same step, so rank 0's flag is shared.
+    flag = torch.tensor([1.0 if ctx.stop.requested else 0.0], device=ctx.device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item() > 0)
+
+
+def mean_over_ranks(values: list[float], ctx: RunContext) -> list[float]:
+    """``values`` averaged over the DDP ranks (float64); ``values`` itself for one process."""
+    total = torch.tensor(values, dtype=torch.float64, device=ctx.device)
+    if ctx.distributed:
+        dist.all_reduce(total)
+        total /= ctx.world_size
+    return [float(v) for v in total.tolist()]
+
+
+def barrier(ctx: RunContext) -> None:
+    """Wait for every rank (no-op for a single process)."""
+    if ctx.distributed:
+        dist.barrier()
+
+
+__all__ = [
+    "DistInfo",
+    "barrier",
+    "dist_info_from_env",
+    "mean_over_ranks",
+    "setup",
+    "stop_requested",
+    "sync_run_id",
+    "teardown",
+]

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +30,11 @@ from safetensors.torch import load as load_safetensors
 from torch import Tensor, nn
 
 from model_zoo.cards import ModelCard
-from model_zoo.checkpoints import save_checkpoint
+from model_zoo.checkpoints import load_checkpoint, save_checkpoint
 from model_zoo.fileio import atomic_write_bytes, atomic_write_text
+from training.engine.context import FitResult, RunContext
+from training.protocol.events import CheckpointSaved
+from training.protocol.report import EpochRecord
 
 STATE_FILENAME = "state.json"
 TRAIN_STATE_FILENAME = "train_state.safetensors"
@@ -72,9 +77,54 @@ class StageState:
     best: str = ""
     finished: bool = False
 
+    def end_epoch(
+        self,
+        train_loss: float,
+        val_loss: float | None,
+        *,
+        lr: float,
+        patience: int,
+        max_epochs: int,
+    ) -> bool:
+        """Record the epoch just trained and move on to the next one.
+
+        Appends the learning-curve point, keeps the best criterion (the validation loss, or
+        without a validation split the latest epoch), counts epochs without improvement and
+        marks the stage finished at ``patience`` of them or at ``max_epochs``.
+
+        Returns:
+            Whether the epoch is the best so far.
+        """
+        epoch = self.epoch
+        if val_loss is None:
+            criterion, improved = train_loss, True  # no validation split: keep the latest
+        else:
+            criterion = val_loss
+            improved = self.best_val is None or criterion < self.best_val
+        self.history.append(
+            {
+                "stage": self.stage,
+                "epoch": epoch,
+                "train_loss": _finite_or_none(train_loss),
+                "val_loss": None if val_loss is None else _finite_or_none(val_loss),
+                "lr": lr,
+            }
+        )
+        if improved:
+            self.best_val, self.best_epoch, self.bad_epochs = criterion, epoch, 0
+        else:
+            self.bad_epochs += 1
+        self.epoch, self.step, self.sums = epoch + 1, 0, [0.0] * len(self.sums)
+        self.finished = self.bad_epochs >= patience or self.epoch >= max_epochs
+        return improved
+
     def to_json(self) -> str:
         """``state.json`` text."""
         return json.dumps({"schema": STATE_SCHEMA, **dataclasses.asdict(self)}, indent=1) + "\n"
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None
 
 
 def read_state(stage_dir: Path) -> StageState | None:
@@ -195,9 +245,92 @@ def load_train_state(
         torch.cuda.set_rng_state_all(cuda_states)
 
 
+class StageCheckpoints:
+    """A stage's checkpoints during ``fit``: saved with their events, the best one restored.
+
+    Rank 0 writes and emits ``checkpoint_saved``; the other DDP ranks only track the folder
+    names, so every rank restores the same best checkpoint at the end.
+
+    Args:
+        stage: stage name (events, card provenance).
+        stage_dir: the stage folder.
+        model: the network (saved as a model_zoo checkpoint, restored at the end).
+        extra: other trainable modules saved with the optimiser state.
+        optimizer: whose moments are saved for ``--resume``.
+        card: card template of the network (empty id); per-checkpoint metrics are added.
+        state: the stage's progress (``last``/``best`` are updated here).
+        ctx: run context (rank, event sink).
+    """
+
+    def __init__(
+        self,
+        stage: str,
+        stage_dir: Path,
+        *,
+        model: nn.Module,
+        extra: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        card: ModelCard,
+        state: StageState,
+        ctx: RunContext,
+    ) -> None:
+        self.stage = stage
+        self.stage_dir = stage_dir
+        self.model = model
+        self.extra = extra
+        self.optimizer = optimizer
+        self.card = card
+        self.state = state
+        self.ctx = ctx
+
+    def save(self, name: str, *, epoch: int, is_best: bool, metrics: Mapping[str, object]) -> None:
+        """Save ``ckpt/<name>`` with ``metrics`` in its card's provenance."""
+        stage, state, card = self.stage, self.state, self.card
+        provenance = card.provenance
+        template = card.replace(
+            provenance=dataclasses.replace(
+                provenance,
+                metrics={**provenance.metrics, "stage": stage, "epoch": epoch, **metrics},
+            )
+        )
+        if self.ctx.rank != 0:
+            state.last = f"ckpt/{name}"
+            state.best = state.last if is_best else state.best
+            return
+        saved = save_stage_checkpoint(
+            self.stage_dir,
+            name,
+            model=self.model,
+            card=template,
+            optimizer=self.optimizer,
+            extra=self.extra,
+            state=state,
+            is_best=is_best,
+        )
+        self.ctx.sink.emit(
+            CheckpointSaved(
+                run_id=self.ctx.run_id,
+                stage=stage,
+                epoch=epoch,
+                path=f"{stage}/{state.last}",
+                weights_sha256=saved.id,
+                is_best=is_best,
+            )
+        )
+
+    def restore_best(self) -> FitResult:
+        """Load the best checkpoint's weights into the network (``restore_best_weights``)."""
+        best_dir = self.stage_dir / self.state.best
+        best_model, best_card = load_checkpoint(best_dir, device="cpu")
+        self.model.load_state_dict(best_model.state_dict())
+        history = tuple(EpochRecord(**h) for h in self.state.history)
+        return FitResult(best_dir=best_dir, card=best_card, history=history)
+
+
 __all__ = [
     "STATE_FILENAME",
     "ResumeError",
+    "StageCheckpoints",
     "StageState",
     "load_train_state",
     "prune_leftovers",

@@ -3,7 +3,9 @@
 :class:`SallObjective` wraps the student (or a single-task teacher), the ``hint`` adapters and
 the per-split supervision tensors, so the loop (and DDP) see one module whose ``forward`` returns
 the loss. Supervision lives on the device as ``[N, ...]`` tensors indexed by dataset position,
-so a batch only carries images and their indices.
+so a batch only carries images and their indices. It is the loop's
+:class:`~training.engine.loop.Objective`: besides the loss it names the loss components and
+scores the validation split per head (accuracy and QWK).
 
 * Teacher stage: one head, hard labels only, no feature term.
 * Student stage: every head; hard label where the image has a grade for that head, else the
@@ -22,6 +24,7 @@ from numpy.typing import NDArray
 from torch import Tensor, nn
 
 from model_zoo.architectures.student import SallStudent
+from model_zoo.metrics import accuracy, quadratic_weighted_kappa
 from training.engine.sall.fusion import FusionStudent
 from training.engine.sall.losses import (
     HeadTargets,
@@ -187,9 +190,45 @@ class SallObjective(nn.Module):
             teacher.eval()
         return self
 
+    part_names = PART_NAMES
+    """Names of the loss components in the ``parts`` vector :meth:`forward` returns."""
+
+    @property
+    def extra(self) -> nn.Module:
+        """The ``hint`` adapters: trained with the network, saved with the optimiser state."""
+        return self.adapters
+
     def move_targets(self, device: torch.device) -> None:
         """Put the supervision tensors on ``device`` (they are not parameters or buffers)."""
         self.targets = {k: v.to(device) for k, v in self.targets.items()}
+
+    def place(self, device: torch.device, *, channels_last: bool) -> None:
+        """Move the modules and the supervision to ``device`` (modules channels_last too)."""
+        self.to(device)
+        self.move_targets(device)
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    def metrics(
+        self, split: str, predicted: Mapping[str, NDArray[np.int64]]
+    ) -> dict[str, dict[str, float]]:
+        """Per head: graded images ``n``, ``accuracy`` and ``qwk`` of the predicted grades.
+
+        Args:
+            split: whose hard labels to compare with.
+            predicted: head -> predicted class of every image of ``split``, dataset order.
+        """
+        hard = self.targets[split].hard.cpu().numpy()
+        out: dict[str, dict[str, float]] = {}
+        for k, task in enumerate(self.model.tasks):
+            y = hard[:, k]
+            p = predicted.get(task.name, np.zeros(0, np.int64))
+            out[task.name] = {
+                "n": float((y >= 0).sum()),
+                "accuracy": accuracy(y, p),
+                "qwk": quadratic_weighted_kappa(y, p, task.num_classes),
+            }
+        return out
 
     def forward(
         self, x: Tensor, idx: Tensor, split: str

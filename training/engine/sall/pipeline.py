@@ -40,7 +40,8 @@ from training.engine.evaluate import (
     predict,
     write_report,
 )
-from training.engine.loop import Cancelled, FitResult, RunContext, fit, seed_everything
+from training.engine.loop import Cancelled, FitResult, RunContext, fit
+from training.engine.loop_setup import seed_everything
 from training.engine.model_sets import REFERENCE, REPLAY, record_sets
 from training.engine.models import DEFAULT_INTENDED_USE, build_card, build_model
 from training.engine.sall.objective import SallObjective, Targets, build_targets, semantic_config
