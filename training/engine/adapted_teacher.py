@@ -2,11 +2,12 @@
 
 A fine-tune's blank grades (a grader who graded DR only) are filled with the teacher's soft
 label for that head. Without a teacher of the lineage, the teacher is the parent itself — and on
-a new clinic's camera the parent is exactly what is wrong: the loop benchmark's parent scores
-0.07 AMD QWK there. Most of that is BatchNorm statistics of the wrong camera; re-estimated on
-the grader's own images (no labels needed) the same weights score 0.53. So the parent's soft
-labels for the grader's images come from a copy of it with its BatchNorm statistics adapted to
-those images; the replayed images of its own domain keep the parent as it is.
+a new clinic's camera the parent is exactly what is wrong: its grades there are little better
+than chance, mostly because its BatchNorm statistics belong to the other camera. Re-estimated
+on the grader's own images (no labels needed), the same weights grade that camera far better
+(the loop benchmark's figures: docs/benchmarks.md). So the parent's soft labels for the
+grader's images come from a copy of it with its BatchNorm statistics adapted to those images;
+the replayed images of its own domain keep the parent as it is.
 """
 
 from __future__ import annotations
