@@ -20,6 +20,7 @@ WAIT_MS = 60_000
 """A hang guard: loading the demo model beside other jobs on two cores takes seconds."""
 
 SIZES = [(1280, 800), (1920, 1080)]
+GOLDEN = Path(__file__).resolve().parents[1] / "unit" / "protocol" / "golden"
 
 
 @pytest.fixture()
@@ -151,6 +152,16 @@ def test_no_text_is_clipped_in_the_model_windows(
     finetune = windows.open_finetune()
     manager = windows.open_manager()
     assert finetune is not None and manager is not None
+    # Mid-run: a recorded fine-tune's first events, as the child process would send them.
+    from sall_desktop.gui.training_process import TrainingProcess
+
+    replay = TrainingProcess()
+    replay.event_received.connect(finetune.panel.handle_event)
+    data = (GOLDEN / "finetune_gate_failed.jsonl").read_bytes()
+    lines = data.splitlines(keepends=True)
+    replay.feed(b"".join(lines[: len(lines) * 3 // 5]))
+    finetune.panel.setVisible(True)
+    finetune.panel.flush()
     for shown in (finetune, manager):
         qtbot.waitExposed(shown)
         assert clipped_texts(shown) == []
