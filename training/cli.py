@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from training.engine.sall.pipeline import RunInputs, Trained
+    from training.protocol.manifest import ManifestRow
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 RUN_FILENAME = "run.json"
@@ -300,11 +301,9 @@ def _run_id(run_dir: Path, args: argparse.Namespace) -> str:
 def run_command(args: argparse.Namespace) -> int:
     """Run one training command with events, logs, cancellation and error reporting."""
     from model_zoo.cards import current_versions
-    from model_zoo.fileio import atomic_write_text
-    from training.engine.data import DataIntegrityError
     from training.engine.distributed import dist_info_from_env, setup, sync_run_id, teardown
     from training.engine.loop import Cancelled, RunContext
-    from training.engine.runlog import STOP_FILENAME, EventSink, StopWatcher, run_logging
+    from training.engine.runlog import EventSink, StopWatcher, run_logging
     from training.engine.sall.pipeline import RunInputs
     from training.protocol.config import load_config
     from training.protocol.events import (
@@ -314,20 +313,11 @@ def run_command(args: argparse.Namespace) -> int:
         RunStarted,
         redact_message,
     )
-    from training.protocol.manifest import manifest_digest, parse_manifest
 
     info = dist_info_from_env()
     run_dir: Path = args.out
-    run_dir.mkdir(parents=True, exist_ok=True)
-    run_id = _run_id(run_dir, args)
     writer = info.rank == 0
-    if writer:
-        if args.resume:
-            (run_dir / STOP_FILENAME).unlink(missing_ok=True)  # the previous run's cancel
-        atomic_write_text(
-            run_dir / RUN_FILENAME,
-            json.dumps({"run_id": run_id, "command": args.command}, indent=1) + "\n",
-        )
+    run_id = _open_run_dir(run_dir, args, writer=writer)
     started = time.monotonic()
     with run_logging(run_dir, rank=info.rank) as log:
         sink = EventSink(run_dir, run_id, enabled=writer)
@@ -339,13 +329,7 @@ def run_command(args: argparse.Namespace) -> int:
                 if cfg.runtime.deterministic:
                     # cuBLAS needs this before CUDA starts to be deterministic.
                     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-                text = args.manifest.read_text(encoding="utf-8-sig") if args.manifest else ""
-                digest = manifest_digest(text)
-                if args.expect_manifest_digest and args.expect_manifest_digest != digest:
-                    raise DataIntegrityError(
-                        "the manifest changed after it was frozen (digest mismatch)"
-                    )
-                rows = parse_manifest(text, source="manifest")
+                rows, digest = _read_manifest(args)
                 device, note = setup(cfg.runtime.device, info)
                 if info.world_size > 1:
                     run_id = sync_run_id(run_id, device)
@@ -409,6 +393,35 @@ def run_command(args: argparse.Namespace) -> int:
         finally:
             sink.close()
             teardown(info)
+
+
+def _open_run_dir(run_dir: Path, args: argparse.Namespace, *, writer: bool) -> str:
+    """Create the run folder and return the run id; the writer records it in ``run.json``."""
+    from model_zoo.fileio import atomic_write_text
+    from training.engine.runlog import STOP_FILENAME
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run_id = _run_id(run_dir, args)
+    if writer:
+        if args.resume:
+            (run_dir / STOP_FILENAME).unlink(missing_ok=True)  # the previous run's cancel
+        atomic_write_text(
+            run_dir / RUN_FILENAME,
+            json.dumps({"run_id": run_id, "command": args.command}, indent=1) + "\n",
+        )
+    return run_id
+
+
+def _read_manifest(args: argparse.Namespace) -> tuple[list[ManifestRow], str]:
+    """The manifest's rows and digest; a frozen manifest must still have its digest."""
+    from training.engine.data import DataIntegrityError
+    from training.protocol.manifest import manifest_digest, parse_manifest
+
+    text = args.manifest.read_text(encoding="utf-8-sig") if args.manifest else ""
+    digest = manifest_digest(text)
+    if args.expect_manifest_digest and args.expect_manifest_digest != digest:
+        raise DataIntegrityError("the manifest changed after it was frozen (digest mismatch)")
+    return parse_manifest(text, source="manifest"), digest
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:

@@ -310,24 +310,7 @@ def _decode_dicom(
     sop_meta, syntax = file_meta.get(0x0002, ""), file_meta[0x0010]
     if sop_meta and sop_meta not in ALLOWED_SOP_CLASSES:
         raise _sop_refusal(path, sop_meta)
-    if syntax == uids.DeflatedExplicitVRLittleEndian:
-        inflated = _inflate(path, data[meta_end:], max_pixels)
-        ds = _parse_inflated(path, inflated)
-        body = inflated
-    else:
-        if syntax not in (
-            uids.ImplicitVRLittleEndian,
-            uids.ExplicitVRLittleEndian,
-            uids.ExplicitVRBigEndian,
-        ):
-            if not _decoder_available(uids.UID(syntax)):
-                raise fail(
-                    path,
-                    "unsupported_transfer_syntax",
-                    f"is compressed as {_syntax_name(syntax)}, and no decoder for it is installed",
-                )
-        ds = _parse(path, data)
-        body = data[meta_end:]
+    ds, body = _dataset(path, data, meta_end, syntax, max_pixels)
     sop_dataset = _text(ds, "SOPClassUID")
     if sop_meta and sop_dataset and sop_dataset != sop_meta:
         raise fail(
@@ -338,15 +321,70 @@ def _decode_dicom(
     sop = sop_meta or sop_dataset
     if sop not in ALLOWED_SOP_CLASSES:
         raise _sop_refusal(path, sop)
-    if "PixelData" not in ds:
-        if any(tag in body for tag in _PIXEL_DATA_TAGS):
-            # pydicom drops an element that runs past the end of the file without an error.
-            raise fail(path, "truncated", "is a DICOM file that is cut short (in its pixel data)")
-        kind = "Float Pixel Data" if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds else ""
-        detail = (
-            f"holds {kind}, which is not supported" if kind else "contains no image (no pixel data)"
+    _check_pixel_data(path, ds, body)
+    rows, cols, samples, bits_allocated, frames = _geometry(path, ds, max_pixels)
+    photometric = _text(ds, "PhotometricInterpretation").upper()
+    image: np.ndarray | None = None
+    if syntax in _FAST_JPEG and bits_allocated == 8:
+        image = _first_jpeg_frame(path, ds, (cols, rows, samples, frames), photometric, reduce)
+    if image is None:
+        # After inflation the data set is plain Explicit VR LE: decode it as such.
+        effective = str(ds.file_meta.get("TransferSyntaxUID", syntax))
+        image = reduce_area(_decode_pydicom(path, ds, effective), reduce)
+    fields: dict[str, Any] = {
+        "width": cols,
+        "height": rows,
+        "bit_depth": _int(ds, "BitsStored", bits_allocated),
+        "study_date": _date(_text(ds, "StudyDate")),
+        "modality": _text(ds, "Modality"),
+        "sop_class_uid": sop,
+        "sop_instance_uid": _text(ds, "SOPInstanceUID"),
+        "transfer_syntax": syntax,
+        "frames": max(frames, 1),
+        "burned_in_annotation": _text(ds, "BurnedInAnnotation").upper(),
+        "laterality": _laterality(ds),
+        "patient_id": _text(ds, "PatientID"),
+    }
+    return np.ascontiguousarray(image), fields
+
+
+def _dataset(
+    path: str | os.PathLike[str], data: bytes, meta_end: int, syntax: str, max_pixels: int
+) -> tuple[Dataset, bytes]:
+    """The parsed data set and the bytes after the meta group (inflated when deflated)."""
+    if syntax == uids.DeflatedExplicitVRLittleEndian:
+        inflated = _inflate(path, data[meta_end:], max_pixels)
+        return _parse_inflated(path, inflated), inflated
+    if syntax not in (
+        uids.ImplicitVRLittleEndian,
+        uids.ExplicitVRLittleEndian,
+        uids.ExplicitVRBigEndian,
+    ) and not _decoder_available(uids.UID(syntax)):
+        raise fail(
+            path,
+            "unsupported_transfer_syntax",
+            f"is compressed as {_syntax_name(syntax)}, and no decoder for it is installed",
         )
-        raise fail(path, "no_pixel_data", detail)
+    return _parse(path, data), data[meta_end:]
+
+
+def _check_pixel_data(path: str | os.PathLike[str], ds: Dataset, body: bytes) -> None:
+    if "PixelData" in ds:
+        return
+    if any(tag in body for tag in _PIXEL_DATA_TAGS):
+        # pydicom drops an element that runs past the end of the file without an error.
+        raise fail(path, "truncated", "is a DICOM file that is cut short (in its pixel data)")
+    kind = "Float Pixel Data" if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds else ""
+    detail = (
+        f"holds {kind}, which is not supported" if kind else "contains no image (no pixel data)"
+    )
+    raise fail(path, "no_pixel_data", detail)
+
+
+def _geometry(
+    path: str | os.PathLike[str], ds: Dataset, max_pixels: int
+) -> tuple[int, int, int, int, int]:
+    """``(rows, cols, samples per pixel, bits allocated, frames)``, checked."""
     try:
         rows, cols = _int(ds, "Rows"), _int(ds, "Columns")
         samples = _int(ds, "SamplesPerPixel", 1)
@@ -376,50 +414,45 @@ def _decode_dicom(
             f"declares {cols} × {rows} pixels × {frames} frame(s) "
             f"({total / 1e6:.0f} Mpx), above the {max_pixels / 1e6:.0f} Mpx limit",
         )
-    photometric = _text(ds, "PhotometricInterpretation").upper()
-    image: np.ndarray | None = None
-    if syntax in _FAST_JPEG and bits_allocated == 8:
-        try:
-            frame = get_frame(ds.PixelData, 0, number_of_frames=frames)
-            header = probe_jpeg(frame)
-        except HeaderError as error:
-            raise fail(
-                path,
-                "truncated" if error.truncated else "corrupt",
-                f"is a DICOM file whose JPEG image is damaged ({error})",
-            ) from None
-        except Exception as error:  # noqa: BLE001 - broken encapsulation
-            raise fail(
-                path, "corrupt", f"is a DICOM file whose image data is damaged ({_short(error)})"
-            ) from None
-        if (header.width, header.height, header.channels) != (cols, rows, samples):
-            raise fail(
-                path,
-                "corrupt",
-                f"is a damaged DICOM file (its JPEG image is {header.width} × {header.height} × "
-                f"{header.channels}, but the header says {cols} × {rows} × {samples})",
-            )
-        if header.bit_depth == 8:
-            image = _fast_jpeg(path, frame, header, photometric, reduce)
-    if image is None:
-        # After inflation the data set is plain Explicit VR LE: decode it as such.
-        effective = str(ds.file_meta.get("TransferSyntaxUID", syntax))
-        image = reduce_area(_decode_pydicom(path, ds, effective), reduce)
-    fields: dict[str, Any] = {
-        "width": cols,
-        "height": rows,
-        "bit_depth": _int(ds, "BitsStored", bits_allocated),
-        "study_date": _date(_text(ds, "StudyDate")),
-        "modality": _text(ds, "Modality"),
-        "sop_class_uid": sop,
-        "sop_instance_uid": _text(ds, "SOPInstanceUID"),
-        "transfer_syntax": syntax,
-        "frames": max(frames, 1),
-        "burned_in_annotation": _text(ds, "BurnedInAnnotation").upper(),
-        "laterality": _laterality(ds),
-        "patient_id": _text(ds, "PatientID"),
-    }
-    return np.ascontiguousarray(image), fields
+    return rows, cols, samples, bits_allocated, frames
+
+
+def _first_jpeg_frame(
+    path: str | os.PathLike[str],
+    ds: Dataset,
+    shape: tuple[int, int, int, int],
+    photometric: str,
+    reduce: int,
+) -> np.ndarray | None:
+    """Frame 0 of 8-bit encapsulated JPEG through the fast decoder; None to use pydicom's.
+
+    Args:
+        shape: ``(cols, rows, samples, frames)`` the header declares.
+    """
+    cols, rows, samples, frames = shape
+    try:
+        frame = get_frame(ds.PixelData, 0, number_of_frames=frames)
+        header = probe_jpeg(frame)
+    except HeaderError as error:
+        raise fail(
+            path,
+            "truncated" if error.truncated else "corrupt",
+            f"is a DICOM file whose JPEG image is damaged ({error})",
+        ) from None
+    except Exception as error:  # noqa: BLE001 - broken encapsulation
+        raise fail(
+            path, "corrupt", f"is a DICOM file whose image data is damaged ({_short(error)})"
+        ) from None
+    if (header.width, header.height, header.channels) != (cols, rows, samples):
+        raise fail(
+            path,
+            "corrupt",
+            f"is a damaged DICOM file (its JPEG image is {header.width} × {header.height} × "
+            f"{header.channels}, but the header says {cols} × {rows} × {samples})",
+        )
+    if header.bit_depth != 8:
+        return None
+    return _fast_jpeg(path, frame, header, photometric, reduce)
 
 
 def _parse_inflated(path: str | os.PathLike[str], inflated: bytes) -> Dataset:

@@ -163,14 +163,41 @@ def write_dicom(
     if transfer_syntax == "jpeg_baseline" and bits != 8:
         raise ValueError("JPEG Baseline holds 8-bit samples only")
 
+    ds = _image_dataset(
+        stack,
+        transfer_syntax=transfer_syntax,
+        sop_class=sop_class,
+        photometric=photometric,
+        laterality=laterality,
+        patient_id=patient_id,
+        study_date=study_date,
+    )
+    _set_pixel_data(ds, stack, transfer_syntax, photometric, jpeg_quality)
+    buffer = io.BytesIO()
+    dcmwrite(buffer, ds, enforce_file_format=True)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _image_dataset(
+    stack: np.ndarray,
+    *,
+    transfer_syntax: str,
+    sop_class: str,
+    photometric: str,
+    laterality: str,
+    patient_id: str,
+    study_date: str,
+) -> Dataset:
+    """File meta and image attributes of ``stack`` (frames × H × W [× 3]), no pixel data yet."""
+    frames, samples = stack.shape[0], 1 if stack.ndim == 3 else 3
+    bits = 8 * stack.dtype.itemsize
     sop_uid, modality = SOP_CLASSES[sop_class]
-    ts_uid = uids.UID(TRANSFER_SYNTAXES[transfer_syntax])
     instance_uid = uids.generate_uid()
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = uids.UID(sop_uid)
     meta.MediaStorageSOPInstanceUID = instance_uid
-    meta.TransferSyntaxUID = ts_uid
+    meta.TransferSyntaxUID = uids.UID(TRANSFER_SYNTAXES[transfer_syntax])
     meta.ImplementationClassUID = uids.PYDICOM_IMPLEMENTATION_UID
 
     ds = Dataset()
@@ -198,7 +225,14 @@ def write_dicom(
     ds.PixelRepresentation = 0
     if frames > 1 or sop_class in _MULTIFRAME_CLASSES:
         ds.NumberOfFrames = frames
+    return ds
 
+
+def _set_pixel_data(
+    ds: Dataset, stack: np.ndarray, transfer_syntax: str, photometric: str, jpeg_quality: int
+) -> None:
+    """Encode ``stack`` into ``ds.PixelData`` with ``transfer_syntax``."""
+    frames, bits = stack.shape[0], 8 * stack.dtype.itemsize
     if transfer_syntax == "jpeg_baseline":
         encoded = [_encode_jpeg(f, photometric, jpeg_quality) for f in stack]
         ds.PixelData = encapsulate(encoded, has_bot=True)
@@ -209,15 +243,12 @@ def write_dicom(
         ds.PixelData = encapsulate([encode_lossless_sv1(f) for f in stack], has_bot=True)
         ds["PixelData"].VR = "OB"
     elif transfer_syntax in ("rle", "jpeg2000"):
-        meta.TransferSyntaxUID = uids.UID(uids.ExplicitVRLittleEndian)
+        ds.file_meta.TransferSyntaxUID = uids.UID(uids.ExplicitVRLittleEndian)
         ds.PixelData = stack.tobytes()
         ds["PixelData"].VR = "OB" if bits == 8 else "OW"
         arr = stack if frames > 1 else stack[0]
+        ts_uid = uids.UID(TRANSFER_SYNTAXES[transfer_syntax])
         ds.compress(ts_uid, arr, generate_instance_uid=False)
     else:
         ds.PixelData = stack.tobytes()
         ds["PixelData"].VR = "OB" if bits == 8 else "OW"
-
-    buffer = io.BytesIO()
-    dcmwrite(buffer, ds, enforce_file_format=True)
-    atomic_write_bytes(path, buffer.getvalue())

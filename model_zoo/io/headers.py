@@ -66,67 +66,89 @@ _STANDALONE = frozenset(range(0xD0, 0xD8)) | {0x01}
 
 def probe_jpeg(data: bytes | memoryview) -> JpegHeader:
     """Walk JPEG marker segments to the first SOF, then to the first SOS."""
-    size = len(data)
     offset = 2
     jfif = False
     adobe: int | None = None
-    sof_info: tuple[int, int, int, int, int, tuple[int, ...]] | None = None
+    frame: _Frame | None = None
     while True:
-        while offset < size and data[offset] == 0xFF and offset + 1 < size:
-            if data[offset + 1] != 0xFF:
-                break
-            offset += 1  # fill bytes
-        if offset + 2 > size:
-            raise HeaderError("the JPEG header ends early", truncated=True)
-        if data[offset] != 0xFF:
-            raise HeaderError("the JPEG header is damaged (marker expected)")
-        marker = data[offset + 1]
-        if marker in _STANDALONE:
-            offset += 2
+        marker, start, offset, body = _jpeg_segment(data, offset)
+        if body is None:  # a standalone marker
             continue
-        if marker == 0xD9:
-            raise HeaderError("the JPEG file ends before any image data", truncated=True)
-        if offset + 4 > size:
-            raise HeaderError("the JPEG header ends early", truncated=True)
-        length = int.from_bytes(data[offset + 2 : offset + 4], "big")
-        if length < 2:
-            raise HeaderError("the JPEG header is damaged (bad segment length)")
-        end = offset + 2 + length
-        if end > size:
-            raise HeaderError("the JPEG header ends early", truncated=True)
-        body = bytes(data[offset + 4 : end])
         if marker == 0xE0 and body.startswith(b"JFIF\x00"):
             jfif = True
         elif marker == 0xEE and body.startswith(b"Adobe") and len(body) >= 12:
             adobe = body[11]
         elif marker in _SOF_MARKERS:
-            if sof_info is not None:
+            if frame is not None:
                 raise HeaderError("the JPEG file has two frame headers")
-            if len(body) < 6:
-                raise HeaderError("the JPEG frame header is damaged")
-            precision, height, width, count = struct.unpack(">BHHB", body[:6])
-            if len(body) < 6 + 3 * count or count == 0:
-                raise HeaderError("the JPEG frame header is damaged")
-            ids = tuple(body[6 + 3 * i] for i in range(count))
-            sof_info = (marker, precision, height, width, count, ids)
+            frame = _jpeg_frame(marker, body)
         elif marker == 0xDA:
-            if sof_info is None:
+            if frame is None:
                 raise HeaderError("the JPEG file has image data before its frame header")
-            sof, precision, height, width, count, ids = sof_info
-            if width == 0 or height == 0:
+            if frame.width == 0 or frame.height == 0:
                 raise HeaderError("the JPEG frame header declares zero width or height")
             return JpegHeader(
-                width=width,
-                height=height,
-                bit_depth=precision,
-                channels=count,
-                component_ids=ids,
+                width=frame.width,
+                height=frame.height,
+                bit_depth=frame.precision,
+                channels=len(frame.component_ids),
+                component_ids=frame.component_ids,
                 jfif=jfif,
                 adobe_transform=adobe,
-                sof=sof,
-                scan_start=offset,
+                sof=frame.sof,
+                scan_start=start,
             )
-        offset = end
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """What a JPEG frame header (SOFn) declares."""
+
+    sof: int
+    precision: int
+    height: int
+    width: int
+    component_ids: tuple[int, ...]
+
+
+def _jpeg_segment(data: bytes | memoryview, offset: int) -> tuple[int, int, int, bytes | None]:
+    """The segment at ``offset`` (fill bytes skipped): marker, its offset, end, body.
+
+    The body is None for a standalone marker (no length field).
+    """
+    size = len(data)
+    while offset < size and data[offset] == 0xFF and offset + 1 < size:
+        if data[offset + 1] != 0xFF:
+            break
+        offset += 1  # fill bytes
+    if offset + 2 > size:
+        raise HeaderError("the JPEG header ends early", truncated=True)
+    if data[offset] != 0xFF:
+        raise HeaderError("the JPEG header is damaged (marker expected)")
+    marker = data[offset + 1]
+    if marker in _STANDALONE:
+        return marker, offset, offset + 2, None
+    if marker == 0xD9:
+        raise HeaderError("the JPEG file ends before any image data", truncated=True)
+    if offset + 4 > size:
+        raise HeaderError("the JPEG header ends early", truncated=True)
+    length = int.from_bytes(data[offset + 2 : offset + 4], "big")
+    if length < 2:
+        raise HeaderError("the JPEG header is damaged (bad segment length)")
+    end = offset + 2 + length
+    if end > size:
+        raise HeaderError("the JPEG header ends early", truncated=True)
+    return marker, offset, end, bytes(data[offset + 4 : end])
+
+
+def _jpeg_frame(marker: int, body: bytes) -> _Frame:
+    if len(body) < 6:
+        raise HeaderError("the JPEG frame header is damaged")
+    precision, height, width, count = struct.unpack(">BHHB", body[:6])
+    if len(body) < 6 + 3 * count or count == 0:
+        raise HeaderError("the JPEG frame header is damaged")
+    ids = tuple(body[6 + 3 * i] for i in range(count))
+    return _Frame(marker, precision, height, width, ids)
 
 
 def jpeg_is_complete(data: bytes, header: JpegHeader) -> bool:

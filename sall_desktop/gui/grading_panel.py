@@ -113,7 +113,7 @@ class GradingPanel(QWidget):
     sign_in = Signal(str)
     switch_grader = Signal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None) -> None:  # noqa: PLR0915 - builds the widgets in reading order
         super().__init__(parent)
         self.setObjectName("panel")
         self.setMinimumWidth(270)

@@ -74,7 +74,7 @@ class ModelPanel(QWidget):
     grade_folder_clicked = Signal()
     cancel_clicked = Signal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None) -> None:  # noqa: PLR0915 - builds the widgets in reading order
         super().__init__(parent)
         self.setObjectName("panel")
         self.setStyleSheet(BADGE_STYLE)

@@ -135,7 +135,7 @@ def _resolve(
     return out, issues
 
 
-def import_labels(
+def import_labels(  # noqa: C901, PLR0915 - the import rules in order; not split yet
     store: LabelRepository,
     path: Path,
     fmt: str,

@@ -23,7 +23,7 @@ import json
 import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, Union
 
@@ -293,61 +293,74 @@ def _from_json(value: Any, hint: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        non_none = [a for a in args if a is not type(None)]
-        errors = []
-        for a in non_none:
-            try:
-                return _from_json(value, a, where)
-            except ReportError as exc:
-                errors.append(str(exc))
-        raise ReportError(errors[0] if errors else f"{where}: unexpected null")
+        return _union_from_json(value, args, where)
     if origin is Literal:
         if value not in args:
             raise ReportError(f"{where}: {value!r} is not one of {args}")
         return value
     if origin is tuple:
-        if not isinstance(value, list):
-            raise ReportError(f"{where}: expected a list")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_from_json(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ReportError(f"{where}: expected {len(args)} items")
-        pairs = enumerate(zip(value, args, strict=True))
-        return tuple(_from_json(v, a, f"{where}[{i}]") for i, (v, a) in pairs)
+        return _tuple_from_json(value, args, where)
     if origin is dict:
         if not isinstance(value, dict):
             raise ReportError(f"{where}: expected an object")
         return {str(k): _from_json(v, args[1], f"{where}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise ReportError(f"{where}: expected an object")
-        hints = typing.get_type_hints(hint)
-        kwargs = {}
-        for f in dataclasses.fields(hint):
-            if f.name in value:
-                kwargs[f.name] = _from_json(value[f.name], hints[f.name], f"{where}.{f.name}")
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ReportError(f"{where}: missing field {f.name!r}")
-        return hint(**kwargs)  # type: ignore[operator]
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ReportError(f"{where}: expected a number")
-        return float(value)
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ReportError(f"{where}: expected an integer")
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ReportError(f"{where}: expected true/false")
-        return value
-    if hint is str:
-        if not isinstance(value, str):
-            raise ReportError(f"{where}: expected a string")
-        return value
-    raise TypeError(f"unsupported report annotation {hint!r}")  # a bug here, not bad input
+        return _dataclass_from_json(value, hint, where)
+    return _scalar_from_json(value, hint, where)
+
+
+def _union_from_json(value: Any, args: tuple[Any, ...], where: str) -> Any:
+    if value is None and type(None) in args:
+        return None
+    errors = []
+    for a in (a for a in args if a is not type(None)):
+        try:
+            return _from_json(value, a, where)
+        except ReportError as exc:
+            errors.append(str(exc))
+    raise ReportError(errors[0] if errors else f"{where}: unexpected null")
+
+
+def _tuple_from_json(value: Any, args: tuple[Any, ...], where: str) -> tuple[Any, ...]:
+    if not isinstance(value, list):
+        raise ReportError(f"{where}: expected a list")
+    if len(args) == 2 and args[1] is Ellipsis:
+        return tuple(_from_json(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+    if len(value) != len(args):
+        raise ReportError(f"{where}: expected {len(args)} items")
+    pairs = enumerate(zip(value, args, strict=True))
+    return tuple(_from_json(v, a, f"{where}[{i}]") for i, (v, a) in pairs)
+
+
+def _dataclass_from_json(value: Any, hint: Any, where: str) -> Any:
+    if not isinstance(value, dict):
+        raise ReportError(f"{where}: expected an object")
+    hints = typing.get_type_hints(hint)
+    kwargs = {}
+    for f in dataclasses.fields(hint):
+        if f.name in value:
+            kwargs[f.name] = _from_json(value[f.name], hints[f.name], f"{where}.{f.name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ReportError(f"{where}: missing field {f.name!r}")
+    return hint(**kwargs)
+
+
+# Scalar annotation -> (does a JSON value fit it, what the error says was expected).
+_SCALARS: dict[type, tuple[Callable[[Any], bool], str]] = {
+    float: (lambda v: not isinstance(v, bool) and isinstance(v, int | float), "a number"),
+    int: (lambda v: not isinstance(v, bool) and isinstance(v, int), "an integer"),
+    bool: (lambda v: isinstance(v, bool), "true/false"),
+    str: (lambda v: isinstance(v, str), "a string"),
+}
+
+
+def _scalar_from_json(value: Any, hint: Any, where: str) -> Any:
+    if hint not in _SCALARS:
+        raise TypeError(f"unsupported report annotation {hint!r}")  # a bug here, not bad input
+    fits, expected = _SCALARS[hint]
+    if not fits(value):
+        raise ReportError(f"{where}: expected {expected}")
+    return float(value) if hint is float else value
 
 
 def report_from_json(text: str) -> Report:
