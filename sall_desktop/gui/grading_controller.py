@@ -13,19 +13,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Literal
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
+from sall_desktop.domain.draft import Draft, Prefix, SetDme, SetDr, SetReason, read_digit
 from sall_desktop.domain.grades import Grading, Laterality, UngradableReason
 from sall_desktop.gui.bridges import Failure, GradingBridge, Reply, TaskBridge
-from sall_desktop.gui.grading_panel import Draft, GradingPanel
+from sall_desktop.gui.grading_panel import GradingPanel
 from sall_desktop.gui.image_entry import ImageEntry
 from sall_desktop.gui.image_model import ImageListModel
 from sall_desktop.gui.navigation import Navigator
 from sall_desktop.gui.settings import AppSettings
-from sall_desktop.gui.shortcuts import UNGRADABLE_REASONS
 from sall_desktop.services.grading import (
     GradeCommand,
     GradeWrite,
@@ -35,7 +34,6 @@ from sall_desktop.services.grading import (
     SaveState,
 )
 
-Prefix = Literal["", "reason", "dme"]
 STATE_TEXT = {
     SaveState.SAVED: "✓ Saved",
     SaveState.PENDING: "Saving…",
@@ -183,16 +181,15 @@ class GradingController(QObject):
     # ------------------------------------------------------------------ keys
     def digit(self, value: int) -> None:
         """A digit key: DR grade, or the answer to a pending prefix (reason 1-6, DME 0-2)."""
-        if self.prefix == "reason":
-            if 1 <= value <= len(UNGRADABLE_REASONS):
-                self.set_reason(UNGRADABLE_REASONS[value - 1][0])
-            return
-        if self.prefix == "dme":
-            if value <= 2:
-                self.set_dme(value)
-            return
-        if value <= 4:
-            self.set_dr(value)
+        match read_digit(self.prefix, value):
+            case SetReason(reason):
+                self.set_reason(reason)
+            case SetDme(grade):
+                self.set_dme(grade)
+            case SetDr(grade):
+                self.set_dr(grade)
+            case None:
+                pass
 
     def set_dr(self, grade: int) -> None:
         self._edit(replace(self.draft, dr_grade=grade, gradable=True, reason=None), completing=True)

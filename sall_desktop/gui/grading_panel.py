@@ -1,12 +1,10 @@
 """The grading panel (a view): grader sign-in, DR/AMD/gradability/DME buttons, notes, save state.
 
-It shows a :class:`Draft` and emits what the grader clicked; :mod:`grading_controller` decides
-what that means. Buttons never take keyboard focus: the keyboard belongs to the shortcuts.
+It shows a :class:`~sall_desktop.domain.draft.Draft` and emits what the grader clicked;
+:mod:`grading_controller` decides what that means. Buttons never take keyboard focus: the keyboard belongs to the shortcuts.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import (
@@ -22,51 +20,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from sall_desktop.domain.grades import AMD_NAMES, DME_GRADES, DR_NAMES, Grading, UngradableReason
+from sall_desktop.domain.draft import Draft
+from sall_desktop.domain.grades import AMD_NAMES, DME_GRADES, DR_NAMES, UngradableReason
 from sall_desktop.gui.elided import ElidedLabel
 from sall_desktop.gui.shortcuts import AMD_KEYS, UNGRADABLE_REASONS
 from sall_desktop.gui.theme import AMD_COLOURS, DR_COLOURS, UNGRADABLE_COLOUR
-
-
-@dataclass(frozen=True, slots=True)
-class Draft:
-    """The grading being edited for the current image (not yet a row in the store)."""
-
-    dr_grade: int | None = None
-    amd_grade: int | None = None
-    gradable: bool = True
-    reason: UngradableReason | None = None
-    dme: int | None = None
-    notes: str = ""
-
-    @classmethod
-    def of(cls, grading: Grading | None) -> Draft:
-        if grading is None:
-            return cls()
-        return cls(
-            grading.dr_grade,
-            grading.amd_grade,
-            grading.gradable,
-            grading.ungradable_reason,
-            grading.dme,
-            grading.notes,
-        )
-
-    @property
-    def complete(self) -> bool:
-        return (not self.gradable and self.reason is not None) or (
-            self.gradable and self.dr_grade is not None and self.amd_grade is not None
-        )
-
-    @property
-    def empty(self) -> bool:
-        return self == Draft()
-
-    @property
-    def valid(self) -> bool:
-        """A grading can be made of it (an ungradable draft needs its reason first)."""
-        return self.gradable or self.reason is not None
-
 
 SCREEN_CHROME = 110
 """Pixels of a screen's height the panel leaves to the menu bar, the banner and the status bar."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sall_desktop.domain.draft import REASON_ORDER
 from sall_desktop.domain.grades import AMD_NAMES, DR_NAMES, UngradableReason
 
 
@@ -30,15 +31,20 @@ class Command:
     group: str
 
 
-UNGRADABLE_REASONS: tuple[tuple[UngradableReason, str], ...] = (
-    (UngradableReason.BLUR, "Blur / out of focus"),
-    (UngradableReason.EXPOSURE, "Under- or over-exposed"),
-    (UngradableReason.ARTEFACT, "Artefact (eyelash, dust)"),
-    (UngradableReason.FIELD, "Field not adequate"),
-    (UngradableReason.MEDIA_OPACITY, "Media opacity (cataract)"),
-    (UngradableReason.OTHER, "Other"),
+REASON_TEXT = {
+    UngradableReason.BLUR: "Blur / out of focus",
+    UngradableReason.EXPOSURE: "Under- or over-exposed",
+    UngradableReason.ARTEFACT: "Artefact (eyelash, dust)",
+    UngradableReason.FIELD: "Field not adequate",
+    UngradableReason.MEDIA_OPACITY: "Media opacity (cataract)",
+    UngradableReason.OTHER: "Other",
+}
+
+UNGRADABLE_REASONS: tuple[tuple[UngradableReason, str], ...] = tuple(
+    (reason, REASON_TEXT[reason]) for reason in REASON_ORDER
 )
-"""Reasons in the order of their digit (1-6) after the Ungradable key."""
+"""Reasons with their names, in the order of their digit (1-6) after the Ungradable key (the
+order is the domain's key grammar, :data:`~sall_desktop.domain.draft.REASON_ORDER`)."""
 
 AMD_KEYS = ("Q", "W", "E", "R")
 
