@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Callable
 
 from PySide6.QtCore import QEvent, QObject, QTimer
 from PySide6.QtWidgets import QApplication
@@ -56,6 +57,8 @@ class IdleCollector(QObject):
         parent: owner (the main window); the policy ends with :meth:`stop`.
         idle_s: pause in input before a due collection runs.
         max_defer_s: the longest a due collection waits.
+        clock: seconds, for the pause and the deferral (injected so that tests drive time
+            instead of pausing for real on a machine that may be busy).
     """
 
     def __init__(
@@ -64,12 +67,14 @@ class IdleCollector(QObject):
         *,
         idle_s: float = IDLE_S,
         max_defer_s: float = MAX_DEFER_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(parent)
         self.idle_s, self.max_defer_s = idle_s, max_defer_s
+        self._clock = clock
         self.collections = 0
         self._saved: tuple[int, int, int] | None = None
-        self._last_input = self._last_full = time.monotonic()
+        self._last_input = self._last_full = clock()
         self._timer = QTimer(self, interval=CHECK_MS)
         self._timer.timeout.connect(self._maybe_collect)
 
@@ -100,13 +105,13 @@ class IdleCollector(QObject):
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
         if event.type() in _INPUT_EVENTS:
-            self._last_input = time.monotonic()
+            self._last_input = self._clock()
         return False
 
     def _maybe_collect(self) -> None:
         if self._saved is None:
             return
-        now = time.monotonic()
+        now = self._clock()
         if gc.get_count()[2] < self._saved[2]:
             return  # not due yet by Python's own schedule (generation-1 runs since the last)
         idle = now - self._last_input >= self.idle_s

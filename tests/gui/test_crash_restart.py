@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.gui.conftest import WAIT_S
+
 DRIVER = Path(__file__).with_name("kill_driver.py")
 
 
@@ -34,7 +36,7 @@ def test_sigkill_mid_session_then_restart_restores_grades_and_last_image(
     )
     acks: list[tuple[str, int, int]] = []
     last = ""
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + WAIT_S  # a hang guard
     try:
         assert child.stdout is not None
         while len(acks) < 8 and time.monotonic() < deadline:
@@ -48,7 +50,7 @@ def test_sigkill_mid_session_then_restart_restores_grades_and_last_image(
                 last = sha
     finally:
         child.send_signal(signal.SIGKILL)  # mid-session: the driver is still grading
-        child.wait(timeout=30)
+        child.wait(timeout=WAIT_S)
     assert len(acks) >= 8 and last, "the driver did not grade in time"
 
     ws = open_workstation(None, db=db, grader="Dr Crash")

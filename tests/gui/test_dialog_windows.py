@@ -27,6 +27,7 @@ from pytestqt.qtbot import QtBot
 from sall_desktop.gui.dialogs import CheatSheet, SettingsDialog
 from sall_desktop.gui.settings import AppSettings
 from sall_desktop.gui.transfer_dialogs import ExportDialog, ImportDialog
+from tests.gui.conftest import WAIT_MS
 
 MakeDialog = Callable[[AppSettings], QDialog]
 
@@ -48,7 +49,7 @@ def _open(qtbot: QtBot, make: MakeDialog, settings: AppSettings) -> QDialog:
     dialog = make(settings)
     qtbot.addWidget(dialog)
     dialog.show()
-    qtbot.waitExposed(dialog)
+    qtbot.waitExposed(dialog, timeout=WAIT_MS)
     return dialog
 
 

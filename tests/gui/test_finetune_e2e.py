@@ -18,6 +18,7 @@ from sall_desktop.domain.grades import Grading, ImageRecord, Laterality
 from sall_desktop.domain.predictions import Prediction
 from sall_desktop.services import holdout, models
 from sall_desktop.store import StoreThread
+from tests.gui.conftest import WAIT_MS
 
 pytestmark = pytest.mark.slow
 
@@ -133,11 +134,11 @@ def test_finetune_report_promote_and_rollback(  # type: ignore[no-untyped-def]
     assert all(checks.item(r, 6).text() == "✔ pass" for r in range(checks.rowCount()))
     assert window.report_view.promote_button.isEnabled()
     window.resize(900, 640)  # a laptop screen: the report scrolls, Promote stays reachable
-    qtbot.waitUntil(lambda: window.body_scroll.verticalScrollBar().maximum() > 0)
+    qtbot.waitUntil(lambda: window.body_scroll.verticalScrollBar().maximum() > 0, timeout=WAIT_MS)
     window.body_scroll.ensureWidgetVisible(window.report_view.promote_button)
     shown = window.report_view.promote_button.visibleRegion()
     assert not shown.isEmpty()
-    with qtbot.waitSignal(window.active_model_changed, timeout=30_000) as blocker:
+    with qtbot.waitSignal(window.active_model_changed, timeout=WAIT_MS) as blocker:
         window.report_view.promote_button.click()
     new_id = blocker.args[0]
     assert new_id != parent.id and _active_id(workspace) == new_id

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-WAIT_MS = 10_000
+from tests.gui.conftest import WAIT_MS
 
 
 def test_a_scanned_folder_is_frozen_until_another_opens(

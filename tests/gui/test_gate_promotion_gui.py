@@ -22,6 +22,7 @@ from model_zoo.cards import ModelCard, Provenance, card_to_json
 from sall_desktop.services import models
 from sall_desktop.store import StoreThread
 from sall_desktop.store.models_repository import TrainingRunRow
+from tests.gui.conftest import WAIT_MS, WAIT_S
 from training.protocol.gate_rules import combine_checks
 from training.protocol.report import (
     GateCheck,
@@ -31,8 +32,6 @@ from training.protocol.report import (
     Report,
     report_to_json,
 )
-
-WAIT_MS = 10_000
 
 
 def _head(task: str, qwk: float) -> HeadReport:
@@ -221,7 +220,7 @@ def versions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Versio
         ids["import"] = models.register_model(store, imported, source="import", actor="x").id
         return ids
 
-    ids = thread.submit(setup).result(timeout=WAIT_MS)
+    ids = thread.submit(setup).result(timeout=WAIT_S)
     yield thread, ids
     thread.close()
 

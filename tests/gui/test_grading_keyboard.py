@@ -7,6 +7,7 @@ from PySide6.QtTest import QTest
 
 from sall_desktop.domain.grades import UngradableReason
 from sall_desktop.services.grading import SaveState
+from tests.gui.conftest import WAIT_MS
 
 AMD_KEYS = ("Q", "W", "E", "R")
 
@@ -33,7 +34,7 @@ def test_grading_20_images_by_keyboard_writes_20_signed_audited_gradings(
         _key(window, AMD_KEYS[amd])
         expected[entry.sha256] = (dr, amd)
         qtbot.waitUntil(
-            lambda e=entry: window.navigator.current is not e, timeout=2000
+            lambda e=entry: window.navigator.current is not e, timeout=WAIT_MS
         )  # auto-advance
     wait_saved(ws)
 
@@ -54,7 +55,7 @@ def test_grading_20_images_by_keyboard_writes_20_signed_audited_gradings(
             )
             and window.status.save.text().endswith("All grades saved")
         ),
-        timeout=5000,
+        timeout=WAIT_MS,
     )
 
 
@@ -70,7 +71,9 @@ def test_grade_controls_are_disabled_until_a_grader_signs_in(
     assert window.grading.draft.dr_grade is None  # keys do nothing without a named grader
     qtbot.keyClicks(panel.grader_name, "Dr Bea")
     qtbot.mouseClick(panel.sign_in_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: panel.controls.isEnabled() and not window.grading.loading, timeout=5000)
+    qtbot.waitUntil(
+        lambda: panel.controls.isEnabled() and not window.grading.loading, timeout=WAIT_MS
+    )
     assert panel.grader_label.text() == "Dr Bea"
     assert "Dr Bea" in store_call(ws, lambda s: s.graders())
 
@@ -101,7 +104,7 @@ def test_undo_appends_the_previous_grading_and_redo_appends_the_new_one(
     assert store_call(ws, lambda s: s.current_grading(sha, "Dr Test")) is None
     assert entry.grading is None
     # The undo is saved, but nothing on screen calls an image without a grade "saved".
-    qtbot.waitUntil(lambda: window.grading_panel.save_state.text() == "Not graded")
+    qtbot.waitUntil(lambda: window.grading_panel.save_state.text() == "Not graded", timeout=WAIT_MS)
     assert entry.save_state is None
 
     QTest.keyClick(window, Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)  # redo: DR 2
@@ -127,7 +130,7 @@ def test_undo_of_another_image_shows_it(qtbot, open_workstation, image_folder, w
     first = window.navigator.current
     _key(window, "1")
     _key(window, "Q")
-    qtbot.waitUntil(lambda: window.navigator.current is not first, timeout=2000)
+    qtbot.waitUntil(lambda: window.navigator.current is not first, timeout=WAIT_MS)
     QTest.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert window.navigator.current is first
     wait_saved(ws)
@@ -144,7 +147,7 @@ def test_ungradable_needs_a_reason_and_blanks_the_disease_grades(
     _key(window, "U")
     assert window.navigator.current is entry and window.grading_panel.reason_box.isVisible()
     _key(window, "3")  # reason 3: artefact
-    qtbot.waitUntil(lambda: window.navigator.current is not entry, timeout=2000)
+    qtbot.waitUntil(lambda: window.navigator.current is not entry, timeout=WAIT_MS)
     wait_saved(ws)
     grading = store_call(ws, lambda s: s.current_grading(entry.sha256, "Dr Test"))
     assert not grading.gradable and grading.ungradable_reason is UngradableReason.ARTEFACT
@@ -162,7 +165,7 @@ def test_every_reason_digit_answers_the_ungradable_key(
         assert entry.grading is None and window.grading.draft.empty
         _key(window, "U")
         _key(window, digit)
-        qtbot.waitUntil(lambda e=entry: window.navigator.current is not e, timeout=2000)
+        qtbot.waitUntil(lambda e=entry: window.navigator.current is not e, timeout=WAIT_MS)
         wait_saved(ws)
         grading = store_call(ws, lambda s, e=entry: s.current_grading(e.sha256, "Dr Test"))
         assert not grading.gradable and grading.ungradable_reason is reason
@@ -211,7 +214,7 @@ def test_a_second_grader_gets_their_own_grading_and_leaves_the_first_untouched(
     _key(window, "E")
     wait_saved(ws)
     window.grading.set_grader("Dr B")
-    qtbot.waitUntil(lambda: not window.grading.loading, timeout=5000)
+    qtbot.waitUntil(lambda: not window.grading.loading, timeout=WAIT_MS)
     assert entry.grading is None  # Dr B sees no grade of their own yet
     _key(window, "1")
     _key(window, "Q")
@@ -227,8 +230,8 @@ def test_enter_in_the_name_field_signs_in(qtbot, open_workstation, image_folder)
     panel.grader_name.setFocus()
     qtbot.keyClicks(panel.grader_name, "Dr Ret")
     qtbot.keyClick(panel.grader_name, Qt.Key.Key_Return)
-    qtbot.waitUntil(lambda: ws.window.grading.grader == "Dr Ret", timeout=3000)
-    qtbot.waitUntil(lambda: not ws.window.grading.loading, timeout=3000)
+    qtbot.waitUntil(lambda: ws.window.grading.grader == "Dr Ret", timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not ws.window.grading.loading, timeout=WAIT_MS)
     assert ws.window.focusWidget() is ws.window.grid  # keys now grade, not type into a field
     focused = ws.window.focusWidget()
     QTest.keyClick(focused, "2")

@@ -10,8 +10,7 @@ from typing import Any
 from PySide6.QtCore import QThread
 
 from sall_desktop.services.inference_values import BatchProgress, BatchResult
-
-WAIT_MS = 10_000
+from tests.gui.conftest import WAIT_MS, WAIT_S
 
 
 class _FakeService:
@@ -19,6 +18,7 @@ class _FakeService:
 
     def __init__(self, posts: int, rows_per_post: int) -> None:
         self.posts, self.rows_per_post = posts, rows_per_post
+        self.posted = threading.Event()
         self.release = threading.Event()
         self.thread: threading.Thread | None = None
 
@@ -30,7 +30,8 @@ class _FakeService:
                 rows = [f"row{n}.{i}" for i in range(self.rows_per_post)]
                 kw["on_predictions"](rows)
                 kw["on_progress"](BatchProgress(n + 1, self.posts, 0, 0, 0.1 * (n + 1)))
-            self.release.wait(WAIT_MS / 1000)
+            self.posted.set()
+            self.release.wait(WAIT_S)
             future.set_result(BatchResult("model", self.posts * self.rows_per_post, 0))
 
         self.thread = threading.Thread(target=run)
@@ -58,7 +59,9 @@ def test_batch_updates_are_coalesced_and_all_arrive_before_the_end(qtbot: Any) -
     bridge.batch_finished.connect(record("finished"))
     assert bridge.grade_folder(["a.jpg"], {})
     assert not bridge.grade_folder(["a.jpg"], {})  # one run at a time
-    # Every post is made before the run may end: the first tick shows them all at once.
+    # Every post is made before the run may end: the first tick shows them all at once. The GUI
+    # thread waits here (no tick can run) until they are, however slowly the worker posts.
+    assert service.posted.wait(WAIT_S)
     qtbot.waitUntil(lambda: any(kind == "progress" for kind, _ in deliveries), timeout=WAIT_MS)
     service.release.set()
     qtbot.waitUntil(lambda: bool(deliveries) and deliveries[-1][0] == "finished", timeout=WAIT_MS)

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from sall_desktop.services import models
+from tests.gui.conftest import WAIT_MS, WAIT_S
 
-WAIT_MS = 30_000
 TRAIN_MS = 900_000  # a hang guard: a tiny fine-tune took over two minutes on a busy machine
 TINY_FINETUNE = ("runtime.device=cpu", "runtime.num_workers=0", "runtime.progress_interval_s=0",
                  "optim.batch_size=8", "finetune.max_epochs=1", "finetune.replay_ratio=0",
@@ -33,7 +33,7 @@ def _close(ws: Any) -> None:
 
 def _model_ids(ws: Any, model_id: str) -> set[str]:
     """The images the store holds a prediction of ``model_id`` for."""
-    rows = ws.store.submit(lambda s: s.predictions(model_id=model_id)).result(timeout=10)
+    rows = ws.store.submit(lambda s: s.predictions(model_id=model_id)).result(timeout=WAIT_S)
     return {p.image_sha256 for p in rows}
 
 

@@ -17,8 +17,7 @@ from model_zoo.architectures.student import card_template
 from model_zoo.cards import SYNTHETIC_INTENDED_USE
 from model_zoo.checkpoints import save_checkpoint
 from model_zoo.registry import get_model
-
-WAIT_MS = 30_000
+from tests.gui.conftest import WAIT_MS, WAIT_S
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +109,7 @@ def test_batch_grading_stores_and_shows_predictions(
         timeout=WAIT_MS,
     )
     model_id = loop.info.id
-    stored = ws.store.submit(lambda s: s.predictions(model_id=model_id)).result(timeout=10)
+    stored = ws.store.submit(lambda s: s.predictions(model_id=model_id)).result(timeout=WAIT_S)
     shas = {e.sha256 for e in window.model.entries()}
     assert {p.image_sha256 for p in stored} == shas
     assert len(stored) == len(shas)  # the current image's on-demand prediction is not repeated
@@ -180,8 +179,8 @@ def test_stored_predictions_are_read_for_the_open_folder_only(
     )
     assert window.model.prediction(shas[0]).heads["dr"].grade == 2  # the stored output, shown
     assert window.model.predictions().keys() <= set(shas)  # no other folder's outputs
-    ws.inference.run_on_worker(lambda: None).result(timeout=10)  # requests made have run
-    stored = ws.store.submit(lambda s: s.predictions(model_id=model_id)).result(timeout=10)
+    ws.inference.run_on_worker(lambda: None).result(timeout=WAIT_S)  # requests made have run
+    stored = ws.store.submit(lambda s: s.predictions(model_id=model_id)).result(timeout=WAIT_S)
     assert [p.image_sha256 for p in stored].count(shas[0]) == 1  # not graded again on demand
     window.navigator.step(+1)
     window.navigator.step(+1)
@@ -270,7 +269,7 @@ def test_batch_grading_reads_the_inputs_the_folder_scan_prepared(
         ),
         timeout=WAIT_MS,
     )
-    stored = ws.store.submit(lambda s: s.predictions(model_id=loop.info.id)).result(timeout=10)
+    stored = ws.store.submit(lambda s: s.predictions(model_id=loop.info.id)).result(timeout=WAIT_S)
     assert {p.image_sha256 for p in stored} == shas
     assert graded_by_decoding == []
 
@@ -318,16 +317,18 @@ def test_blind_first_hides_model_until_commit_and_audits_change(
     grading.set_dr(1)
     grading.set_amd(0)  # complete: committed
     qtbot.waitUntil(lambda: ws.services.grading.pending_count == 0, timeout=WAIT_MS)
-    qtbot.waitUntil(lambda: any(t.startswith("Model:") for t in visible_texts(window)))
+    qtbot.waitUntil(
+        lambda: any(t.startswith("Model:") for t in visible_texts(window)), timeout=WAIT_MS
+    )
     qtbot.waitUntil(lambda: overlay.overlay_visible, timeout=WAIT_MS)
 
     grading.set_dr(3)  # a change of mind after the reveal
     qtbot.waitUntil(lambda: ws.services.grading.pending_count == 0, timeout=WAIT_MS)
-    audit = ws.store.submit(lambda s: s.audit_log(image_sha256=entry.sha256)).result(timeout=10)
+    audit = ws.store.submit(lambda s: s.audit_log(image_sha256=entry.sha256)).result(timeout=WAIT_S)
     reasons = [a.reason for a in audit if a.field == "dr_grade"]
     assert reasons[0] == "grade" and reasons[-1] == "changed after model reveal"
     current = ws.store.submit(lambda s: s.current_grading(entry.sha256, "Dr Test")).result(
-        timeout=10
+        timeout=WAIT_S
     )
     assert current.dr_grade == 3 and current.model_version == loop.info.id
 

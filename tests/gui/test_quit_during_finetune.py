@@ -10,7 +10,6 @@ kills it), and records the outcome while the store is still open.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,12 @@ import pytest
 from sall_desktop.services import models
 from sall_desktop.services import training_jobs as jobs
 from sall_desktop.store import StoreThread
+from tests.gui.conftest import WAIT_MS, WAIT_S
 from training.protocol.events import Progress, RunCancelled, StopAcknowledged
 
 pytestmark = pytest.mark.slow
 
-WAIT_MS = 30_000
 RUNNING_MS = 600_000  # a hang guard: the child can take minutes to start on a busy machine
-QUIT_LIMIT_S = 30.0
 LONG_FINETUNE = ("runtime.device=cpu", "runtime.num_workers=0", "runtime.progress_interval_s=0",
                  "optim.batch_size=4", "finetune.max_epochs=50", "optim.patience=50",
                  "finetune.replay_ratio=0", "eval.plots=false")  # fmt: skip
@@ -77,30 +75,28 @@ def test_quit_while_finetuning_stops_the_child_and_records_a_cancel(
             return store.get_training_run(run_id)
 
         qtbot.waitUntil(
-            lambda: ws.store.submit(run_row).result(timeout=10).status == "running",
+            lambda: ws.store.submit(run_row).result(timeout=WAIT_S).status == "running",
             timeout=WAIT_MS,
         )
         assert not (run_dir / jobs.STOP_NAME).exists()
         assert ws.services.grading.pending_count == 0  # so closing asks no question
 
         # The user quits: close the window (no question: nothing unsaved), then shut down.
-        started = time.monotonic()
         assert window.close()
-        closed_s = time.monotonic() - started
         assert not window.isVisible()
         assert not process.is_running(), "closing the window left the trainer running"
         events = list(process.events)
         shut_down = True
         ws.shutdown()
-        quit_s = time.monotonic() - started
     finally:
         if not shut_down:
             ws.window._closing_confirmed = True
             ws.window.close()
             ws.shutdown()
 
-    # (1) Bounded: the trainer acknowledges STOP within 1 s and stops at the next step.
-    assert quit_s < QUIT_LIMIT_S, f"quitting took {quit_s:.1f} s (window close {closed_s:.1f} s)"
+    # (1) Bounded: the trainer stopped on STOP at its next step (below: acknowledged, cancelled),
+    # not after the shut-down's kill. How long that took on this machine is not asserted: the
+    # STOP poll is tested in tests/unit/training/test_runlog.py, a quit's time in benchmarks.
     # (2) No orphan: the child (and any descendant) is gone and reaped.
     assert not any(p.is_running() for p in tree), [p.pid for p in tree if p.is_running()]
     assert not psutil.pid_exists(child.pid)
@@ -113,9 +109,9 @@ def test_quit_while_finetuning_stops_the_child_and_records_a_cancel(
     # (3) and (4): read the database afresh (the workstation's store is closed).
     store = StoreThread(db)
     try:
-        row = store.submit(lambda s: s.get_training_run(run_id)).result(timeout=WAIT_MS)
-        active = store.submit(models.active_model).result(timeout=WAIT_MS)
-        versions = store.submit(models.list_models).result(timeout=WAIT_MS)
+        row = store.submit(lambda s: s.get_training_run(run_id)).result(timeout=WAIT_S)
+        active = store.submit(models.active_model).result(timeout=WAIT_S)
+        versions = store.submit(models.list_models).result(timeout=WAIT_S)
     finally:
         store.close()
     assert active is not None and active.id == parent.id

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from sall_desktop.services.grading import SaveState
 from sall_desktop.store import SqliteLabelStore, StoreWriteError
+from tests.gui.conftest import WAIT_MS, WAIT_S
 
 
 class FailingWrites:
@@ -50,7 +51,7 @@ def test_disk_full_shows_banner_keeps_pending_and_manual_retry_commits(
     QTest.keyClick(window, "2")
     QTest.keyClick(window, "Q")
     banner = window.banner
-    qtbot.waitUntil(lambda: banner.isVisible() and banner.kind == "save", timeout=5000)
+    qtbot.waitUntil(lambda: banner.isVisible() and banner.kind == "save", timeout=WAIT_MS)
     assert "disk is full" in banner.label.text()
     assert banner.retry.isVisible()
     assert ws.services.grading.pending_count == 1
@@ -60,7 +61,7 @@ def test_disk_full_shows_banner_keeps_pending_and_manual_retry_commits(
     # A second grading made meanwhile queues behind the failed one (order is kept).
     QTest.keyClick(window, "3")
     QTest.keyClick(window, "W")
-    qtbot.waitUntil(lambda: ws.services.grading.pending_count == 2, timeout=2000)
+    qtbot.waitUntil(lambda: ws.services.grading.pending_count == 2, timeout=WAIT_MS)
 
     failing.heal()
     qtbot.mouseClick(banner.retry, Qt.MouseButton.LeftButton)
@@ -71,7 +72,7 @@ def test_disk_full_shows_banner_keeps_pending_and_manual_retry_commits(
             and entry.save_state is SaveState.SAVED
             and window.status.save.text().endswith("All grades saved")
         ),
-        timeout=5000,
+        timeout=WAIT_MS,
     )
     saved = store_call(ws, lambda s: s.current_grading(entry.sha256, "Dr Test"))
     assert (saved.dr_grade, saved.amd_grade) == (2, 0)
@@ -87,12 +88,12 @@ def test_automatic_retry_commits_once_space_is_back(
     entry = window.navigator.current
     QTest.keyClick(window, "1")
     QTest.keyClick(window, "E")
-    qtbot.waitUntil(lambda: failing.attempts >= 2, timeout=5000)  # retried by itself
+    qtbot.waitUntil(lambda: failing.attempts >= 2, timeout=WAIT_MS)  # retried by itself
     assert window.banner.isVisible()
     failing.heal()
     wait_saved(ws)
     assert store_call(ws, lambda s: s.current_grading(entry.sha256, "Dr Test")).amd_grade == 2
-    qtbot.waitUntil(lambda: not window.banner.isVisible(), timeout=5000)
+    qtbot.waitUntil(lambda: not window.banner.isVisible(), timeout=WAIT_MS)
 
 
 def test_quitting_with_pending_grades_asks_first(
@@ -103,7 +104,7 @@ def test_quitting_with_pending_grades_asks_first(
     FailingWrites(monkeypatch)
     QTest.keyClick(window, "4")
     QTest.keyClick(window, "R")
-    qtbot.waitUntil(lambda: ws.services.grading.failing, timeout=5000)
+    qtbot.waitUntil(lambda: ws.services.grading.failing, timeout=WAIT_MS)
     asked = []
 
     def answer() -> None:
@@ -160,7 +161,7 @@ def test_second_instance_opens_read_only_with_a_message(
         assert holder.stdin is not None
         holder.stdin.write("\n")
         holder.stdin.flush()
-        holder.wait(timeout=30)
+        holder.wait(timeout=WAIT_S)
 
 
 def test_switching_folders_while_saving_fails_asks_and_keeps_the_queue(
@@ -171,7 +172,7 @@ def test_switching_folders_while_saving_fails_asks_and_keeps_the_queue(
     FailingWrites(monkeypatch)
     QTest.keyClick(window, "2")
     QTest.keyClick(window, "W")
-    qtbot.waitUntil(lambda: ws.services.grading.failing, timeout=5000)
+    qtbot.waitUntil(lambda: ws.services.grading.failing, timeout=WAIT_MS)
     asked = []
 
     def answer(parent, title, text, *args, **kwargs):  # type: ignore[no-untyped-def]

@@ -7,6 +7,8 @@ import csv
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
+from tests.gui.conftest import WAIT_MS
+
 
 def test_export_dialog_writes_the_graders_labels(
     qtbot, open_workstation, image_folder, wait_saved, tmp_path
@@ -23,7 +25,7 @@ def test_export_dialog_writes_the_graders_labels(
     dialog.path.setText(str(out))
     qtbot.mouseClick(dialog.run_button, Qt.MouseButton.LeftButton)
     assert dialog.progress.isVisible() or dialog.summary is not None
-    qtbot.waitUntil(lambda: dialog.summary is not None, timeout=10_000)
+    qtbot.waitUntil(lambda: dialog.summary is not None, timeout=WAIT_MS)
     assert not dialog.progress.isVisible()
     assert dialog.summary.rows == 2 and "2 written" in dialog.output.toPlainText()
     rows = list(csv.DictReader(out.open(newline="")))
@@ -52,7 +54,7 @@ def test_import_dialog_shows_conflicts_and_never_overwrites_my_grade(
     dialog.format.setCurrentIndex(dialog.format.findData("eyepacs"))
     dialog.as_what.setCurrentIndex(dialog.as_what.findData("grader"))
     qtbot.mouseClick(dialog.run_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: dialog.report is not None, timeout=10_000)
+    qtbot.waitUntil(lambda: dialog.report is not None, timeout=WAIT_MS)
     report = dialog.report
     assert (
         len(report.conflicts) == 1 and report.conflicts[0].image_id == first.name.rsplit(".", 1)[0]
@@ -63,5 +65,5 @@ def test_import_dialog_shows_conflicts_and_never_overwrites_my_grade(
     assert mine.dr_grade == 1  # the file never overwrites a grade typed in the app (R5)
     dialog.close()
     qtbot.waitUntil(
-        lambda: sum(e.grading is not None for e in window.model.entries()) == 4, timeout=10_000
+        lambda: sum(e.grading is not None for e in window.model.entries()) == 4, timeout=WAIT_MS
     )

@@ -7,8 +7,8 @@ from PySide6.QtGui import QColor
 from PySide6.QtTest import QTest
 
 from sall_desktop.imaging.enhance import EnhancePreset
+from tests.gui.conftest import WAIT_MS
 
-WAIT_MS = 15_000
 """Long enough for a cold 2-core CI machine that is also loading the demo model in the
 background (a wait ends as soon as its condition holds; speed is measured in benchmarks/)."""
 

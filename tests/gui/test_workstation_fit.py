@@ -15,8 +15,8 @@ from PySide6.QtWidgets import QAbstractButton, QApplication, QLabel, QPushButton
 
 from model_zoo.weights import demo_model_dir
 from sall_desktop.gui.main_window import MainWindow
+from tests.gui.conftest import WAIT_MS
 
-WAIT_MS = 60_000
 """A hang guard: loading the demo model beside other jobs on two cores takes seconds."""
 
 SIZES = [(1280, 800), (1920, 1080)]
@@ -163,16 +163,16 @@ def test_no_text_is_clipped_in_the_model_windows(
     finetune.panel.setVisible(True)
     finetune.panel.flush()
     for shown in (finetune, manager):
-        qtbot.waitExposed(shown)
+        qtbot.waitExposed(shown, timeout=WAIT_MS)
         assert clipped_texts(shown) == []
         assert shown.width() <= QApplication.primaryScreen().availableGeometry().width()
         closers = [b for b in shown.findChildren(QPushButton) if b.text() == "Close"]
         assert closers and closers[0].isVisible()
         # Esc goes to the active window (the main window's own Esc cancels a draft).
         shown.activateWindow()
-        qtbot.waitUntil(lambda s=shown: QApplication.activeWindow() is s, timeout=5000)
+        qtbot.waitUntil(lambda s=shown: QApplication.activeWindow() is s, timeout=WAIT_MS)
         qtbot.keyClick(shown, Qt.Key.Key_Escape)
-        qtbot.waitUntil(lambda s=shown: not s.isVisible(), timeout=5000)
+        qtbot.waitUntil(lambda s=shown: not s.isVisible(), timeout=WAIT_MS)
 
 
 def test_blind_first_shows_no_trace_of_the_model_on_an_ungraded_image(

@@ -1,4 +1,4 @@
-"""Builders shared by the label-store tests."""
+"""Builders shared by the label-store tests, and their hang guard (docs/testing.md)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ import pytest
 
 from sall_desktop.domain.grades import Grading
 from sall_desktop.store import SqliteLabelStore, open_store
+
+HANG_GUARD_S = 120.0
+"""The longest a wait on another process or thread may take before the test fails as hung;
+never a measure of speed (on a busy machine the work may take any time below it)."""
 
 
 def _sha(n: int | str) -> str:

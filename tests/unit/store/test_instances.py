@@ -7,13 +7,15 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
 from sall_desktop.store import StoreLockedError, StoreWriteError, fs_probe, open_store
+from tests.unit.store.conftest import HANG_GUARD_S
 
+# The second process says when it has its first count, then reads until it has seen the
+# writer's commits move the count three times (or until the hang guard in argv[2] runs out).
 _SECOND_INSTANCE = textwrap.dedent(
     """
     import json, sys, time
@@ -22,7 +24,9 @@ _SECOND_INSTANCE = textwrap.dedent(
     store = open_store(Path(sys.argv[1]))
     info = {"read_only": store.read_only, "reason": store.read_only_reason}
     seen, errors, deadline = [], [], time.monotonic() + float(sys.argv[2])
-    while time.monotonic() < deadline:
+    seen.append(len(store.current_gradings()))
+    print("ready", flush=True)
+    while len(set(seen)) < 4 and not errors and time.monotonic() < deadline:
         try:
             seen.append(len(store.current_gradings()))
         except Exception as err:  # any error, "database is locked" included, fails the test
@@ -46,13 +50,13 @@ def _spawn(db: Path, seconds: float) -> subprocess.Popen[str]:
 def test_second_process_is_read_only_and_both_work_concurrently(db_path, grading) -> None:
     with open_store(db_path) as first:
         first.add_grading(grading(0))
-        child = _spawn(db_path, 2.0)
-        deadline = time.monotonic() + 2.5
+        child = _spawn(db_path, HANG_GUARD_S)
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
         written = 1
-        while time.monotonic() < deadline and child.poll() is None:
-            first.add_grading(grading(written))  # the writer keeps committing meanwhile
+        while child.poll() is None:  # the writer keeps committing while the reader reads
+            first.add_grading(grading(written))
             written += 1
-        out, err = child.communicate(timeout=30)
+        out, err = child.communicate(timeout=HANG_GUARD_S)
         assert child.returncode == 0, err
         info = json.loads(out)
         assert info["read_only"] is True

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from sall_desktop.store import StoreError, StoreWriteError, db, open_store
+from tests.unit.store.conftest import HANG_GUARD_S
 
 
 def _page_of(path: Path, table: str) -> tuple[int, int]:
@@ -79,7 +80,7 @@ _KILLED_WRITER = textwrap.dedent(
     store = open_store(Path(sys.argv[1]))
     row = store.add_grading(Grading(image_sha256="ab" * 32, grader="Dr K", dr_grade=3))
     print(row, flush=True)
-    time.sleep(60)
+    time.sleep(3600)  # until the test kills it
     """
 )
 
@@ -93,7 +94,7 @@ def test_unclean_shutdown_is_detected_checked_and_loses_nothing(db_path: Path) -
     assert child.stdout is not None
     acknowledged = int(child.stdout.readline())
     os.kill(child.pid, signal.SIGKILL)
-    child.wait(timeout=30)
+    child.wait(timeout=HANG_GUARD_S)
     wal = db_path.with_name(db_path.name + "-wal")
     assert wal.exists() and wal.stat().st_size > 0  # the grade is only in the WAL so far
     with open_store(db_path, startup_check="auto") as store:

@@ -13,6 +13,10 @@ import pytest
 from training.protocol.config import load_config
 from training.protocol.manifest import ManifestRow
 
+HANG_GUARD_S = 60.0
+"""The longest a wait on a thread or signal may take before the test fails as hung; never a
+measure of speed (docs/testing.md)."""
+
 
 @dataclass(frozen=True)
 class Images:
