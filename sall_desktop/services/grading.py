@@ -21,9 +21,10 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from sall_desktop.domain.grades import GraderRole, Grading, ImageRecord, utc_now
+from sall_desktop.services.store_executor import StoreExecutor
 from sall_desktop.store import SqliteLabelStore, StoreError, StoreWriteError
 
 T = TypeVar("T")
@@ -33,15 +34,6 @@ RETRY_DELAYS_S: tuple[float, ...] = (2.0, 5.0, 10.0, 30.0)
 
 LAST_IMAGE_KEY = "gui.last_image"
 LAST_FOLDER_KEY = "gui.last_folder"
-
-
-class StoreExecutor(Protocol):
-    """What the service needs of the store thread (``sall_desktop.store.StoreThread``)."""
-
-    @property
-    def read_only(self) -> bool: ...
-
-    def submit(self, fn: Callable[[SqliteLabelStore], T]) -> Future[T]: ...
 
 
 class SaveState(enum.StrEnum):

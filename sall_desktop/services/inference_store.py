@@ -6,21 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING
 
 from sall_desktop.domain.predictions import Prediction
+from sall_desktop.services.store_executor import StoreExecutor
 
 if TYPE_CHECKING:
     from model_zoo.predictor import Predictor
     from sall_desktop.store.sqlite_repository import SqliteLabelStore
-
-T = TypeVar("T")
-
-
-class StoreExecutor(Protocol):
-    """What the service needs of the store thread (``sall_desktop.store.StoreThread``)."""
-
-    def submit(self, fn: Callable[[SqliteLabelStore], T]) -> Future[T]: ...
 
 
 def load_predictor(model: Path, *, device: str | None = None) -> Predictor:
