@@ -1,7 +1,8 @@
 """The grading panel (a view): grader sign-in, DR/AMD/gradability/DME buttons, notes, save state.
 
 It shows a :class:`~sall_desktop.domain.draft.Draft` and emits what the grader clicked;
-:mod:`grading_controller` decides what that means. Buttons never take keyboard focus: the keyboard belongs to the shortcuts.
+:mod:`grading_controller` decides what that means. Buttons never take keyboard focus: the
+keyboard belongs to the shortcuts.
 """
 
 from __future__ import annotations
