@@ -1,7 +1,7 @@
 """Post-hoc temperature scaling (Guo et al. 2017), fitted per head by NLL on a calibration split.
 
-Displayed probabilities are ``softmax(z / T_cal)`` (sall-method.md §8, R23). The SALL training
-temperature T = 3 is never used as a calibration device. numpy only.
+Displayed probabilities are ``softmax(z / T_cal)`` (docs/sall-method.md, Calibration; R23).
+The SALL training temperature T = 3 is never used as a calibration device. numpy only.
 """
 
 from __future__ import annotations

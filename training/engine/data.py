@@ -5,8 +5,8 @@
   student gets the teacher's (or the parent's) soft label for it (``sall.normal_policy``).
 * Integrity: the training process never trusts the manifest's hashes blindly. Every image is
   re-hashed (or hashed while it is decoded) at start and a mismatch aborts the run with
-  :class:`DataIntegrityError` (architecture.md §5.1). Messages name images by hash prefix, never
-  by path (R20).
+  :class:`DataIntegrityError` (docs/architecture.md, Training runs). Messages name images by
+  hash prefix, never by path (R20).
 * Leakage: :func:`check_no_leakage` refuses any training image that is, or shares a patient
   with, an image of the locked hold-out (R12).
 * :class:`ImageDataset` decodes through ``model_zoo`` exactly as inference does
@@ -82,11 +82,11 @@ def resolve_labels(
     truth for a task only where it is graded for it (the authors, and the synthetic benchmark,
     publish shared normal images with both grades). Ungradable rows get no label at all.
 
-    ``normal_policy = "soft_other"`` is that rule. ``"hard_both"`` (sall-method.md §4, ambiguity
-    7; stored in older model cards' configs) used to turn the blank grades of such an image into
-    hard 0s, which overrode the soft label on task-disjoint data and partial corrections (many
-    such eyes are not normal for the blank task). It is still accepted and gives the same labels,
-    but refuses the rows where it would have overridden a blank grade.
+    ``normal_policy = "soft_other"`` is that rule. ``"hard_both"`` (docs/sall-method.md,
+    choices; ambiguity 7; stored in older model cards' configs) used to turn the blank grades of
+    such an image into hard 0s, which overrode the soft label on task-disjoint data and partial
+    corrections (many such eyes are not normal for the blank task). It is still accepted and gives
+    the same labels, but refuses the rows where it would have overridden a blank grade.
 
     Raises:
         ConfigError: ``hard_both`` and a gradable row graded 0 on every task it has a grade for
@@ -357,7 +357,7 @@ class EpochSampler(Sampler[list[int]]):
 
 
 def steps_per_epoch(n_train: int, batch_size: int, configured: int, world_size: int = 1) -> int:
-    """``configured`` if > 0, else ceil(N / (batch * world)) (sall-method.md §6)."""
+    """``configured`` if > 0, else ceil(N / (batch * world)) (docs/sall-method.md)."""
     if configured > 0:
         return configured
     return max(1, math.ceil(n_train / (batch_size * world_size)))

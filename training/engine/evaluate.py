@@ -1,8 +1,8 @@
 """Evaluation: per-head metrics on a manifest split, temperature scaling, report and plots.
 
-Every head is evaluated on the images that have a grade for it (sall-method.md §9); a blank
-grade is no ground truth, so a normal eye counts for a head only where it is graded for it (the
-synthetic benchmark's normals carry both grades). Metrics come from
+Every head is evaluated on the images that have a grade for it (docs/sall-method.md,
+Evaluation); a blank grade is no ground truth, so a normal eye counts for a head only where it is
+graded for it (the synthetic benchmark's normals carry both grades). Metrics come from
 ``model_zoo.metrics`` (numpy, shared with the app). ECE is reported at T = 1 and after
 temperature scaling fitted on the validation split, with 10 equal-width bins (comparable with
 the paper) and 15 equal-mass bins (the R23 gate's variant). Referable DR uses the calibrated
@@ -117,7 +117,8 @@ def head_report(
     ece_bins: int,
     gate_ece_bins: int,
 ) -> HeadReport:
-    """Every §9 metric of one head at T = 1, plus calibrated NLL/ECE and referable DR."""
+    """Every metric of one head (docs/sall-method.md, Evaluation) at T = 1, plus calibrated
+    NLL/ECE and referable DR."""
     c = task.num_classes
     known = labels >= 0
     y, z = labels[known], logits[known]

@@ -1,9 +1,9 @@
 """Building networks and model cards from a ``TrainConfig`` (one place, so every stage agrees).
 
 Mean, std and interpolation come from the backbone's pretrained-weights metadata
-(``model_zoo.architectures.backbones.data_config``), never typed in (sall-method.md §3). The
-input size comes from the config. Every card carries the full config, the manifest digest, the
-seed and library versions (architecture.md rule 8, R12).
+(``model_zoo.architectures.backbones.data_config``), never typed in (docs/sall-method.md,
+Model). The input size comes from the config. Every card carries the full config, the manifest
+digest, the seed and library versions (R12).
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@
 * :func:`run_logging` sends human logs to stderr (when present) and ``run_dir/train.log``.
 * :class:`StopWatcher` polls ``run_dir/STOP`` about every 200 ms in a thread, emits
   ``stop_acknowledged`` within one second of the file appearing, and sets a flag the loop checks
-  at every step boundary. On POSIX SIGTERM is treated like STOP (architecture.md §5.4). The
-  signal handler only sets a flag: taking the event lock inside a handler could deadlock with
-  the interrupted main thread holding it.
+  at every step boundary. On POSIX SIGTERM is treated like STOP (docs/architecture.md, Training
+  runs). The signal handler only sets a flag: taking the event lock inside a handler could deadlock
+  with the interrupted main thread holding it.
 """
 
 from __future__ import annotations

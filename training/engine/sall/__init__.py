@@ -1,1 +1,1 @@
-"""The SALL method: losses, teachers, soft-label cache, feature terms (sall-method.md)."""
+"""The SALL method: losses, teachers, soft-label cache, feature terms (docs/sall-method.md)."""

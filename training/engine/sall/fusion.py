@@ -1,4 +1,4 @@
-"""``sall.feature_term = "fusion"``: label as feature (sall-method.md §5.2, our design).
+"""``sall.feature_term = "fusion"``: label as feature (docs/sall-method.md, our design).
 
 Each head sees the pooled feature concatenated with the OTHER task's probability vector: the DR
 head sees ``[f(x); q_AMD(x)]`` and the AMD head ``[f(x); q_DR(x)]``.

@@ -1,4 +1,4 @@
-"""The SALL loss (sall-method.md §5): hard CE, temperature distillation, the feature term.
+"""The SALL loss (docs/sall-method.md): hard CE, temperature distillation, the feature term.
 
 For a batch of size ``B`` and every head ``k``::
 

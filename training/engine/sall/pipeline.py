@@ -1,4 +1,4 @@
-"""The three SALL stages as functions (sall-method.md §4), shared by the CLI sub-commands.
+"""The three SALL stages as functions (docs/sall-method.md), shared by the CLI sub-commands.
 
 1. :func:`train_teacher`: a single-task model per disease on that disease's labelled images
    (also the single-task baseline).

@@ -3,7 +3,7 @@
 The cache stores raw teacher LOGITS (never probabilities, so the teacher temperature tau can
 change later) for every head of the teacher, plus the teacher's pooled feature in float16 for the
 ``hint`` feature term (about 1 KB per image for resnet18, 4 KB for inception_v3). Teachers run in
-eval mode (dropout off) on the un-augmented, resized image (sall-method.md §4).
+eval mode (dropout off) on the un-augmented, resized image (docs/sall-method.md).
 
 One safetensors file per (teacher id, preprocessing digest) under the cache folder::
 
