@@ -30,8 +30,10 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from sall_desktop.domain.predictions import Prediction  # noqa: E402
 from sall_desktop.gui import collector  # noqa: E402
-from sall_desktop.gui.triage_panel import TriageController, TriageOrder, TriagePanel  # noqa: E402
+from sall_desktop.gui.triage_controller import TriageController  # noqa: E402
+from sall_desktop.gui.triage_panel import TriagePanel  # noqa: E402
 from sall_desktop.services.inference import summarize  # noqa: E402
+from sall_desktop.services.triage import TriageOrder  # noqa: E402
 
 
 class Images(QObject):

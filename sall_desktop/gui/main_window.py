@@ -30,7 +30,8 @@ from sall_desktop.gui.bridges import (
 )
 from sall_desktop.gui.collector import IdleCollector
 from sall_desktop.gui.dialogs import CheatSheet, SettingsDialog, quit_box
-from sall_desktop.gui.folder_panel import FolderController, FolderPanel
+from sall_desktop.gui.folder_controller import FolderController
+from sall_desktop.gui.folder_panel import FolderPanel
 from sall_desktop.gui.geometry import open_at
 from sall_desktop.gui.grading_controller import GradingController
 from sall_desktop.gui.grading_panel import GradingPanel
@@ -47,8 +48,10 @@ from sall_desktop.gui.status import Banner, StatusController
 from sall_desktop.gui.theme import apply_theme, current_theme
 from sall_desktop.gui.thumbnail_grid import ThumbnailGrid
 from sall_desktop.gui.transfer_dialogs import ExportDialog, ImportDialog
-from sall_desktop.gui.triage_panel import TriageController, TriagePanel
-from sall_desktop.gui.viewer_panel import ViewerController, ViewerPanel
+from sall_desktop.gui.triage_controller import TriageController
+from sall_desktop.gui.triage_panel import TriagePanel
+from sall_desktop.gui.viewer_controller import ViewerController
+from sall_desktop.gui.viewer_panel import ViewerPanel
 from sall_desktop.services.inference import InferenceService
 
 if TYPE_CHECKING:

@@ -34,7 +34,8 @@ from sall_desktop.gui.model_panel import ModelPanel
 from sall_desktop.gui.navigation import Navigator
 from sall_desktop.gui.overlay_controller import OverlayController
 from sall_desktop.gui.settings import AppSettings
-from sall_desktop.gui.viewer_panel import ViewerController, ViewerPanel
+from sall_desktop.gui.viewer_controller import ViewerController
+from sall_desktop.gui.viewer_panel import ViewerPanel
 from sall_desktop.services.inference import (
     BatchProgress,
     BatchResult,

@@ -15,7 +15,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from sall_desktop.gui.bridges import Failure, Reply, TaskBridge
-from sall_desktop.gui.folder_panel import FolderController
+from sall_desktop.gui.folder_controller import FolderController
 from sall_desktop.gui.grading_controller import GradingController
 from sall_desktop.gui.image_entry import ImageEntry
 from sall_desktop.gui.navigation import Navigator

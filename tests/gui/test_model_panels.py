@@ -122,7 +122,7 @@ class _Images(QObject):
 
 
 def controller(qtbot: Any, images: _Images) -> Any:
-    from sall_desktop.gui.triage_panel import TriageController
+    from sall_desktop.gui.triage_controller import TriageController
 
     panel = TriagePanel()
     qtbot.addWidget(panel)
@@ -132,9 +132,9 @@ def controller(qtbot: Any, images: _Images) -> Any:
 def test_a_big_ranking_runs_in_slices_and_equals_the_whole(
     qtbot: Any, qapp_themed: Any, monkeypatch: Any
 ) -> None:
-    import sall_desktop.gui.triage_panel as triage_panel
+    import sall_desktop.gui.triage_controller as triage_controller
 
-    monkeypatch.setattr(triage_panel, "SLICE_MS", 0)  # a slice per 256 images
+    monkeypatch.setattr(triage_controller, "SLICE_MS", 0)  # a slice per 256 images
     images = _Images(3000)
     sliced = controller(qtbot, images)
     sliced.refresh()
@@ -150,9 +150,9 @@ def test_a_big_ranking_runs_in_slices_and_equals_the_whole(
 def test_a_new_ordering_or_folder_restarts_a_ranking_under_way(
     qtbot: Any, qapp_themed: Any, monkeypatch: Any
 ) -> None:
-    import sall_desktop.gui.triage_panel as triage_panel
+    import sall_desktop.gui.triage_controller as triage_controller
 
-    monkeypatch.setattr(triage_panel, "SLICE_MS", 0)
+    monkeypatch.setattr(triage_controller, "SLICE_MS", 0)
     images = _Images(3000)
     sliced = controller(qtbot, images)
     sliced.refresh()
@@ -171,9 +171,9 @@ def test_a_new_ordering_or_folder_restarts_a_ranking_under_way(
 def test_new_predictions_do_not_restart_a_ranking_under_way(
     qtbot: Any, qapp_themed: Any, monkeypatch: Any
 ) -> None:
-    import sall_desktop.gui.triage_panel as triage_panel
+    import sall_desktop.gui.triage_controller as triage_controller
 
-    monkeypatch.setattr(triage_panel, "SLICE_MS", 0)
+    monkeypatch.setattr(triage_controller, "SLICE_MS", 0)
     sliced = controller(qtbot, _Images(3000))
     sliced.refresh()
     under_way = sliced._pass
@@ -190,16 +190,16 @@ def test_new_predictions_do_not_restart_a_ranking_under_way(
 def test_batch_deliveries_wait_longer_for_a_ranking_than_a_grading(
     qtbot: Any, qapp_themed: Any
 ) -> None:
-    import sall_desktop.gui.triage_panel as triage_panel
+    import sall_desktop.gui.triage_controller as triage_controller
 
     triage = controller(qtbot, _Images(50))
     timer = triage._timer
     triage.schedule_for_batch()  # batch grading delivers several times a second
-    assert timer.isActive() and timer.interval() == triage_panel.BATCH_REFRESH_MS
+    assert timer.isActive() and timer.interval() == triage_controller.BATCH_REFRESH_MS
     triage.schedule_for_batch()  # the next delivery neither waits longer nor sooner
-    assert timer.interval() == triage_panel.BATCH_REFRESH_MS
+    assert timer.interval() == triage_controller.BATCH_REFRESH_MS
     triage.schedule()  # the grader's own grading meanwhile is ranked sooner
-    assert timer.isActive() and timer.interval() == triage_panel.REFRESH_MS
+    assert timer.isActive() and timer.interval() == triage_controller.REFRESH_MS
     triage.schedule_for_batch()  # and a delivery then does not push that back
-    assert timer.interval() == triage_panel.REFRESH_MS
+    assert timer.interval() == triage_controller.REFRESH_MS
     qtbot.waitUntil(lambda: triage.queue_size == 50, timeout=WAIT_MS)
