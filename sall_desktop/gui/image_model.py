@@ -24,6 +24,7 @@ from sall_desktop.gui.image_entry import (
     describe_grading,
     sort_key,
 )
+from sall_desktop.services.blind_first import BlindFirst
 from sall_desktop.services.catalogue import DescribedFile, FoundFile
 from sall_desktop.services.grading import SaveState
 from sall_desktop.services.inference import PredictionSummary
@@ -86,10 +87,9 @@ class ImageListModel(QAbstractListModel):
         self._thumbs: OrderedDict[str, QImage] = OrderedDict()
         self._requested: set[str] = set()
         self._placeholder = QImage()
-        # The active model's predictions by image; hidden on tiles in blind-first mode until the
-        # grader has graded the image.
+        # The active model's predictions by image; blind-first hides some (services.blind_first).
         self._predictions: dict[str, PredictionSummary] = {}
-        self._blind = False
+        self.blind_rule = BlindFirst()  # shared with the model controller: one rule for all views
 
     # ------------------------------------------------------------------ Qt model API
     def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008, N802
@@ -315,16 +315,16 @@ class ImageListModel(QAbstractListModel):
     @property
     def blind(self) -> bool:
         """Blind-first: the model's output is hidden for every image the grader has not graded."""
-        return self._blind
+        return self.blind_rule.on
 
     def set_blind(self, blind: bool) -> None:
-        if blind != self._blind:
-            self._blind = blind
+        if blind != self.blind_rule.on:
+            self.blind_rule.on = blind
             self._bump_all()
 
     def shown_prediction(self, entry: ImageEntry) -> PredictionSummary | None:
         """The model output a tile may show (None while blind-first hides it)."""
-        if self._blind and entry.grading is None:
+        if not self.blind_rule.shows(entry.sha256, graded=entry.grading is not None):
             return None
         return self._predictions.get(entry.sha256)
 
