@@ -19,13 +19,26 @@ from pathlib import Path
 from typing import Any
 
 from model_zoo.architectures.tasks import TaskSpec, validate_tasks
+from model_zoo.fileio import loads_json, read_regular
 
 SCHEMA = "sall-model-card"
 SCHEMA_VERSION = 1
 CARD_FILENAME = "card.json"
 WEIGHTS_FILENAME = "weights.safetensors"
-MAX_CARD_BYTES = 4 * 1024 * 1024
-"""Cards are a few kilobytes; a bigger file is refused before it is parsed."""
+MAX_CARD_BYTES = 1024 * 1024
+"""Cards are a few kilobytes (the demo's is 4.6 KB); a bigger file is refused before it is read."""
+
+MAX_CARD_DEPTH = 32
+"""JSON nesting a card may use (ours: 4 levels); deeper is refused, never a RecursionError."""
+
+MIN_INPUT_SIZE, MAX_INPUT_SIZE = 32, 1024
+"""Input side a card may ask for, in pixels. 32 is the smallest the registered backbones accept;
+1024 is well above what fundus graders use (224-768) and keeps one image's activations within
+what a workstation can hold (at 4096 px a batch of one needs tens of GB)."""
+
+MAX_TASKS, MAX_CLASSES = 8, 16
+"""Heads per card and classes per head (ours: 2 heads, 4 and 5 classes). Checked before any model
+is built, so a card cannot make the loader allocate a head of 300,000 outputs."""
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
 """Resize filters a card may name (see :mod:`model_zoo.transforms`)."""
@@ -225,6 +238,9 @@ class ModelCard:
             validate_tasks(self.tasks)
         except ValueError as exc:
             raise CardError(f"tasks: {exc}") from None
+        _check_task_counts(
+            len(self.tasks), [(f"task {t.name!r}", t.num_classes) for t in self.tasks]
+        )
         task_names = [t.name for t in self.tasks]
         if not isinstance(self.grading_scales, dict) or not all(
             k in task_names and isinstance(v, str) for k, v in self.grading_scales.items()
@@ -235,8 +251,15 @@ class ModelCard:
             )
         object.__setattr__(self, "grading_scales", dict(self.grading_scales))
         size = self.input_size
-        if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 4096:
-            raise CardError(f"input_size must be an integer from 16 to 4096 pixels, got {size!r}")
+        if (
+            isinstance(size, bool)
+            or not isinstance(size, int)
+            or not MIN_INPUT_SIZE <= size <= MAX_INPUT_SIZE
+        ):
+            raise CardError(
+                f"input_size must be an integer from {MIN_INPUT_SIZE} to {MAX_INPUT_SIZE} pixels "
+                f"(the limit), got {size!r}"
+            )
         object.__setattr__(self, "mean", _triple(self.mean, "mean", positive=False))
         object.__setattr__(self, "std", _triple(self.std, "std", positive=True))
         if self.interpolation not in INTERPOLATIONS:
@@ -346,9 +369,28 @@ def _check_keys(obj: Any, expected: frozenset[str], where: str) -> dict[str, Any
     return obj
 
 
+def _check_task_counts(n_tasks: int, classes: list[tuple[str, int]]) -> None:
+    if n_tasks > MAX_TASKS:
+        raise CardError(f"the card has {n_tasks:,} tasks; at most {MAX_TASKS} heads are allowed")
+    for where, count in classes:
+        if count > MAX_CLASSES:
+            raise CardError(
+                f"{where} has {count:,} classes; at most {MAX_CLASSES} per head are allowed"
+            )
+
+
 def _parse_tasks(value: Any) -> tuple[TaskSpec, ...]:
     if not isinstance(value, list):
         raise CardError("tasks must be a list of {name, classes} objects")
+    # Counts first: nothing proportional to a hostile card's class list is built.
+    _check_task_counts(
+        len(value),
+        [
+            (f"tasks[{i}]", len(item["classes"]))
+            for i, item in enumerate(value)
+            if isinstance(item, dict) and isinstance(item.get("classes"), list)
+        ],
+    )
     tasks = []
     for i, item in enumerate(value):
         item = _check_keys(item, frozenset({"name", "classes"}), f"tasks[{i}]")
@@ -402,26 +444,35 @@ def card_from_json(text: str) -> ModelCard:
             schema version, with a message naming the field.
     """
     if len(text) > MAX_CARD_BYTES:
-        raise CardError(f"model card is {len(text)} characters; at most {MAX_CARD_BYTES} allowed")
+        raise CardError(f"model card is {len(text):,} characters; the limit is {MAX_CARD_BYTES:,}")
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
+        data = loads_json(text, MAX_CARD_DEPTH)
+    except ValueError as exc:  # JSONDecodeError, nesting, memory
         raise CardError(f"model card is not valid JSON: {exc}") from None
-    return card_from_dict(data)
+    try:
+        return card_from_dict(data)
+    except (RecursionError, MemoryError) as exc:  # a dict built in code, not through loads_json
+        raise CardError(f"malformed model card: {type(exc).__name__}") from None
 
 
 def read_card(path: str | Path) -> ModelCard:
-    """Read ``card.json`` (or the card inside a checkpoint directory) without loading weights."""
+    """Read ``card.json`` (or the card inside a checkpoint directory) without loading weights.
+
+    Only a regular file (or a link to one) of at most :data:`MAX_CARD_BYTES` is read: a FIFO,
+    device or folder is refused without blocking, a bigger file before it is read.
+
+    Raises:
+        CardError: the file cannot be read or is not a valid card; the message names the file.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / CARD_FILENAME
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_CARD_BYTES + 1)
+        raw = read_regular(path, MAX_CARD_BYTES, "a model card")
     except OSError as exc:
         raise CardError(f"cannot read model card {path}: {exc.strerror or exc}") from None
-    if len(raw) > MAX_CARD_BYTES:
-        raise CardError(f"model card {path} is larger than {MAX_CARD_BYTES} bytes")
+    except MemoryError:
+        raise CardError(f"cannot read model card {path}: out of memory") from None
     try:
         return card_from_json(raw.decode("utf-8"))
     except UnicodeDecodeError:

@@ -1,18 +1,21 @@
 """Safe checkpoints: ``weights.safetensors`` + ``card.json`` in one directory (R12, R13).
 
 Loading can never execute code: weights are safetensors (a JSON header and raw tensor bytes),
-metadata is JSON, and nothing is unpickled. The weights file is read once into memory, its
-SHA-256 checked against the card's id, its header validated against the file size and the model
-the card describes, and only then parsed, so a tampered, truncated or hostile file is refused with
-a clear message and bounded memory. A legacy PyTorch ``.pt`` is converted once, in a separate
-process, with ``torch.load(weights_only=True)``.
+metadata is JSON, and nothing is unpickled. The card is read first (a regular file of bounded
+size, bounded JSON nesting, capped heads, classes and input size) and the model it describes is
+built on the "meta" device, which allocates nothing, to learn the tensor shapes and so how big the
+weights file may be. The weights file (a regular file, within that size) is read once into memory,
+its SHA-256 checked against the card's id, its header validated against the file size and the
+meta model, and only then is the real model built and the tensors parsed; so a tampered,
+truncated or hostile folder is refused with one clear message and bounded memory and time. A
+legacy PyTorch ``.pt`` is converted once, in a separate process, with
+``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import hashlib
-import json
 import math
 import multiprocessing
 import os
@@ -35,14 +38,29 @@ from model_zoo.cards import (
     card_to_json,
     read_card,
 )
-from model_zoo.fileio import TEMP_PREFIX, atomic_write_bytes, atomic_write_text
+from model_zoo.fileio import (
+    TEMP_PREFIX,
+    atomic_write_bytes,
+    atomic_write_text,
+    format_bytes,
+    loads_json,
+    open_regular,
+    read_limited,
+)
 from model_zoo.registry import get_model
 
-MAX_HEADER_BYTES = 16 * 1024 * 1024
-"""A safetensors header longer than this is refused (ours are ~10-100 KB)."""
+MAX_HEADER_BYTES = 1024 * 1024
+"""A safetensors header longer than this is refused from its 8-byte length prefix, before the rest
+is read (ours are 10-100 KB: resnet50's is ~30 KB, densenet121's ~100 KB)."""
 
-MAX_WEIGHTS_BYTES = 4 * 1024 * 1024 * 1024
-"""Weights files above 4 GiB are refused before reading (the largest backbone is ~100 MB)."""
+MAX_HEADER_DEPTH = 8
+"""JSON nesting of a safetensors header (the format uses 3 levels)."""
+
+MAX_WEIGHTS_BYTES = 2 * 1024 * 1024 * 1024
+"""Absolute cap on a weights file, whatever its card says (the largest backbone is ~100 MB)."""
+
+_WIDEST_ITEMSIZE = 8
+"""A weights file may store any tensor as F64: its size limit allows 8 bytes per element."""
 
 _ITEMSIZE = {
     "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1,
@@ -74,7 +92,8 @@ def _build_from_card(card: ModelCard, *, meta: bool = False) -> nn.Module:
             with torch.device("meta"):
                 return get_model(card.architecture, tasks=card.tasks, **kwargs)
         return get_model(card.architecture, tasks=card.tasks, **kwargs)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RuntimeError, MemoryError, RecursionError) as exc:
+        # A card's kwargs reach the builder: any failure there is a bad model, not a crash.
         raise CheckpointError(
             f"cannot build {card.architecture!r} with {card.architecture_kwargs}: {exc}"
         ) from exc
@@ -148,49 +167,77 @@ def _checkpoint_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     return card_path, directory / WEIGHTS_FILENAME
 
 
-def _read_weights(path: Path) -> bytes:
+def weights_limit(reference: Mapping[str, torch.Tensor]) -> int:
+    """Largest weights file the model with state dict ``reference`` can need, in bytes.
+
+    Every tensor at the widest dtype, plus the length prefix and the largest header allowed,
+    and never more than :data:`MAX_WEIGHTS_BYTES`. ``reference`` may live on the meta device.
+    """
+    elements = sum(t.numel() for t in reference.values())
+    return min(MAX_WEIGHTS_BYTES, 8 + MAX_HEADER_BYTES + elements * _WIDEST_ITEMSIZE)
+
+
+def _read_weights(path: Path, limit: int, card: ModelCard) -> bytes:
+    """The whole weights file, read only if it is a regular file within ``limit`` bytes whose
+    header length prefix is plausible (an absurd one is refused before the rest is read)."""
     try:
-        size = path.stat().st_size
-        if size > MAX_WEIGHTS_BYTES:
-            raise CheckpointError(
-                f"{path.name} is {size / 2**30:.1f} GiB, more than the {MAX_WEIGHTS_BYTES >> 30} "
-                "GiB limit for a weights file"
-            )
-        return path.read_bytes()
+        with open_regular(path) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > limit:
+                why = (
+                    f"the {format_bytes(MAX_WEIGHTS_BYTES)} limit for a weights file"
+                    if limit == MAX_WEIGHTS_BYTES
+                    else f"the {format_bytes(limit)} limit for {_describe(card)}"
+                )
+                raise CheckpointError(f"{path.name} is {size:,} bytes, over {why}")
+            _check_header_length(handle.read(8), size, path.name)
+            handle.seek(0)
+            return read_limited(handle, limit, path.name, "this model's weights")
     except FileNotFoundError:
         raise CheckpointError(f"the weights file {path} is missing") from None
+    except MemoryError:
+        raise CheckpointError(f"{path.name}: not enough memory to read it") from None
     except OSError as exc:
         raise CheckpointError(f"cannot read the weights file {path}: {exc}") from exc
+
+
+def _check_header_length(prefix: bytes, size: int, name: str) -> int:
+    """The header length from a safetensors file's first 8 bytes, checked against the cap and
+    the file's ``size``, before anything that long is read or decoded."""
+    bad = f"{name} is not a valid safetensors file"
+    if len(prefix) < 8:
+        raise CheckpointError(f"{bad}: it is only {size} bytes long")
+    header_len = int.from_bytes(prefix[:8], "little")
+    if header_len > MAX_HEADER_BYTES:
+        raise CheckpointError(
+            f"{bad}: its header claims {header_len:,} bytes, more than the "
+            f"{format_bytes(MAX_HEADER_BYTES)} limit (damaged or hostile file)"
+        )
+    if 8 + header_len > size:
+        raise CheckpointError(
+            f"{name} is truncated: its header claims {header_len:,} bytes but the file has only "
+            f"{size - 8:,} after the length field"
+        )
+    return header_len
 
 
 def parse_safetensors_header(data: bytes, name: str = WEIGHTS_FILENAME) -> dict[str, TensorInfo]:
     """Validate a safetensors file's header against its length; return ``{key: (dtype, shape)}``.
 
-    Checks the 8-byte header length (≤ :data:`MAX_HEADER_BYTES` and within the file), the JSON,
-    every dtype, shape and byte range, and that the ranges tile the data section exactly. Nothing
-    proportional to a size *claimed* by the file is allocated.
+    Checks the 8-byte header length (≤ :data:`MAX_HEADER_BYTES` and within the file), the JSON
+    (nested at most :data:`MAX_HEADER_DEPTH` levels), every dtype, shape and byte range, and that
+    the ranges tile the data section exactly. Nothing proportional to a size *claimed* by the file
+    is allocated.
 
     Raises:
         CheckpointError: with the reason (truncated, oversized header, malformed entry...).
     """
     bad = f"{name} is not a valid safetensors file"
-    if len(data) < 8:
-        raise CheckpointError(f"{bad}: it is only {len(data)} bytes long")
-    header_len = int.from_bytes(data[:8], "little")
-    if header_len > MAX_HEADER_BYTES:
-        raise CheckpointError(
-            f"{bad}: its header claims {header_len:,} bytes, more than the "
-            f"{MAX_HEADER_BYTES:,}-byte limit (damaged or hostile file)"
-        )
-    if 8 + header_len > len(data):
-        raise CheckpointError(
-            f"{name} is truncated: its header claims {header_len:,} bytes but the file has only "
-            f"{len(data) - 8:,} after the length field"
-        )
+    header_len = _check_header_length(data[:8], len(data), name)
     try:
-        header = json.loads(data[8 : 8 + header_len].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{bad}: its header is not JSON ({exc})") from None
+        header = loads_json(data[8 : 8 + header_len].decode("utf-8"), MAX_HEADER_DEPTH)
+    except ValueError as exc:  # UnicodeDecodeError, JSONDecodeError, nesting, memory
+        raise CheckpointError(f"{bad}: its header is not usable JSON: {exc}") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{bad}: its header is not a JSON object")
     data_len = len(data) - 8 - header_len
@@ -244,10 +291,13 @@ def load_checkpoint(
 ) -> tuple[nn.Module, ModelCard]:
     """Load a checkpoint directory (or its ``card.json``) safely.
 
-    Order: read and validate the card; read the weights once and compare their SHA-256 with
-    the card's id (before any parsing); validate the safetensors header; build the model from the
-    registry with the card's architecture, kwargs and tasks; compare names and shapes; parse the
-    tensors; ``load_state_dict(strict=True)``; move to ``device``; ``eval()``.
+    Order: read and validate the card (bounded, see :func:`~model_zoo.cards.read_card`); build
+    its model on the meta device (no memory) for the expected names and shapes; read the weights
+    once, refusing a non-regular file or one bigger than those shapes can need (see
+    :func:`weights_limit`) or with an absurd header length; compare their SHA-256 with the card's
+    id (before any parsing); validate the safetensors header; compare names and shapes; only then
+    build the real model and parse the tensors; ``load_state_dict(strict=True)``; move to
+    ``device``; ``eval()``.
 
     Args:
         path: checkpoint directory or its ``card.json``.
@@ -268,7 +318,8 @@ def load_checkpoint(
         raise CheckpointError(f"cannot use the model card {card_path}: {exc}") from exc
     if not card.id:
         raise CheckpointError(f"the model card {card_path} has no id (it was never saved)")
-    data = _read_weights(weights_path)
+    reference = _build_from_card(card, meta=True).state_dict()
+    data = _read_weights(weights_path, weights_limit(reference), card)
     digest = hashlib.sha256(data).hexdigest()
     if digest != card.id:
         raise ChecksumError(
@@ -276,10 +327,11 @@ def load_checkpoint(
             f"{card.id[:12]}…. The file was changed or damaged; it will not be loaded."
         )
     infos = parse_safetensors_header(data, weights_path.name)
-    model = _build_from_card(card)
-    problems = _compare(infos, model.state_dict())
+    problems = _compare(infos, reference)
     if problems:
         raise CheckpointError(_mismatch_message(problems, f"The tensors in {weights_path}", card))
+    # Real memory only now: the file's tensors match the model, so it costs what the file holds.
+    model = _build_from_card(card)
     try:
         tensors = load_safetensors(data)
     except Exception as exc:  # the Rust parser's own errors are not a documented type
@@ -380,11 +432,11 @@ def import_legacy_pt(
     finally:
         scratch.unlink(missing_ok=True)
     infos = parse_safetensors_header(data, source.name)
-    model = _build_from_card(card_template)
-    problems = _compare(infos, model.state_dict())
+    problems = _compare(infos, _build_from_card(card_template, meta=True).state_dict())
     if problems:
         raise CheckpointError(
             _mismatch_message(problems, f"The tensors in {source.name}", card_template)
         )
+    model = _build_from_card(card_template)
     model.load_state_dict(load_safetensors(data), strict=True)
     return save_checkpoint(model, card_template, directory)
