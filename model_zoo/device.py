@@ -19,10 +19,10 @@ def tune_cpu_allocator() -> bool:
     """Keep glibc from mapping and unmapping every large tensor (once per process; Linux).
 
     With glibc's defaults each large activation of a CPU forward pass is a fresh ``mmap`` whose
-    pages fault in again, and freed memory is trimmed back to the system after every batch:
-    measured here, resnet50 at 384 px went from 11.1 to 13.3 images/s. The price is that memory
-    freed after a batch stays with the process for reuse. A user's own ``GLIBC_TUNABLES``
-    (``make`` sets them) wins.
+    pages fault in again, and freed memory is trimmed back to the system after every batch, which
+    slows a heavy model's CPU forward pass noticeably (see docs/benchmarks.md, "Figures formerly in
+    docstrings"). The price is that memory freed after a batch stays with the process for reuse. A
+    user's own ``GLIBC_TUNABLES`` (``make`` sets them) wins.
 
     Returns:
         True when the settings were applied by this call.

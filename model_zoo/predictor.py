@@ -9,11 +9,9 @@ set and never stops the batch.
 
 Speed switches (``fast=None`` picks them):
 - CPU: ``channels_last`` + bf16 autocast when the CPU has native bf16 (AVX512-BF16 or AMX), else
-  fp32 (without native support bf16 is emulated; not measured here, assumed not faster).
-  Measured with benchmarks/bench_cpu_precision.py on this project's AVX512-BF16 EPYC
-  (1 thread, CPU time, best of 5; speed-up over fp32):
-  resnet18@224 batch 8: channels_last 1.17x, bf16 1.55x, both 2.17x;
-  resnet50@512 batch 4: channels_last 1.09x, bf16 1.67x, both 2.28x. Hence both together.
+  fp32 (without native support bf16 is emulated; assumed not faster). On a CPU with native
+  bf16 each switch speeds up the forward pass and the two together most
+  (``benchmarks/bench_cpu_precision.py``; docs/benchmarks.md), hence both together.
 - CUDA: ``channels_last`` + autocast (bf16 where supported, else fp16), i.e. AMP.
 - MPS: fp32.
 Logits are cast to float64 before the softmax, so probabilities sum to 1 within 1e-12.
@@ -245,8 +243,8 @@ class Predictor:
             entropy = -torch.special.xlogy(p, p).sum(dim=1)
             conf, _ = p.max(dim=1)
             argmax = z.argmax(dim=1)
-            # Whole columns to Python at once, not a tensor index per image and value: this step
-            # took 8 ms per 128 images of the demo model that way, 5 ms now (measured).
+            # Whole columns to Python at once, not a tensor index per image and value: one
+            # conversion per column is cheaper than one per value.
             columns = zip(
                 p.tolist(), argmax.tolist(), expected.tolist(), conf.tolist(),
                 entropy.tolist(), z.tolist(), strict=True,
@@ -394,7 +392,7 @@ class Predictor:
             queued += len(names)
             shas = [known.get(name, "") for name in names]
             # Read here, between forward passes: a decode thread would compete with the
-            # forward pass for the cores and the GIL (2-4 % of throughput, measured).
+            # forward pass for the cores and the GIL and cost throughput.
             found = _cached_inputs(inputs, shas, batch_size)
             for name, sha in zip(names, shas, strict=True):
                 prepared = found.get(sha)

@@ -127,13 +127,12 @@ class Preprocess:
 
         The arithmetic runs where the pixels lie (``B×S×S×3``, a row of ``S·3`` values at a
         time) and the result is a permuted view of it: the channels_last model of
-        :class:`~model_zoo.predictor.Predictor` takes it without a copy. Normalising each image
-        to ``[3, S, S]`` and converting the batch back cost two transposing copies, ~50 µs per
-        image against ~13 µs here (128 px, measured), next to ~3 ms of the demo model's
-        forward pass. Images that are consecutive rows of one block (how the input cache
-        reads a forward pass's images) are read in place; others are stacked first, which cost
-        ~22 µs per 128-px image between the forward passes of batch grading (cProfile). Each
-        value is the one :meth:`normalise` gives, bit for bit.
+        :class:`~model_zoo.predictor.Predictor` takes it without a copy; normalising each image
+        to ``[3, S, S]`` and converting the batch back would cost two transposing copies.
+        Images that are consecutive rows of one block (how the input cache reads a forward
+        pass's images) are read in place; others are stacked first, which costs time between
+        the forward passes of batch grading (see docs/benchmarks.md, "Figures formerly in
+        docstrings"). Each value is the one :meth:`normalise` gives, bit for bit.
 
         Runs torch operations: call it from the thread that runs the model (a second thread
         running torch starts a second OpenMP team, which slows both).

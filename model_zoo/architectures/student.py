@@ -59,8 +59,9 @@ FINE_CAM: dict[str, tuple[str, Literal["gradcam", "gradcam++", "layercam"]]] = {
 """Backbone -> (module inside its torchvision net, method) for the default attention map.
 
 Chosen by ``benchmarks/bench_cam_lesions.py`` on the demo model (EfficientNet-B0 at 128 px):
-Grad-CAM on the last block is a 4x4 grid and put 0.90x chance of its mass on DR lesions;
-LayerCAM on the stride-4 stage (32x32) is the best-ranked single layer (docs/benchmarks.md).
+Grad-CAM on the last block is a 4x4 grid and put no more of its mass on DR lesions than
+chance; LayerCAM on the stride-4 stage (32x32) is the best-ranked single layer (figures in
+docs/benchmarks.md).
 Backbones not listed keep Grad-CAM on :meth:`SallStudent.cam_target_layer`: nobody has measured
 a finer layer on a trained model of theirs.
 """

@@ -313,7 +313,7 @@ def _describe_in_pool(
 ) -> list[Outcome]:
     # This thread only waits and hands on, at normal priority: a lowered thread of the GUI
     # process that holds the GIL when the decode processes take the cores keeps the GUI
-    # thread waiting for the GIL (a priority inversion that stalled it for ~60 ms).
+    # thread waiting for the GIL (a priority inversion that stalls it past the P6 budget).
     return decoder.run(describe_files, files, inputs(), name=str(files[0].path))
 
 
@@ -324,7 +324,7 @@ def _no_inputs() -> None:
 class _ScanInputs:
     """The active model's input cache as of one scan, looked up on a thread of its own.
 
-    Resolving it waits for the store (the active version's weights are re-hashed, 20-70 ms):
+    Resolving it waits for the store (the active version's weights are re-hashed):
     files described before the answer are not prepared (grading decodes and caches them), so
     the first screen of thumbnails never waits for it.
     """
@@ -393,7 +393,8 @@ class CatalogueBridge(QObject):
             describe=partial(_describe_on_thread, inputs),
             describe_chunk=describe_chunk,
             # A chunk per round trip to a decode process: fewer results for this process to
-            # receive and unpickle under the GIL (P6); eight files take ~30 ms to describe.
+            # receive and unpickle under the GIL (P6), while a chunk still finishes well
+            # within a frame or two.
             chunk=DESCRIBE_CHUNK if describe_chunk is not None else 1,
         )
         self._catalogue = catalogue.start()

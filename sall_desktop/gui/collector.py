@@ -1,14 +1,13 @@
 """Python's full garbage collection runs when the grader pauses, not while they work (R24, P6).
 
-A full (generation 2) collection walks every tracked object while holding the GIL. With a
-10,000-image folder streaming in, one took 43–70 ms on a 2-core machine, whichever thread
-triggered it: longer than the GUI thread may stall. Young generations stay automatic (a few ms
-each). The oldest is collected by a timer once input has paused, or after ``max_defer_s`` at the
-latest, so cyclic garbage cannot grow without bound in a session with no pauses. Objects built
-at start-up live as long as the app and are frozen out of every collection; so are an open
-folder's, once its scan is done (:func:`settle`), until another folder opens (:func:`release`):
-with a stand-in for 30,000 images' entries and predictions alive a full collection took
-~57-72 ms, with them frozen ~16 ms (``benchmarks/bench_triage.py``).
+A full (generation 2) collection walks every tracked object while holding the GIL. With a big folder
+streaming in, one holds the GUI thread longer than it may stall, whichever thread triggered it (see
+docs/benchmarks.md, "Figures formerly in docstrings"). Young generations stay automatic (they are
+short). The oldest is collected by a timer once input has paused, or after ``max_defer_s`` at the
+latest, so cyclic garbage cannot grow without bound in a session with no pauses. Objects built at
+start-up live as long as the app and are frozen out of every collection; so are an open folder's,
+once its scan is done (:func:`settle`), until another folder opens (:func:`release`): freezing them
+makes a full collection several times shorter (``benchmarks/bench_triage.py``; docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ emitted (nothing is swallowed).
 A running batch's progress and predictions are not signalled from the worker threads: they wait
 in a mailbox that the GUI thread empties every :data:`BATCH_UPDATE_MS`. Each queued emission hands
 the GIL over and starts GUI work (progress bar, tiles, triage) on the two cores the model's
-threads are using; coalesced, the GUI thread's CPU time while the demo model grades 128 images
-fell from 9-21 ms to 5-12 ms (measured with the other changes of ADR 0006), and the grid
-repaints once per tick instead of once per commit.
+threads are using; coalesced, the GUI thread spends less CPU time while a folder is graded
+(see docs/benchmarks.md, "Figures formerly in docstrings"), and the grid repaints once per
+tick instead of once per commit.
 """
 
 from __future__ import annotations

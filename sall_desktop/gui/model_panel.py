@@ -322,8 +322,8 @@ class ModelPanel(QWidget):
 
     # ------------------------------------------------------------------ batch
     def show_batch(self, done: int, total: int, text: str, *, running: bool) -> None:
-        # QProgressBar.setValue repaints at once (a synchronous paint and flush, ~2 ms here,
-        # several times a second while a folder is graded, on the cores the model is using);
+        # QProgressBar.setValue repaints at once (a synchronous paint and flush, several times
+        # a second while a folder is graded, on the cores the model is using);
         # with updates off it only schedules a paint, which joins the window's next one.
         self.batch_bar.setUpdatesEnabled(False)
         self.batch_bar.setRange(0, max(1, total))

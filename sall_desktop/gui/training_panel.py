@@ -3,8 +3,9 @@
 Fed with :mod:`training.protocol.events` values (from :class:`~sall_desktop.gui.training_process.
 TrainingProcess`, or replayed from a recorded ``events.jsonl``). The curves are drawn with
 matplotlib's Agg canvas on a short-lived worker thread, at most every :data:`REDRAW_MS`, and only
-the finished picture reaches the GUI thread: one draw costs 50-250 ms of CPU, far more than the
-GUI may stall (R24). ETA uses the events' own time stamps, so a replay shows the run's real ETA.
+the finished picture reaches the GUI thread: one draw costs far more CPU than the GUI may stall
+(R24; see docs/benchmarks.md, "Figures formerly in docstrings"). ETA uses the events' own time
+stamps, so a replay shows the run's real ETA.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ class CurveRenderer:
 
     def render(self, series: Series, width: int, height: int) -> QImage:
         """Draw the curves at ``width`` x ``height`` pixels and return the picture."""
-        # Lines are updated in place (no axes rebuild); a full clear + replot costs ~5x more.
+        # Lines are updated in place (no axes rebuild): a full clear + replot costs several
+        # times more.
         for index, key, xs, ys, style in series:
             line = self._lines.get(key)
             if line is None:

@@ -33,8 +33,8 @@ from sall_desktop.services.triage import excluded as triage_excluded
 REFRESH_MS = 300
 BATCH_REFRESH_MS = 1000
 """The shortest wait between rankings for batch grading's deliveries: the queue is read when
-the grader turns to it, and each ranking of a 512-image folder cost the GUI thread ~5 ms
-(cProfile) on the two cores the model's forward passes use."""
+the grader turns to it, and each ranking costs the GUI thread time on the two cores the model's
+forward passes use (see docs/benchmarks.md, "Figures formerly in docstrings")."""
 SLICE_MS = 10
 """The longest a ranking holds the GUI thread at a time."""
 
@@ -55,8 +55,9 @@ class TriageController(QObject):
 
     A ranking runs on the GUI thread (it reads the image list, which lives there) in slices of
     at most :data:`SLICE_MS`, so even scoring a folder of tens of thousands of images afresh (a
-    new ordering, a new model version: 32-61 ms for 10,000 images, 103-190 ms for 30,000,
-    ``benchmarks/bench_triage.py``) never holds the window for longer than a slice (P6).
+    new ordering, a new model version), which takes several slices' worth
+    (``benchmarks/bench_triage.py``, docs/benchmarks.md), never holds the window for longer than
+    a slice (P6).
     """
 
     def __init__(self, panel: TriagePanel, model: ImageListModel, navigator: Navigator) -> None:
@@ -80,8 +81,8 @@ class TriageController(QObject):
     def schedule(self, wait_ms: int = REFRESH_MS) -> None:
         """Rank again within ``wait_ms`` (coalesces bursts of predictions and gradings).
 
-        A ranking costs the GUI thread ~3 ms for 10,000 images when few scores changed: the
-        wait grows with the last ranking's cost, so the queue takes at most a tenth of the GUI
+        A ranking is cheap when few scores changed but not free on a big folder: the wait
+        grows with the last ranking's cost, so the queue takes at most a tenth of the GUI
         thread.
         """
         wait = max(wait_ms, 10 * self._last_ms)

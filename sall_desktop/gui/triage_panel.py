@@ -108,8 +108,9 @@ class TriagePanel(QWidget):
         size = len(ranked) if size is None else size
         shown = ranked[:SHOWN]
         # Rows are rewritten in place, and only where they changed: batch grading re-ranks
-        # several times a second, and clearing and refilling 100 rows cost the GUI thread
-        # ~5 ms each time (measured), while most of the top stays where it was.
+        # several times a second, and clearing and refilling every row costs the GUI thread
+        # far more than rewriting the few that moved, while most of the top stays where it was
+        # (see docs/benchmarks.md, triage).
         while self.list.count() > len(shown):
             self.list.takeItem(self.list.count() - 1)
         for position, r in enumerate(shown, 1):

@@ -30,13 +30,13 @@ COMMIT_EVERY = 128
 """Most predictions per store transaction: few fsyncs, little to redo after an interruption.
 
 Each transaction costs the store thread a fixed share besides its rows, taken from the two
-cores the forward pass runs on: 512 predictions in transactions of 32 cost 16-20 ms of CPU, in
-transactions of 128, 13 ms (measured)."""
+cores the forward pass runs on, so fewer, larger transactions leave the model more CPU (see
+docs/benchmarks.md, "Figures formerly in docstrings")."""
 
 COMMIT_AFTER_S = 0.5
 """Most seconds of grading per store transaction (whichever of this and :data:`COMMIT_EVERY`
-comes first), so a slow model's progress still moves (resnet50@384 grades ~13 images/s on two
-cores)."""
+comes first), so a slow model's progress still moves (a heavy model on two cores grades
+only a few images a second, far fewer than :data:`COMMIT_EVERY` per transaction)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,8 +69,8 @@ class ImageService:
         # the cores keeps the GUI thread waiting for the GIL (ADR 0004).
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="image-decode")
         # Start every thread now (a barrier keeps each busy so the next submit adds one):
-        # starting a thread waits until it runs, which under load cost the GUI thread's first
-        # request ~40 ms (P6).
+        # starting a thread waits until it runs, which under load stalls the GUI thread's first
+        # request (P6).
         started = threading.Barrier(workers)
         for _ in range(workers):
             self._pool.submit(started.wait, 5.0)

@@ -76,8 +76,9 @@ CHUNK = 32
 
 CHUNK_S = 0.5
 """Seconds of work per batch-grading task: the longest an overlay the grader asks for waits
-behind batch grading, whatever the model's speed (32 images of resnet50@384 on two cores took
-~2.7 s; a light model's 32 took 0.1 s, and each task's start-up cost ~10 ms of it)."""
+behind batch grading, whatever the model's speed: a fixed number of images would hold a heavy
+model's queue for seconds and pay a light model's per-task start-up too often (see
+docs/benchmarks.md, "Figures formerly in docstrings")."""
 
 CHUNK_LIMITS = (8, 512)
 """Smallest and largest task, in images."""
@@ -86,10 +87,9 @@ FORWARD_BATCH_PIXELS = 32 * 224 * 224
 """Input pixels per forward pass in batch grading: 32 images up to 224², 8 from 384² up.
 
 A bigger batch spreads each pass's fixed costs (the model's Python, one input-cache query, the
-heads' arithmetic) over more images: measured on two cores, forward-only 8 -> 32 images per pass
-gave efficientnet_b0@128 +10 % and resnet18@224 +3 %, and batch grading of the demo model
-+12 %. The cap keeps a pass's activations to what batches of 8 at 384² already need, so a
-small GPU does not run out of memory."""
+heads' arithmetic) over more images, which speeds up light models most (see
+docs/benchmarks.md, "Figures formerly in docstrings"). The cap keeps a pass's activations to
+what batches of 8 at 384² already need, so a small GPU does not run out of memory."""
 
 FORWARD_BATCH_LIMITS = (8, 32)
 """Smallest and largest forward pass, in images."""
@@ -206,8 +206,8 @@ class InferenceService:
 
         Everything that runs torch in the app runs on this one thread: OpenMP gives each thread
         that runs torch a team of its own, and once a second team exists on a 2-core machine
-        libgomp stops spinning between parallel regions, which cost light models 40 % of their
-        throughput (efficientnet_b0@128: 349 -> 204 images/s, measured).
+        libgomp stops spinning between parallel regions, which costs light models a large share
+        of their throughput (see docs/benchmarks.md, "Figures formerly in docstrings").
         """
         return self._run(fn)
 
@@ -348,9 +348,9 @@ class InferenceService:
         first, on the worker; the query itself runs on the store thread).
 
         The window asks for the images of the open folder as their records arrive. Reading and
-        summarising every prediction of the model instead took 2.8-3.0 s on this thread in a
-        store of 100,000 (measured), and each overlay and on-demand prediction waited behind
-        it; for a folder of 10,000 with 5,000 stored, 0.14 s.
+        summarising every prediction of the model instead would cost this thread time in
+        proportion to the whole store, not the folder, and each overlay and on-demand prediction
+        would wait behind it (see docs/benchmarks.md, "Figures formerly in docstrings").
         """
         asked = frozenset(sha256s)
 

@@ -78,8 +78,8 @@ class StoreAppender:
                 sink(rows)
             return count
 
-        # Not waited for here: the fsync of one commit overlaps the next forward pass (a light
-        # model lost ~3 % of its throughput waiting; waiting at each chunk's end, another 1 %).
+        # Not waited for here: the fsync of one commit overlaps the next forward pass (waiting
+        # for it costs a light model throughput; see docs/benchmarks.md).
         self._commits.append(self._store.submit(commit))
         return len(rows)
 

@@ -145,8 +145,8 @@ def top(keys: Iterable[RankKey], limit: int | None = None) -> list[Ranked]:
     """The ``limit`` first of ``keys`` (all without a limit), ranked.
 
     With a limit only the top is sorted: the GUI re-ranks a folder while it is batch-graded,
-    and ranking 10,000 images by uncertainty took 16-51 ms with a full sort, ~10 ms for the top
-    100 (measured).
+    and a partial sort of the top is several times cheaper than a full sort of a big folder
+    (see docs/benchmarks.md, "Figures formerly in docstrings").
     """
     chosen = sorted(keys) if limit is None else heapq.nsmallest(limit, keys)
     return [Ranked(key[3], -key[0]) for key in chosen]

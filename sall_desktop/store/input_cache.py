@@ -3,17 +3,17 @@
 The SQLite implementation of :class:`model_zoo.prepare.PreparedInputs` (all SQL lives in this
 package). Torch-free: the catalogue's decode processes import it.
 
-Reading a fundus photograph costs more than a light model's forward pass on a CPU (a 2000×1500
-JPEG: ~3.6 ms to decode at 1/4, ~1 ms to crop and resize; resnet18@224: ~10 ms of forward on two
-cores, efficientnet_b0@128: ~3 ms). The app reads every file anyway when it opens a folder (for its
+Reading a fundus photograph (decoding it, cropping and resizing it) costs about as much as a
+light model's forward pass on a CPU, or more (see docs/benchmarks.md, "Figures formerly in
+docstrings"). The app reads every file anyway when it opens a folder (for its
 SHA-256 and metadata), so that read also leaves the model's input here, and batch grading, and
 every re-grading after a promote, only normalises it.
 
 An entry is the ``uint8 S×S×3`` image of :meth:`model_zoo.prepare.InputSpec.prepare`, keyed by the
 image's SHA-256 and the spec's key, so it can never be used for another file or another
 preprocessing. Entries live in one SQLite file under ``root``, opened like the label store (WAL,
-so the decode processes write while the app reads; ``synchronous=FULL``): a file per entry cost
-0.72 ms of file-system work per 49 KB input, a row 0.25 ms when eight are committed together.
+so the decode processes write while the app reads; ``synchronous=FULL``): a row committed with
+others costs a fraction of the file-system work of a file per entry.
 
 A damaged entry (a CRC-32 guards the pixels) is a miss and is removed. A damaged database is
 only ignored (every read a miss, every write refused): the app never deletes SQLite files (R7),
@@ -122,14 +122,14 @@ class InputCache:
     def get_many(self, sha256s: Sequence[str]) -> dict[str, NDArray[np.uint8]]:
         """The prepared images of those of ``sha256s`` that have a sound entry, by SHA-256.
 
-        One query per 500 images: batch grading reads a window of inputs at once (a query per
-        image cost ~27 µs of SQLite overhead each, a batched read ~5 µs). The images are rows of
-        one ``N×S×S×3`` block in the order asked, so a forward pass's consecutive images need
-        no stacking (``Preprocess.normalise_batch`` takes such a run as it is). Copying a
-        128-px row here costs ~5 µs; stacking the images between forward passes cost ~22 µs
-        each in batch grading (cProfile), and the inference thread's time outside the forward
-        pass fell from 81-82 to 71-76 ms per 512 demo-model images. An image found keeps its
-        block alive: ask for about a forward pass's images at a time.
+        One query per 500 images: batch grading reads a window of inputs at once, and a query
+        per image would pay SQLite's per-query overhead each time. The images are rows of one
+        ``N×S×S×3`` block in the order asked, so a forward pass's consecutive images need no
+        stacking (``Preprocess.normalise_batch`` takes such a run as it is): copying a row here
+        is cheaper than stacking the images between forward passes, which shortens the
+        inference thread's time outside the forward pass (see docs/benchmarks.md, "Figures
+        formerly in docstrings"). An image found keeps its block alive: ask for about a forward
+        pass's images at a time.
         """
         size = self.spec.input_size
         length = size * size * 3

@@ -370,9 +370,8 @@ class SqliteLabelStore(ModelsRepositoryMixin, StoreConnection):
         """The newest prediction of ``model_id`` for each of ``image_sha256s`` that has one.
 
         Through the indexes, like :meth:`graded_images`: the window asks for the open folder's
-        images, not for every prediction the model ever made. In a store of 100,000 predictions
-        reading them all took 1.0-1.1 s (measured); this, 5-7 ms for a folder of 512 and
-        78-83 ms for 10,000 (half of them with a prediction).
+        images, not for every prediction the model ever made, so the cost follows the folder,
+        not the store (see docs/benchmarks.md, "Figures formerly in docstrings").
         """
         sql = PREDICTION_SELECT + " WHERE i.sha256 IN ({marks}) AND p.model_id = ? ORDER BY p.id"
         latest: dict[str, Prediction] = {}
@@ -384,9 +383,9 @@ class SqliteLabelStore(ModelsRepositoryMixin, StoreConnection):
         """Those of ``image_sha256s`` that ``model_id`` has a prediction for.
 
         Looked up image by image through the indexes, so the cost follows the folder asked
-        about, not the store. Reading every prediction of the model instead (to skip graded
-        images when a grading run starts) took 958 ms in a store of 100,000 predictions, this
-        2.4 ms for a folder of 512 and 30-55 ms for 10,000 (measured).
+        about, not the store: reading every prediction of the model instead (to skip graded
+        images when a grading run starts) grows with every prediction ever stored (see
+        docs/benchmarks.md, "Figures formerly in docstrings").
         """
         sql = (
             "SELECT i.sha256 FROM images AS i WHERE i.sha256 IN ({marks}) AND EXISTS "
