@@ -55,6 +55,12 @@ class ConfigError(ValueError):
     """A configuration file or override is invalid (unknown key, wrong type, out of range)."""
 
 
+MIN_INPUT_SIZE, MAX_INPUT_SIZE = 32, 1024
+MAX_TASKS, MAX_CLASSES = 8, 16
+"""What a model card accepts (``model_zoo.cards``, which this light package may not import; a
+test keeps the two equal): a run configured beyond them would train, then fail to save its card."""
+
+
 @dataclass(frozen=True)
 class TaskConfig:
     """One classification head.
@@ -70,8 +76,8 @@ class TaskConfig:
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
             raise ConfigError(f"task name {self.name!r} must be a simple identifier")
-        if len(self.classes) < 2:
-            raise ConfigError(f"task {self.name!r} needs at least two classes")
+        if not 2 <= len(self.classes) <= MAX_CLASSES:
+            raise ConfigError(f"task {self.name!r} needs 2 to {MAX_CLASSES} classes")
         if len(set(self.classes)) != len(self.classes):
             raise ConfigError(f"task {self.name!r} has repeated class names")
 
@@ -106,7 +112,10 @@ class ModelConfig:
     dropout: float = 0.5
 
     def __post_init__(self) -> None:
-        _check(8 <= self.input_size <= 4096, "model.input_size must be in [8, 4096]")
+        _check(
+            MIN_INPUT_SIZE <= self.input_size <= MAX_INPUT_SIZE,
+            f"model.input_size must be in [{MIN_INPUT_SIZE}, {MAX_INPUT_SIZE}]",
+        )
         _check(0.0 <= self.dropout < 1.0, "model.dropout must be in [0, 1)")
 
 
@@ -150,7 +159,7 @@ class SallConfig:
     fundus_crop: bool = False
 
     def __post_init__(self) -> None:
-        _check(len(self.tasks) >= 1, "sall.tasks needs at least one task")
+        _check(1 <= len(self.tasks) <= MAX_TASKS, f"sall.tasks needs 1 to {MAX_TASKS} tasks")
         names = [t.name for t in self.tasks]
         _check(len(set(names)) == len(names), f"sall.tasks has repeated names {names}")
         for key in ("temperature", "teacher_temperature", "hard_temperature"):
@@ -447,36 +456,6 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Train
     return config_from_dict(apply_overrides(data, overrides))
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"cannot write {type(value).__name__} as TOML")
-
-
-def format_config_toml(cfg: TrainConfig) -> str:
-    """Return ``cfg`` as TOML text that :func:`load_config` reads back to an equal config."""
-    lines: list[str] = []
-    for section, values in cfg.to_dict().items():
-        lines.append(f"[{section}]")
-        lines.extend(f"{k} = {_toml_value(v)}" for k, v in values.items())
-        lines.append("")
-    return "\n".join(lines)
-
-
 __all__ = [
     "DEFAULT_TASKS",
     "ConfigError",
@@ -494,6 +473,5 @@ __all__ = [
     "TrainConfig",
     "apply_overrides",
     "config_from_dict",
-    "format_config_toml",
     "load_config",
 ]

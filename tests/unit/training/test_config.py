@@ -11,9 +11,9 @@ from training.protocol.config import (
     ConfigError,
     TrainConfig,
     config_from_dict,
-    format_config_toml,
     load_config,
 )
+from training.protocol.config_toml import format_config_toml
 
 
 def test_defaults_are_the_sall_method_defaults() -> None:
@@ -80,7 +80,7 @@ def test_later_override_wins() -> None:
         ("temperature=3", "section.key=value"),
         ("sall.temperature", "section.key=value"),
         ('sall.tasks=[{name = "dr"}]', "classes"),
-        ('sall.tasks=[{name = "dr", classes = ["only"]}]', "at least two classes"),
+        ('sall.tasks=[{name = "dr", classes = ["only"]}]', "2 to 16 classes"),
     ],
 )
 def test_bad_overrides_raise(override: str, fragment: str) -> None:
@@ -126,3 +126,21 @@ def test_old_cards_with_hard_both_still_load() -> None:
     assert data["sall"]["normal_policy"] == "hard_both"
     assert config_from_dict(data).sall.normal_policy == "hard_both"
     assert load_config(None, ["sall.normal_policy=hard_both"]).sall.normal_policy == "hard_both"
+
+
+def test_the_config_accepts_no_more_than_a_model_card() -> None:
+    # training.protocol may not import model_zoo: its copy of the card's limits must agree.
+    from model_zoo import cards
+    from training.protocol import config
+
+    assert (config.MIN_INPUT_SIZE, config.MAX_INPUT_SIZE) == (
+        cards.MIN_INPUT_SIZE,
+        cards.MAX_INPUT_SIZE,
+    )
+    assert (config.MAX_TASKS, config.MAX_CLASSES) == (cards.MAX_TASKS, cards.MAX_CLASSES)
+    with pytest.raises(ConfigError, match="input_size"):
+        config_from_dict({"model": {"input_size": 4096}})
+    with pytest.raises(ConfigError, match="2 to 16 classes"):
+        config_from_dict(
+            {"sall": {"tasks": [{"name": "dr", "classes": [str(i) for i in range(17)]}]}}
+        )
