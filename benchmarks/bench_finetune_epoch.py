@@ -37,23 +37,12 @@ from training.engine.sall.soft_labels import ensure_outputs
 from training.protocol import events as ev
 from training.protocol.config import load_config
 from training.protocol.manifest import ManifestRow
+from training.synth import manifest_rows
 
 
 def _rows(folder: Path, n: int, size: int) -> list[ManifestRow]:
     samples = write_synthetic_dataset(folder, n, seed=5, size=size * 2, dicom_fraction=0.0)
-    return [
-        ManifestRow(
-            image_path=s.file_name,
-            sha256=s.sha256,
-            patient_id=s.patient_id,
-            laterality=s.laterality,
-            dr_grade=s.dr_grade,
-            amd_grade=s.amd_grade,
-            gradable=s.gradable,
-            split="train",
-        )
-        for s in samples
-    ]
+    return manifest_rows(samples, split="train")
 
 
 def ours(cfg, rows, folder, device, run_dir) -> tuple[float, float]:

@@ -46,7 +46,7 @@ from training.engine.evaluate import evaluation, predict
 from training.engine.runlog import EventSink, StopWatcher, run_logging
 from training.engine.sall.pipeline import RunInputs, soft_labels, train_student, train_teacher
 from training.protocol.config import TrainConfig, load_config
-from training.protocol.manifest import ManifestRow
+from training.synth import manifest_rows
 
 METHODS = ("single-task", "masked", "semantic", "semantic+feature")
 # Two-sided 97.5 % quantiles of Student's t for 1..9 degrees of freedom.
@@ -69,19 +69,7 @@ def one_seed(
     samples = write_synthetic_dataset(
         folder, args.n, seed=seed, size=args.size, dicom_fraction=0.0, workers=args.workers
     )
-    rows = [
-        ManifestRow(
-            image_path=s.file_name,
-            sha256=s.sha256,
-            patient_id=s.patient_id,
-            laterality=s.laterality,
-            dr_grade=s.dr_grade,
-            amd_grade=s.amd_grade,
-            gradable=s.gradable,
-            split=s.split,
-        )
-        for s in samples
-    ]
+    rows = manifest_rows(samples)
     base = [
         f"model.backbone={args.backbone}",
         f"model.input_size={args.input_size}",

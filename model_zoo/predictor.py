@@ -36,14 +36,12 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
+from model_zoo.architectures.tasks import REFERABLE_DR_MIN_GRADE
 from model_zoo.cards import ModelCard
 from model_zoo.device import select_device
 from model_zoo.io import LoadError, hash_file
 from model_zoo.prepare import PreparedInputs
 from model_zoo.transforms import choose_reduce, eval_transform, load_for_model
-
-REFERABLE_DR_MIN_GRADE = 2
-"""Referable DR is ICDR grade 2 (moderate NPDR) or worse."""
 
 
 @dataclass(frozen=True, slots=True)

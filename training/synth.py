@@ -28,6 +28,7 @@ import argparse
 import csv
 import io
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from model_zoo.datasets.benchmark import SyntheticSample, write_synthetic_dataset
@@ -122,8 +123,11 @@ def canonical_rows(samples: list[SyntheticSample]) -> list[CanonicalRow]:
     ]
 
 
-def manifest_rows(samples: list[SyntheticSample]) -> list[ManifestRow]:
-    """Training manifest rows; image paths are relative to the dataset folder."""
+def manifest_rows(
+    samples: Sequence[SyntheticSample], *, split: str | None = None
+) -> list[ManifestRow]:
+    """Training manifest rows of generated samples; image paths are relative to the dataset
+    folder. ``split`` puts every row in that split instead of each sample's own."""
     return [
         ManifestRow(
             image_path=s.file_name,
@@ -133,7 +137,7 @@ def manifest_rows(samples: list[SyntheticSample]) -> list[ManifestRow]:
             dr_grade=s.dr_grade,
             amd_grade=s.amd_grade,
             gradable=s.gradable,
-            split=s.split,
+            split=s.split if split is None else split,
         )
         for s in samples
     ]

@@ -49,6 +49,9 @@ class TaskSpec:
 DR_TASK = TaskSpec("dr", ("No DR", "Mild NPDR", "Moderate NPDR", "Severe NPDR", "PDR"))
 """Diabetic retinopathy on the ICDR scale 0-4."""
 
+REFERABLE_DR_MIN_GRADE = 2
+"""Referable DR is ICDR grade 2 (moderate NPDR) or worse."""
+
 AMD_TASK = TaskSpec("amd", ("No AMD", "Small drusen", "Large drusen", "CNV"))
 """AMD on the SALL 0-3 scale (docs/grading-conventions.md, Scales)."""
 

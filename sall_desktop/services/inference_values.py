@@ -9,10 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from model_zoo.architectures.tasks import REFERABLE_DR_MIN_GRADE
 from sall_desktop.domain.predictions import Prediction
 
-REFERABLE_DR_MIN_GRADE = 2
-"""Referable DR is ICDR grade 2 (moderate NPDR) or worse."""
 DEFAULT_LOW_CONFIDENCE = 0.6
 """A head whose top calibrated probability is below this is flagged "low confidence"."""
 CLINICAL_WARNING = "not for clinical use"

@@ -7,7 +7,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from model_zoo.fileio import TEMP_PREFIX
+from model_zoo.fileio import TEMP_PREFIX, _fsync_dir
 from sall_desktop.store import db
 from sall_desktop.store.errors import StoreWriteError, write_error
 
@@ -64,13 +64,3 @@ def _refuse_leftover_journal(dest: Path) -> None:
                 "choose another file name.",
                 retryable=False,
             )
-
-
-def _fsync_dir(directory: Path) -> None:
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -20,6 +20,7 @@ from model_zoo.datasets.benchmark import write_synthetic_dataset
 from model_zoo.fileio import atomic_write_text
 from training.protocol.events import Event, parse_stream
 from training.protocol.manifest import ManifestRow, format_manifest
+from training.synth import manifest_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -107,19 +108,7 @@ def trainer() -> Trainer:
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
     folder = tmp_path_factory.mktemp("synthetic")
     samples = write_synthetic_dataset(folder, 48, seed=11, size=64, dicom_fraction=0.0)
-    rows = [
-        ManifestRow(
-            image_path=s.file_name,
-            sha256=s.sha256,
-            patient_id=s.patient_id,
-            laterality=s.laterality,
-            dr_grade=s.dr_grade,
-            amd_grade=s.amd_grade,
-            gradable=s.gradable,
-            split=s.split,
-        )
-        for s in samples
-    ]
+    rows = manifest_rows(samples)
     manifest = Trainer.write_manifest(folder / "manifest.csv", rows)
     return Dataset(folder, manifest, rows)
 

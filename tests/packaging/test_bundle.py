@@ -273,23 +273,12 @@ def test_bundle_trains_with_dataloader_workers(tmp_path: Path) -> None:
     from model_zoo.datasets.benchmark import write_synthetic_dataset
     from model_zoo.fileio import atomic_write_text
     from training.protocol.events import parse_stream
-    from training.protocol.manifest import ManifestRow, format_manifest
+    from training.protocol.manifest import format_manifest
+    from training.synth import manifest_rows
 
     data = tmp_path / "data"
     samples = write_synthetic_dataset(data, 24, seed=5, size=64, dicom_fraction=0.0)
-    rows = [
-        ManifestRow(
-            image_path=s.file_name,
-            sha256=s.sha256,
-            patient_id=s.patient_id,
-            laterality=s.laterality,
-            dr_grade=s.dr_grade,
-            amd_grade=s.amd_grade,
-            gradable=s.gradable,
-            split=s.split,
-        )
-        for s in samples
-    ]
+    rows = manifest_rows(samples)
     manifest = data / "manifest.csv"
     atomic_write_text(manifest, format_manifest(rows))
     config = tmp_path / "tiny.toml"
