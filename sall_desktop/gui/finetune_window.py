@@ -1,19 +1,19 @@
-"""The one-click fine-tune window: freeze, run the trainer as a QProcess, report, promote.
+"""The one-click fine-tune window: a view over :class:`~sall_desktop.services.finetune_run.
+FinetuneRun` (freeze, train, record, promote or discard) with the trainer as a QProcess.
 
-Everything that touches the store or files runs on the store thread (``submit(fn) -> Future``);
-results come back to the GUI thread through a queued signal. The window never changes the
-active model by itself: only Promote (a named approver, a passed gate) does, and a failed or
-cancelled run, or a candidate whose gate failed or found too little evidence, leaves it untouched.
-The trainer is started as the bare ``finetune --init M --manifest C --holdout H --out R``.
+The run's state machine and every store step live in the service; the window forwards the
+grader's clicks and the process's reports to it and shows what it reports, which a relay brings
+to the GUI thread. The window never changes the active model by itself: only Promote (a named
+approver, a passed gate) does, and a failed or cancelled run, or a candidate whose gate failed
+or found too little evidence, leaves it untouched. The trainer is started as the bare
+``finetune --init M --manifest C --holdout H --out R``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import Future
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -25,44 +25,23 @@ from PySide6.QtWidgets import (
 )
 
 from sall_desktop.gui.geometry import close_on_escape, remember_geometry
+from sall_desktop.gui.relay import Relay
 from sall_desktop.gui.report_view import ReportView
 from sall_desktop.gui.training_panel import TrainingPanel
 from sall_desktop.gui.training_process import TrainingProcess
-from sall_desktop.services import holdout as holdout_service
 from sall_desktop.services import models as model_service
-from sall_desktop.services import training_jobs as jobs
-from sall_desktop.services.models import Store as SqliteLabelStore
-
-T = TypeVar("T")
-
-
-class StoreExecutor(Protocol):
-    """What the window needs of ``StoreThread``."""
-
-    def submit(self, fn: Callable[[SqliteLabelStore], T]) -> Future[T]: ...
-
-
-class _Returner(QObject):
-    """Delivers a future's outcome to a GUI-thread callback (queued signal)."""
-
-    arrived = Signal(object, object)
-
-    def __init__(self, parent: QObject) -> None:
-        super().__init__(parent)
-        self.arrived.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
-
-    def watch(
-        self, future: Future[Any], on_done: Callable[[Any, BaseException | None], None]
-    ) -> None:
-        def done(f: Future[Any]) -> None:
-            exc = f.exception()
-            self.arrived.emit(on_done, (None if exc else f.result(), exc))
-
-        future.add_done_callback(done)
-
-    @staticmethod
-    def _deliver(callback: Any, payload: Any) -> None:
-        callback(*payload)
+from sall_desktop.services.finetune_run import (
+    BUSY,
+    FinetuneRun,
+    FrozenRun,
+    Notice,
+    RunOutcome,
+    RunState,
+    RunUpdate,
+    StateChanged,
+    TrainerEvent,
+)
+from sall_desktop.services.store_executor import StoreExecutor
 
 
 class FinetuneWindow(QWidget):
@@ -70,7 +49,7 @@ class FinetuneWindow(QWidget):
 
     Signals:
         active_model_changed(str): a candidate was promoted (new active model id).
-        outcome_ready(object): the run ended; a ``services.training_jobs.RunOutcome``.
+        outcome_ready(object): the run ended; a ``services.training_RunOutcome``.
         message(str): a grader-readable status line (also shown in the window).
     """
 
@@ -93,13 +72,19 @@ class FinetuneWindow(QWidget):
         # put it last time after that. Esc and Close hide it (a run goes on, see closeEvent).
         remember_geometry(self, "finetune", 1100, 820)
         close_on_escape(self)
-        self._store = store
-        self._overrides = overrides  # tests only: the app passes none
-        self._returner = _Returner(self)
+        self._relay = Relay(self)
+        # ``overrides``: tests only (the app passes none).
+        self.run = FinetuneRun(
+            store, self._relay.deliver(self._on_update), approver=approver, overrides=overrides
+        )
         self.process = TrainingProcess(self, grace_ms=grace_ms)
-        self.process.event_received.connect(self._on_event)
-        self.process.finished.connect(self._on_process_finished)
-        self.process.failed_to_start.connect(self._on_failed_to_start)
+        # Straight to the service, not through the relay: a quit's wait for the process must
+        # see its exit recorded before the store closes.
+        self.process.event_received.connect(self.run.on_event)
+        self.process.finished.connect(
+            lambda code, crashed: self.run.on_exit(code, crashed, self.process.stderr_tail())
+        )
+        self.process.failed_to_start.connect(self.run.on_failed_to_start)
         self.summary_label = QLabel(
             "Fine-tuning trains a candidate on your corrections; it is judged against the active "
             "model on the locked hold-out and the model's reference set, and replaces the active "
@@ -149,178 +134,97 @@ class FinetuneWindow(QWidget):
         self.close_button.clicked.connect(self.close)
         close_row.addWidget(self.close_button)
         layout.addLayout(close_row)
-        self.frozen: jobs.FrozenRun | None = None
-        self.outcome: jobs.RunOutcome | None = None
-        self.candidate: model_service.ModelVersion | None = None
-        self.approver = approver
 
-    # ------------------------------------------------------------------ helpers
+    # ------------------------------------------------------------------ the run's state
+
+    @property
+    def approver(self) -> str:
+        """Who is recorded for the run's steps (the signed-in grader)."""
+        return self.run.approver
+
+    @approver.setter
+    def approver(self, name: str) -> None:
+        self.run.approver = name
+
+    @property
+    def frozen(self) -> FrozenRun | None:
+        """The run folder of the current run, once frozen."""
+        return self.run.frozen
+
+    @property
+    def outcome(self) -> RunOutcome | None:
+        """How the last run ended."""
+        return self.run.outcome
+
+    @property
+    def candidate(self) -> model_service.ModelVersion | None:
+        """The last run's candidate version (registered with its gate verdict)."""
+        return self.run.candidate
+
+    # ------------------------------------------------------------------ showing
 
     def _say(self, text: str) -> None:
         self.status_label.setText(text)
         self.message.emit(text)
 
-    def _run(
-        self,
-        fn: Callable[[SqliteLabelStore], T],
-        on_ok: Callable[[T], None],
-        what: str,
-    ) -> None:
-        def done(result: Any, exc: BaseException | None) -> None:
-            if exc is not None:
-                self._say(f"Could not {what}: {exc}")
-                self.start_button.setEnabled(not self.process.is_running())
-                return
-            on_ok(result)
+    def _on_update(self, update: RunUpdate) -> None:
+        if isinstance(update, TrainerEvent):
+            self.panel.handle_event(update.event)
+        elif isinstance(update, Notice):
+            self._say(update.text)
+        else:
+            self._on_state(update)
 
-        self._returner.watch(self._store.submit(fn), done)
-
-    # ------------------------------------------------------------------ hold-out
-
-    def _sample_holdout(self) -> None:
-        actor = self.approver or "grader"
-
-        def sample(store: SqliteLabelStore) -> int:
-            return len(holdout_service.sample_holdout(store, actor=actor))
-
-        self._run(sample, lambda n: self._say(f"{n} images locked into the hold-out."), "sample")
-
-    # ------------------------------------------------------------------ run
-
-    def start(self) -> None:
-        """Freeze the corrections into a new run folder, then start the trainer."""
-        if self.process.is_running():
-            return
-        self.start_button.setEnabled(False)
-        self.report_view.setVisible(False)
-        self._say("Freezing the corrections…")
-        overrides = self._overrides
-
-        def freeze(store: SqliteLabelStore) -> jobs.FrozenRun:
-            return jobs.freeze_finetune(store, overrides=overrides)
-
-        self._run(freeze, self._launch, "prepare the fine-tune")
-
-    def _launch(self, frozen: jobs.FrozenRun) -> None:
-        self.frozen = frozen
-        self.summary_label.setText(frozen.summary())
-        argv = jobs.build_command(frozen.spec, jobs.is_frozen())
-        self.panel.reset()
-        self.panel.setVisible(True)
-        self._say("Training…")
-        self.process.start(argv, frozen.spec.run_dir, env=jobs.child_environment())
-        run_id = frozen.spec.run_id
-        self._store.submit(lambda store: jobs.mark_started(store, run_id))
-
-    def _on_event(self, ev: object) -> None:
-        self.panel.handle_event(ev)
-
-    def cancel(self) -> None:
-        """Ask the trainer to stop (STOP file, then kill after the grace period)."""
-        self._say("Cancelling…")
-        self.process.cancel()
-
-    def _on_failed_to_start(self, text: str) -> None:
-        self._say(text)
-        self.start_button.setEnabled(True)
-        if self.frozen is not None:
-            outcome = jobs.RunOutcome("failed", message=text)
-            run_id, run_dir = self.frozen.spec.run_id, self.frozen.spec.run_dir
-            self._store.submit(
-                lambda store: jobs.record_outcome(store, run_id, run_dir, outcome, actor="app")
-            )
-            self.outcome = outcome
-            self.outcome_ready.emit(outcome)
-
-    def _on_process_finished(self, code: int, crashed: bool) -> None:
-        frozen = self.frozen
-        if frozen is None:
-            return
-        events = tuple(self.process.events)
-        run_id, run_dir = frozen.spec.run_id, frozen.spec.run_dir
-        tail = self.process.stderr_tail()
-        actor = self.approver or "training"
-
-        def record(
-            store: SqliteLabelStore,
-        ) -> tuple[jobs.RunOutcome, model_service.ModelVersion | None]:
-            outcome = jobs.outcome_from_events(events, (), run_dir)
-            if outcome.status == "running":  # no final event: killed or crashed
-                why = "killed after the grace period" if crashed else f"exit code {code}"
-                outcome = jobs.RunOutcome(
-                    "cancelled" if self.process.cancel_requested else "failed",
-                    events,
-                    message=f"The training process ended without a result ({why}). "
-                    + (tail.splitlines()[-1] if tail else ""),
-                )
-            candidate = jobs.record_outcome(store, run_id, run_dir, outcome, actor=actor)
-            return outcome, candidate
-
-        self._run(record, self._show_outcome, "read the run's result")
-
-    def _show_outcome(
-        self, result: tuple[jobs.RunOutcome, model_service.ModelVersion | None]
-    ) -> None:
-        outcome, candidate = result
-        self.outcome, self.candidate = outcome, candidate
-        self.start_button.setEnabled(True)
-        if outcome.status == "finished" and outcome.report is not None:
+    def _on_state(self, change: StateChanged) -> None:
+        state, outcome = change.state, change.outcome
+        self.start_button.setEnabled(state not in BUSY)
+        if state is RunState.FREEZING:
+            self.report_view.setVisible(False)
+        elif state is RunState.FROZEN:
+            self.run.start(self.process)
+        elif state is RunState.RUNNING and self.run.frozen is not None:
+            self.summary_label.setText(self.run.frozen.summary())
+            self.panel.reset()
+            self.panel.setVisible(True)
+        elif state in (RunState.PROMOTED, RunState.DISCARDED):
+            self.report_view.set_decided(change.decision)
+            if change.model_id:
+                self.active_model_changed.emit(change.model_id)
+        if state is RunState.FINISHED and outcome is not None and outcome.report is not None:
             self.report_view.show_report(
                 outcome.report, outcome.verdict, status=outcome.gate_status
             )
             self.report_view.setVisible(True)
             # The verdict and its checks are what the grader came for: bring them into view.
             QTimer.singleShot(0, self._scroll_to_report)
-            if outcome.gate_passed:
-                self._say("The candidate passed the gate: promote it or discard it.")
-            elif outcome.gate_status == "insufficient":
-                self._say(
-                    "Not enough evidence to judge the candidate; it cannot be promoted and the "
-                    "active model is unchanged."
-                )
-            else:
-                self._say("The candidate failed the gate; the active model is unchanged.")
-        elif outcome.status == "cancelled":
-            self._say("The fine-tune was cancelled; the active model is unchanged.")
-        else:
-            self._say(f"The fine-tune failed; the active model is unchanged. {outcome.message}")
-        self.outcome_ready.emit(outcome)
-
-    # ------------------------------------------------------------------ decision
+        if outcome is not None:
+            self.outcome_ready.emit(outcome)
 
     def _scroll_to_report(self) -> None:
         self.body_scroll.verticalScrollBar().setValue(self.report_view.y())
 
+    # ------------------------------------------------------------------ forwarding
+
+    def _sample_holdout(self) -> None:
+        self.run.sample_holdout()
+
+    def start(self) -> None:
+        """Freeze the corrections into a new run folder, then start the trainer."""
+        if self.process.is_running():
+            return
+        self.run.freeze()
+
+    def cancel(self) -> None:
+        """Ask the trainer to stop (STOP file, then kill after the grace period)."""
+        self.run.cancel()
+
     def promote(self, approver: str) -> None:
         """Promote the candidate (gate passed; the approver is recorded)."""
-        candidate = self.candidate
-        if candidate is None or self.outcome is None or not self.outcome.gate_passed:
-            self._say("Only a candidate that passed the gate can be promoted.")
-            return
-
-        def run(store: SqliteLabelStore) -> model_service.ModelVersion:
-            return model_service.promote(store, candidate.id, approver=approver)
-
-        def done(version: model_service.ModelVersion) -> None:
-            self.report_view.set_decided(
-                f"<b>Promoted</b> {version.short_id} by {approver}; the previous version can be "
-                "restored from the model manager."
-            )
-            self.active_model_changed.emit(version.id)
-
-        self._run(run, done, "promote the candidate")
+        self.run.promote(approver)
 
     def discard(self) -> None:
         """Retire the candidate without promoting it."""
-        candidate = self.candidate
-        if candidate is None:
-            return
-        actor = self.report_view.approver.text().strip() or self.approver or "grader"
-        self._run(
-            lambda store: model_service.discard(store, candidate.id, actor=actor),
-            lambda _: self.report_view.set_decided("Candidate discarded."),
-            "discard the candidate",
-        )
+        self.run.discard(self.report_view.approver.text().strip())
 
     # ------------------------------------------------------------------ shutdown
 
@@ -328,9 +232,9 @@ class FinetuneWindow(QWidget):
         """Stop a running trainer (STOP, then kill) and wait for it (window close, app quit)."""
         self.panel.stop_rendering()
         if self.process.is_running():
-            self.process.cancel()
+            self.run.cancel(quiet=True)
             if not self.process.wait_finished(timeout_ms):
-                self.process.kill()
+                self.run.kill()
                 self.process.wait_finished(5_000)
 
     def keyPressEvent(self, event: Any) -> None:  # noqa: N802 (Qt override)
@@ -352,4 +256,5 @@ class FinetuneWindow(QWidget):
         super().closeEvent(event)
 
 
+# ``StoreExecutor`` is re-exported for the main window's annotations (it lives in services).
 __all__ = ["FinetuneWindow", "StoreExecutor"]

@@ -46,8 +46,9 @@ from sall_desktop.services.inference import (
 )
 
 if TYPE_CHECKING:  # the windows import matplotlib: only when first opened (P7)
-    from sall_desktop.gui.finetune_window import FinetuneWindow, StoreExecutor
+    from sall_desktop.gui.finetune_window import FinetuneWindow
     from sall_desktop.gui.model_manager import ModelManager
+    from sall_desktop.services.store_executor import StoreExecutor
 
 CHANGED_AFTER_REVEAL = "changed after model reveal"
 STORED_ASK_MS = 100

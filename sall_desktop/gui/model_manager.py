@@ -1,17 +1,20 @@
 """The model manager: versions with lineage and metrics, the active marker, promote, roll back,
 import (R12).
 
-Every action runs on the store thread; a named person is required for promote and rollback. The
-gate column says passed, failed or not enough evidence; only a version whose gate passed can be
-promoted (there is no override), and a never-gated import only while no model is active. Why
-Promote is disabled is shown in its tooltip and under the table.
+A view over :class:`~sall_desktop.services.model_versions.ModelVersions`: every action is the
+service's (on the store thread), and its futures come back through a relay. A named person is
+required for promote and rollback. The gate column says passed, failed or not enough evidence;
+only a version whose gate passed can be promoted (there is no override), and a never-gated
+import only while no model is active. Why Promote is disabled is shown in its tooltip and under
+the table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
@@ -29,11 +32,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from sall_desktop.gui.finetune_window import StoreExecutor, _Returner
 from sall_desktop.gui.geometry import remember_geometry
+from sall_desktop.gui.relay import Relay
 from sall_desktop.services import gate_evidence
 from sall_desktop.services import models as model_service
-from sall_desktop.services.models import Store as SqliteLabelStore
+from sall_desktop.services.model_versions import ModelListing, ModelVersions
+from sall_desktop.services.store_executor import StoreExecutor
 from training.protocol.report import GateVerdict
 
 T = TypeVar("T")
@@ -72,8 +76,8 @@ class ModelManager(QDialog):
         # Every column (status, gate, hold-out) visible without resizing; then where the
         # grader left it. Esc closes it (a QDialog's reject), as does Close.
         remember_geometry(self, "models", 1100, 560)
-        self._store = store
-        self._returner = _Returner(self)
+        self.service = ModelVersions(store)
+        self._relay = Relay(self)
         self.user = user
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
@@ -107,48 +111,22 @@ class ModelManager(QDialog):
         layout.addWidget(self.promote_note)
         layout.addWidget(self.status_label)
         layout.addLayout(buttons)
-        self.versions: list[model_service.ModelVersion] = []
-        self.verdicts: dict[str, GateVerdict] = {}  # version id -> its stored gate verdict
+        self.listing = ModelListing([])
         self.refresh()
 
     # ------------------------------------------------------------------ data
 
-    def _run(self, fn: Callable[[SqliteLabelStore], T], on_ok: Callable[[T], None]) -> None:
-        def done(result: Any, exc: BaseException | None) -> None:
-            if exc is not None:
-                self.status_label.setText(str(exc))
-                return
-            on_ok(result)
-
-        self._returner.watch(self._store.submit(fn), done)
+    def _run(self, future: Future[T], on_ok: Callable[[T], None]) -> None:
+        self._relay.watch(future, on_ok, lambda exc: self.status_label.setText(str(exc)))
 
     def refresh(self) -> None:
         """Reload the versions (the active model is resolved first, so the demo registers)."""
+        self._run(self.service.listing(), self._fill)
 
-        def load(
-            store: SqliteLabelStore,
-        ) -> tuple[list[model_service.ModelVersion], dict[str, GateVerdict]]:
-            model_service.active_model(store, verify=False)
-            versions = model_service.list_models(store)
-            verdicts = {
-                v.id: verdict
-                for v in versions
-                if v.gate_status is not None
-                and (verdict := gate_evidence.stored_verdict(store, v.run_id)) is not None
-            }
-            return versions, verdicts
-
-        self._run(load, lambda loaded: self._fill(*loaded))
-
-    def _fill(
-        self,
-        versions: list[model_service.ModelVersion],
-        verdicts: dict[str, GateVerdict] | None = None,
-    ) -> None:
-        self.versions = versions
-        self.verdicts = dict(verdicts or {})
-        self.table.setRowCount(len(versions))
-        for row, v in enumerate(versions):
+    def _fill(self, listing: ModelListing) -> None:
+        self.listing = listing
+        self.table.setRowCount(len(listing.versions))
+        for row, v in enumerate(listing.versions):
             cells = (
                 "★ active" if v.is_active else "",
                 v.name,
@@ -170,6 +148,16 @@ class ModelManager(QDialog):
                 self.table.setItem(row, col, item)
         self.table.resizeColumnsToContents()
         self._update_buttons()
+
+    @property
+    def versions(self) -> list[model_service.ModelVersion]:
+        """The versions shown, one a row."""
+        return self.listing.versions
+
+    @property
+    def verdicts(self) -> dict[str, GateVerdict]:
+        """Version id -> its stored gate verdict."""
+        return self.listing.verdicts
 
     def selected(self) -> model_service.ModelVersion | None:
         """The selected version, or None."""
@@ -196,13 +184,7 @@ class ModelManager(QDialog):
     def promotion_refusal(self, v: model_service.ModelVersion) -> str:
         """Why candidate ``v`` cannot be promoted, or ``""`` (the service's rule; an active or
         retired version has no Promote, only a rollback)."""
-        if v.status != "candidate":
-            return ""
-        return gate_evidence.promotion_refusal(
-            v.gate_status,
-            model_active=any(m.is_active for m in self.versions),
-            verdict=self.verdicts.get(v.id),
-        )
+        return self.listing.promotion_refusal(v)
 
     def _update_buttons(self) -> None:
         v = self.selected()
@@ -215,7 +197,7 @@ class ModelManager(QDialog):
             self.lineage_label.setText("")
             return
         self._run(
-            lambda store: model_service.lineage(store, v.id),
+            self.service.lineage(v.id),
             lambda chain: self.lineage_label.setText(
                 "Lineage: " + " ← ".join(f"{m.name} {m.version} ({m.short_id})" for m in chain)
             ),
@@ -231,14 +213,14 @@ class ModelManager(QDialog):
     def promote(self, model_id: str, approver: str) -> None:
         """Promote ``model_id`` (the service refuses one whose gate did not pass)."""
         self._run(
-            lambda store: model_service.promote(store, model_id, approver=approver),
+            self.service.promote(model_id, approver),
             lambda v: self._changed(v, "Promoted"),
         )
 
     def rollback(self, model_id: str, approver: str, reason: str = "") -> None:
         """Make an earlier active version active again."""
         self._run(
-            lambda store: model_service.rollback(store, model_id, approver=approver, reason=reason),
+            self.service.rollback(model_id, approver, reason),
             lambda v: self._changed(v, "Rolled back to"),
         )
 
@@ -250,7 +232,7 @@ class ModelManager(QDialog):
             self.status_label.setText(f"Imported {version.short_id}.")
             self.refresh()
 
-        self._run(lambda store: model_service.import_model(store, folder, actor=actor), done)
+        self._run(self.service.import_folder(folder, actor), done)
 
     # ------------------------------------------------------------------ dialogs
 

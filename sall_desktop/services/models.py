@@ -9,7 +9,8 @@ was active before. A folder's ``sets/`` (its domain's replay and reference sets)
 
 Qt-free and torch-free except :func:`import_model`, which loads the checkpoint fully (in the
 caller's worker thread) before accepting it. Functions take the store and run wherever the
-caller runs them: the GUI submits them to the store thread.
+caller runs them; the GUI reaches them through :mod:`.model_versions`, which runs them on the
+store thread.
 """
 
 from __future__ import annotations
@@ -36,9 +37,6 @@ from sall_desktop.services.gate_evidence import promotion_refusal
 from sall_desktop.services.paths import data_dir
 from sall_desktop.store.models_repository import ModelEvent, ModelRow, ModelSource
 from sall_desktop.store.sqlite_repository import SqliteLabelStore
-
-Store = SqliteLabelStore
-"""The store type services take (the GUI names it through here, never through ``store``)."""
 
 BUNDLED_APPROVER = "SALL Desktop (bundled model)"
 """Recorded as the approver when the bundled demo model becomes active on first use."""
@@ -477,7 +475,6 @@ def card_json(version: ModelVersion) -> dict[str, Any]:
 
 __all__ = [
     "BUNDLED_APPROVER",
-    "Store",
     "SYNTHETIC_INTENDED_USE",
     "ModelError",
     "ModelVersion",
