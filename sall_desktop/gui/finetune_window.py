@@ -256,5 +256,4 @@ class FinetuneWindow(QWidget):
         super().closeEvent(event)
 
 
-# ``StoreExecutor`` is re-exported for the main window's annotations (it lives in services).
-__all__ = ["FinetuneWindow", "StoreExecutor"]
+__all__ = ["FinetuneWindow"]

@@ -55,7 +55,7 @@ from sall_desktop.gui.viewer_panel import ViewerPanel
 from sall_desktop.services.inference import InferenceService
 
 if TYPE_CHECKING:
-    from sall_desktop.gui.finetune_window import StoreExecutor
+    from sall_desktop.services.store_executor import StoreExecutor
 
 DRAIN_WAIT_MS = 3000
 """On quit, how long to wait for writes in flight before asking about pending grades."""

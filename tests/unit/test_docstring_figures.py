@@ -19,18 +19,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT_PACKAGES = ("sall_desktop", "model_zoo", "training")
 
-# Being edited in parallel; figures move in the next change.
-SKIPPED = {
-    "model_zoo/cards.py",
-    "model_zoo/checkpoints.py",
-    "model_zoo/fileio.py",
-    "sall_desktop/__main__.py",
-    "sall_desktop/services/labels_io.py",
-    "sall_desktop/services/models.py",
-    "sall_desktop/services/paths.py",
-    "sall_desktop/services/training_jobs.py",
-}
-
 _NUMBER = r"\d+(?:[.,]\d+)?"
 _RANGE = rf"(?<![\w-]){_NUMBER}(?:\s?(?:-|–|to)\s?{_NUMBER})?"  # not "SHA-256s"
 RATE = re.compile(rf"{_RANGE}\s?(?:images|img|MB|predictions)\s?/\s?s\b")
@@ -98,17 +86,12 @@ def test_no_measured_figure_in_a_product_docstring_or_comment() -> None:
     offenders = [
         f"{path.relative_to(ROOT)}:{line}: {figure!r}"
         for path in product_modules()
-        if path.relative_to(ROOT).as_posix() not in SKIPPED
         for line, figure in figures_in(path.read_text(encoding="utf-8"))
     ]
     assert not offenders, (
         "measured figures belong in docs/benchmarks.md (figure, command, date, machine); "
         "the docstring keeps the reason:\n" + "\n".join(offenders)
     )
-
-
-def test_the_skipped_files_exist() -> None:
-    assert all((ROOT / name).is_file() for name in SKIPPED)
 
 
 def test_a_measured_timing_is_found() -> None:
