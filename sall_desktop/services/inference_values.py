@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from model_zoo.architectures.tasks import REFERABLE_DR_MIN_GRADE
+# Re-exported: the app names the referable threshold where its predictions are summarised.
+from model_zoo.architectures.tasks import REFERABLE_DR_MIN_GRADE as REFERABLE_DR_MIN_GRADE
 from sall_desktop.domain.predictions import Prediction
 
 DEFAULT_LOW_CONFIDENCE = 0.6
