@@ -15,11 +15,7 @@ store thread.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,26 +23,25 @@ from typing import Any
 from model_zoo.cards import (
     CARD_FILENAME,
     SYNTHETIC_INTENDED_USE,
-    WEIGHTS_FILENAME,
     CardError,
-    ModelCard,
     card_from_json,
     read_card,
 )
 from sall_desktop.services.gate_evidence import promotion_refusal
-from sall_desktop.services.paths import data_dir
+from sall_desktop.services.model_folders import (
+    SETS_DIRNAME,
+    ModelError,
+    add_sets,
+    copy_in,
+    models_dir,
+    verify_model_folder,
+)
 from sall_desktop.store.models_repository import ModelEvent, ModelRow, ModelSource
 from sall_desktop.store.sqlite_repository import SqliteLabelStore
 
 BUNDLED_APPROVER = "SALL Desktop (bundled model)"
 """Recorded as the approver when the bundled demo model becomes active on first use."""
-SETS_DIRNAME = "sets"
-"""The replay and reference sets a model folder may carry (``training.engine.model_sets``)."""
 FIRST_MODEL_REASON = "first model: no active model to gate it against"
-
-
-class ModelError(Exception):
-    """A model version cannot be registered, verified, promoted or rolled back (says why)."""
 
 
 @dataclass(frozen=True)
@@ -137,49 +132,6 @@ class ModelVersion:
         return None
 
 
-def models_dir() -> Path:
-    """``data_dir()/models``: where registered versions are kept (created on demand)."""
-    folder = data_dir() / "models"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def verify_model_folder(folder: Path) -> ModelCard:
-    """Check a ``card.json`` + ``weights.safetensors`` folder without loading the weights.
-
-    Returns:
-        The card, whose id equals the SHA-256 of the weights file.
-
-    Raises:
-        ModelError: missing file, invalid card, or weights that do not hash to the card's id.
-    """
-    try:
-        card = read_card(folder / CARD_FILENAME)
-    except CardError as exc:
-        raise ModelError(f"The model card is not usable: {exc}") from exc
-    if not card.id:
-        raise ModelError("The model card has no id: the model was never saved completely.")
-    weights = folder / WEIGHTS_FILENAME
-    try:
-        digest = _sha256_file(weights)
-    except OSError as exc:
-        raise ModelError(f"The weights file of model {card.id[:12]} cannot be read: {exc}") from exc
-    if digest != card.id:
-        raise ModelError(
-            f"The weights of model {card.id[:12]} were changed or damaged (SHA-256 "
-            f"{digest[:12]}); it will not be used."
-        )
-    return card
-
-
 def _version(row: ModelRow) -> ModelVersion:
     try:
         card = card_from_json(row.card_json)
@@ -207,47 +159,6 @@ def _version(row: ModelRow) -> ModelVersion:
     )
 
 
-def _add_sets(source: Path, dest: Path) -> None:
-    """Give ``dest`` the ``sets/`` of ``source`` if it has none (a copy made before models
-    carried their sets); temp folder + rename."""
-    if not (source / SETS_DIRNAME).is_dir() or (dest / SETS_DIRNAME).exists():
-        return
-    tmp = dest / f".incoming-{SETS_DIRNAME}-{uuid.uuid4().hex}"
-    try:
-        with contextlib.suppress(OSError):  # best effort: the model works without its sets
-            shutil.copytree(source / SETS_DIRNAME, tmp)
-            tmp.rename(dest / SETS_DIRNAME)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _copy_in(folder: Path, card: ModelCard) -> Path:
-    """Copy a verified folder (card, weights and its ``sets/`` if any) to ``models_dir()/<id>``
-    (temp folder + rename: never half there)."""
-    dest = models_dir() / card.id
-    if dest.is_dir():
-        try:
-            verify_model_folder(dest)
-            _add_sets(folder, dest)
-            return dest
-        except ModelError:
-            shutil.rmtree(dest)  # a damaged earlier copy of the same id: replace it
-    tmp = models_dir() / f".incoming-{uuid.uuid4().hex}"
-    tmp.mkdir()
-    try:
-        for name in (WEIGHTS_FILENAME, CARD_FILENAME):
-            shutil.copyfile(folder / name, tmp / name)
-        if (folder / SETS_DIRNAME).is_dir():
-            shutil.copytree(folder / SETS_DIRNAME, tmp / SETS_DIRNAME)
-        if verify_model_folder(tmp).id != card.id:
-            raise ModelError("The model changed while it was being copied.")
-        tmp.rename(dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return dest
-
-
 def register_model(
     store: SqliteLabelStore,
     folder: Path,
@@ -265,7 +176,7 @@ def register_model(
         ModelError: the folder is not a complete, intact model.
     """
     card = verify_model_folder(folder)
-    _copy_in(folder, card)
+    copy_in(folder, card)
     row = ModelRow(
         id=card.id,
         parent_id=card.provenance.parent_id,
@@ -364,7 +275,7 @@ def active_model(store: SqliteLabelStore, *, verify: bool = True) -> ModelVersio
         demo = _bundled_demo_dir()  # a copy made before models carried their sets gets them
         if demo is not None and not (version.folder / SETS_DIRNAME).exists():
             if read_card(demo / CARD_FILENAME).id == version.id:
-                _add_sets(demo, version.folder)
+                add_sets(demo, version.folder)
     if verify:
         verify_model_folder(version.folder)
     return version

@@ -241,3 +241,17 @@ def test_a_read_only_store_shows_the_bundled_model_without_registering_it(
     finally:
         reader.close()
         writer.close()
+
+
+def test_a_model_folder_with_a_fifo_or_a_device_is_refused_without_blocking(store, fake) -> None:
+    # A FIFO would block a plain read forever and /dev/zero never end: both are refused at once.
+    weights_fifo = fake(3)
+    (weights_fifo / "weights.safetensors").unlink()
+    os.mkfifo(weights_fifo / "weights.safetensors")
+    with pytest.raises(ModelError, match="cannot be read"):
+        models.register_model(store, weights_fifo, source="import", actor="Dr A")
+    sets_device = _with_sets(fake(4))
+    (sets_device / "sets" / "zero.csv").symlink_to("/dev/zero")
+    with pytest.raises(ModelError, match="sets/ folder cannot be copied"):
+        models.register_model(store, sets_device, source="import", actor="Dr A")
+    assert not [p for p in models.models_dir().iterdir() if p.name.startswith(".incoming")]
