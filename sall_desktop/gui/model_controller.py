@@ -50,7 +50,6 @@ if TYPE_CHECKING:  # the windows import matplotlib: only when first opened (P7)
     from sall_desktop.gui.model_manager import ModelManager
     from sall_desktop.services.store_executor import StoreExecutor
 
-CHANGED_AFTER_REVEAL = "changed after model reveal"
 STORED_ASK_MS = 100
 """Records arriving within this long are asked about in one read of the stored predictions."""
 
@@ -87,9 +86,8 @@ class ModelController(QObject):
         self._unasked: set[str] = set()
         self._ask = QTimer(self, singleShot=True, interval=STORED_ASK_MS)
         self._ask.timeout.connect(self._ask_stored)
-        self._revealed: set[str] = set()
-        self.blind = settings.blind_first
-        model.set_blind(self.blind)
+        self.rule = model.blind_rule  # one blind-first rule for every view (services.blind_first)
+        model.set_blind(settings.blind_first)
         self.overlay = OverlayController(
             viewer_panel, panel, bridge, self.revealed,
             opacity=settings.overlay_opacity, colormap=settings.overlay_colormap,
@@ -202,10 +200,14 @@ class ModelController(QObject):
     # ------------------------------------------------------------------ blind-first
     def revealed(self, entry: ImageEntry) -> bool:
         """May the grader see the model's output for ``entry`` now?"""
-        return not self.blind or entry.grading is not None or entry.sha256 in self._revealed
+        return self.rule.shows(entry.sha256, graded=entry.grading is not None)
+
+    @property
+    def blind(self) -> bool:
+        """Blind-first is on."""
+        return self.rule.on
 
     def set_blind(self, on: bool) -> None:
-        self.blind = on
         self.settings.blind_first = on
         self.model.set_blind(on)
         self._show()
@@ -221,14 +223,14 @@ class ModelController(QObject):
         was_revealed = entry is not None and self.revealed(entry)
         if seen and was_revealed and self.info is not None:
             grading = replace(grading, model_version=self.info.id)
-        if self.blind and previous is not None and seen and was_revealed:
-            return grading, CHANGED_AFTER_REVEAL
-        return grading, "grade"
+        return grading, self.rule.audit_reason(
+            changed=previous is not None and seen, revealed=was_revealed
+        )
 
     def _on_grading_written(self, sha256: str) -> None:
         entries = self.model.entries_with_sha(sha256)
         if any(e.grading is not None for e in entries):
-            self._revealed.add(sha256)
+            self.rule.graded(sha256)
         if self.entry is not None and self.entry.sha256 == sha256:
             self._show()
         self.predictions_changed.emit()
