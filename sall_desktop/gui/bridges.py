@@ -26,6 +26,7 @@ from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtGui import QImage
 
 from sall_desktop.domain.grades import ImageRecord
+from sall_desktop.gui.relay import Relay
 from sall_desktop.imaging.enhance import Enhancement
 from sall_desktop.services.background import background_priority
 from sall_desktop.services.catalogue import (
@@ -102,34 +103,22 @@ class TaskBridge(QObject):
     finished = Signal(object)  # Reply
     failed = Signal(object)  # Failure
     progress = Signal(int, int, int)  # request id, done, total
-    _arrived = Signal(object)  # Reply | Failure, from any thread
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        connect_queued(self._arrived, self._deliver)
+        self._relay = Relay(self)
 
     def track(self, future: Future[Any], context: Any = None) -> int:
         """Emit ``finished``/``failed`` when ``future`` completes; return its request id."""
         request_id = next_request_id()
-
-        def done(f: Future[Any]) -> None:
-            if f.cancelled():
-                return
-            error = f.exception()
-            if error is not None:
-                self._arrived.emit(Failure(request_id, failure_message(error), context, error))
-            else:
-                self._arrived.emit(Reply(request_id, f.result(), context))
-
-        future.add_done_callback(done)
+        self._relay.watch(
+            future,
+            lambda result: self.finished.emit(Reply(request_id, result, context)),
+            lambda error: self.failed.emit(
+                Failure(request_id, failure_message(error), context, error)
+            ),
+        )
         return request_id
-
-    @Slot(object)
-    def _deliver(self, outcome: Reply | Failure) -> None:
-        if isinstance(outcome, Failure):
-            self.failed.emit(outcome)
-        else:
-            self.finished.emit(outcome)
 
     def progress_callback(self, request_id: int) -> Callable[[int, int], None]:
         """A thread-safe ``(done, total)`` callback that re-emits as :attr:`progress`."""

@@ -22,6 +22,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from sall_desktop.gui.bridges import Failure, connect_queued, failure_message, next_request_id
+from sall_desktop.gui.relay import Relay
 from sall_desktop.services.inference import (
     BatchProgress,
     BatchResult,
@@ -82,6 +83,7 @@ class InferenceBridge(QObject):
         self._batch_updates.setInterval(BATCH_UPDATE_MS)
         self._batch_updates.timeout.connect(self._deliver_batch_updates)
         connect_queued(self._arrived, self._deliver)
+        self._relay = Relay(self)
 
     # ------------------------------------------------------------------ requests
     def load(self) -> None:
@@ -152,16 +154,11 @@ class InferenceBridge(QObject):
 
     # ------------------------------------------------------------------ delivery
     def _watch(self, future: Future[Any], ok: str, bad: str) -> None:
-        def done(f: Future[Any]) -> None:
-            if f.cancelled():
-                return
-            error = f.exception()
-            if error is None:
-                self._arrived.emit(ok, f.result())
-            else:
-                self._arrived.emit(bad, failure_message(error))
-
-        future.add_done_callback(done)
+        self._relay.watch(
+            future,
+            lambda result: self._deliver(ok, result),
+            lambda error: self._deliver(bad, failure_message(error)),
+        )
 
     @Slot()
     def _deliver_batch_updates(self) -> None:

@@ -15,7 +15,6 @@ batch grading of the open folder, and the audit of a change of mind after the mo
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -33,6 +32,7 @@ from sall_desktop.gui.inference_bridge import InferenceBridge
 from sall_desktop.gui.model_panel import ModelPanel
 from sall_desktop.gui.navigation import Navigator
 from sall_desktop.gui.overlay_controller import OverlayController
+from sall_desktop.gui.relay import Relay
 from sall_desktop.gui.settings import AppSettings
 from sall_desktop.gui.viewer_controller import ViewerController
 from sall_desktop.gui.viewer_panel import ViewerPanel
@@ -61,7 +61,6 @@ class ModelController(QObject):
     predictions_changed = Signal()
     blind_changed = Signal(bool)  # blind-first turned on or off
     batch_predictions_changed = Signal()  # a delivery of batch grading (several a second)
-    _reloaded = Signal(object, object)  # ModelInfo | None, error message; from the worker
 
     def __init__(
         self,
@@ -113,7 +112,7 @@ class ModelController(QObject):
         panel.colormap_changed.connect(lambda v: setattr(settings, "overlay_colormap", v))
         self._grade_when_loaded = False
         self._grade_after_batch = False
-        self._reloaded.connect(self._on_reloaded, Qt.ConnectionType.QueuedConnection)
+        self._relay = Relay(self)
 
     def handlers(self) -> dict[str, Callable[[], object]]:
         """The Model menu's commands this controller runs, by command id."""
@@ -157,11 +156,11 @@ class ModelController(QObject):
         self._pending.clear()  # answers of the old version are dropped
         self.panel.model_status.setText(f"Loading model {model_id[:12]}…")
 
-        def done(f: Future[ModelInfo]) -> None:
-            error = f.exception()
-            self._reloaded.emit(None if error else f.result(), str(error or ""))
-
-        self.bridge.service.reload().add_done_callback(done)
+        self._relay.watch(
+            self.bridge.service.reload(),
+            lambda info: self._on_reloaded(info, ""),
+            lambda error: self._on_reloaded(None, str(error)),
+        )
 
     def _on_reloaded(self, info: ModelInfo | None, message: str) -> None:
         if info is None:
