@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -33,25 +32,25 @@ def _args(data, config, out: Path) -> list[str]:
     ]
 
 
-def _run_and_stop(trainer, args: list[str], out: Path) -> tuple[list[ev.Event], int, float]:
-    """Start a run, create STOP after the first training step, return (events, rc, ack latency)."""
+def _run_and_stop(trainer, args: list[str], out: Path) -> tuple[list[ev.Event], int]:
+    """Start a run, create STOP after the first training step; return (events, rc)."""
     proc = trainer.popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdout is not None
     events: list[ev.Event] = []
-    stop_at = ack_at = None
+    stopped = acknowledged = False
     for line in proc.stdout:
         event = parse_event(line)
         if event is None:
             continue
         events.append(event)
-        if isinstance(event, ev.Progress) and stop_at is None:
+        if isinstance(event, ev.Progress) and not stopped:
             (out / "STOP").touch()
-            stop_at = time.monotonic()
+            stopped = True
         if isinstance(event, ev.StopAcknowledged):
-            ack_at = time.monotonic()
+            acknowledged = True
     rc = proc.wait(timeout=600)
-    assert stop_at is not None and ack_at is not None, [type(e).__name__ for e in events]
-    return events, rc, ack_at - stop_at
+    assert stopped and acknowledged, [type(e).__name__ for e in events]
+    return events, rc
 
 
 def test_stop_cancels_cleanly_and_resume_matches_an_uninterrupted_run(
@@ -62,12 +61,12 @@ def test_stop_cancels_cleanly_and_resume_matches_an_uninterrupted_run(
     ref_proc = trainer.popen(ref_args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out = tmp_path / "stopped"
     out.mkdir()
-    events, rc, latency = _run_and_stop(trainer, _args(tiny_data, tiny_config, out), out)
+    events, rc = _run_and_stop(trainer, _args(tiny_data, tiny_config, out), out)
     reference = trainer.finish(ref_proc, ref_args)
     assert reference.returncode == 0, reference.stderr[-2000:]
     assert rc == 0
-    # R24: acknowledged within a second (plus slack for reading the pipe on a loaded CI box).
-    assert latency < 2.0
+    # R24: the run stops at a step boundary after STOP, not when it is done (below). How soon is
+    # not measured here: the STOP poll's period is tested in tests/unit/training/test_runlog.py.
     kinds = [type(e) for e in events]
     assert ev.RunFinished not in kinds and kinds[-1] is ev.RunCancelled
     ack = next(e for e in events if isinstance(e, ev.StopAcknowledged))
