@@ -18,33 +18,26 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtGui import QImage
 
-from sall_desktop.domain.grades import ImageRecord
 from sall_desktop.gui.relay import Relay
 from sall_desktop.imaging.enhance import Enhancement
-from sall_desktop.services.background import background_priority
 from sall_desktop.services.catalogue import (
     DescribedFile,
     FolderCatalogue,
     FoundFile,
-    InputCache,
-    Outcome,
-    describe_file,
-    describe_files,
 )
 from sall_desktop.services.decode_pool import DecodePool
 from sall_desktop.services.grading import GradingEvent, GradingService
 from sall_desktop.services.images import ImageService, ViewImage
+from sall_desktop.services.scan_plan import InputsProvider, start_scan, watch_scan
 from sall_desktop.services.thumbnails import Thumbnail, ThumbnailService
 
 _request_ids = itertools.count(1)
-DESCRIBE_CHUNK = 8
 
 
 def next_request_id() -> int:
@@ -288,48 +281,6 @@ class ImageBridge(QObject):
         return qimage, half
 
 
-InputsProvider = Callable[[], InputCache | None]
-"""Where a scan leaves the active model's prepared inputs (resolved off the GUI thread)."""
-
-
-def _describe_on_thread(inputs: InputsProvider, found: FoundFile) -> ImageRecord:
-    background_priority()  # hashing and header reads must not crowd out the GUI thread
-    return describe_file(found, inputs())
-
-
-def _describe_in_pool(
-    decoder: DecodePool, inputs: InputsProvider, files: list[FoundFile]
-) -> list[Outcome]:
-    # This thread only waits and hands on, at normal priority: a lowered thread of the GUI
-    # process that holds the GIL when the decode processes take the cores keeps the GUI
-    # thread waiting for the GIL (a priority inversion that stalls it past the P6 budget).
-    return decoder.run(describe_files, files, inputs(), name=str(files[0].path))
-
-
-def _no_inputs() -> None:
-    return None
-
-
-class _ScanInputs:
-    """The active model's input cache as of one scan, looked up on a thread of its own.
-
-    Resolving it waits for the store (the active version's weights are re-hashed):
-    files described before the answer are not prepared (grading decodes and caches them), so
-    the first screen of thumbnails never waits for it.
-    """
-
-    def __init__(self, provider: InputsProvider) -> None:
-        self._value: InputCache | None = None
-        self._provider = provider
-        threading.Thread(target=self._resolve, name="catalogue-inputs", daemon=True).start()
-
-    def _resolve(self) -> None:
-        self._value = self._provider()
-
-    def __call__(self) -> InputCache | None:
-        return self._value
-
-
 class CatalogueBridge(QObject):
     """Runs a :class:`FolderCatalogue` scan; delivers found and described files in batches.
 
@@ -354,7 +305,7 @@ class CatalogueBridge(QObject):
         inputs: InputsProvider | None = None,
     ) -> None:
         super().__init__(parent)
-        self._decoder = decoder if decoder is not None and decoder.workers > 0 else None
+        self._decoder = decoder
         self._inputs = inputs
         self._lock = threading.Lock()
         self._found: list[FoundFile] = []
@@ -369,34 +320,21 @@ class CatalogueBridge(QObject):
         """Cancel any running scan and scan ``folder``; return the new scan id."""
         self.stop()
         self.scan_id = scan_id = next_request_id()
-        # The active model's input cache, as of this scan.
-        inputs: InputsProvider = _no_inputs if self._inputs is None else _ScanInputs(self._inputs)
-        describe_chunk = None
-        if self._decoder is not None:
-            describe_chunk = partial(_describe_in_pool, self._decoder, inputs)
-        catalogue = FolderCatalogue(
+        self._catalogue = start_scan(
             folder,
             on_found=lambda batch: self._buffer(scan_id, found=batch),
             on_described=lambda item: self._buffer(scan_id, described=[item]),
+            decoder=self._decoder,
+            inputs=self._inputs,
             workers=workers,
-            describe=partial(_describe_on_thread, inputs),
-            describe_chunk=describe_chunk,
-            # A chunk per round trip to a decode process: fewer results for this process to
-            # receive and unpickle under the GIL (P6), while a chunk still finishes well
-            # within a frame or two.
-            chunk=DESCRIBE_CHUNK if describe_chunk is not None else 1,
         )
-        self._catalogue = catalogue.start()
 
-        def watch() -> None:
-            try:
-                catalogue.wait()
-            except Exception as exc:  # the scan thread died: say so
-                self._buffer(scan_id, error=failure_message(exc))
+        def ended(error: BaseException | None) -> None:
+            if error is not None:
+                self._buffer(scan_id, error=failure_message(error))
             self._buffer(scan_id, finished=True)
 
-        self._watcher = threading.Thread(target=watch, name="catalogue-watch", daemon=True)
-        self._watcher.start()
+        self._watcher = watch_scan(self._catalogue, ended)
         return scan_id
 
     def stop(self) -> None:
