@@ -20,6 +20,7 @@ import json  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Protocol  # noqa: E402
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 PROG = "sall-desktop"
@@ -89,9 +90,17 @@ def _input_file(value: str, what: str) -> Path:
     return path
 
 
-def _output(value: str, *, folder: bool = False) -> Path:
-    """``value`` as a path that can be written: its folder exists and is writable."""
+def _output(value: str, db: Path, *, folder: bool = False) -> Path:
+    """``value`` as a path that can be written: its folder exists and is writable, and it is
+    neither the database ``db`` (nor one of its files) nor in the app's data folder.
+
+    Checked before the database is opened, so a refused target costs no scan. The folder is
+    never created: a mistyped ``--out`` is reported, not silently made.
+    """
+    from sall_desktop.services.paths import refuse_protected_target
+
     path = Path(value)
+    refuse_protected_target(path, db=db)
     parent = path.absolute().parent
     if path.is_dir() and not folder:
         raise CommandError(f"cannot write {path}: it is a folder")
@@ -155,8 +164,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     _import_name(args)
     labels = _input_file(args.file, "label file")
     folder = check_folder(args.folder)
-    report_path = _output(args.report) if args.report else None
-    with writable_store(_db_path(args)) as store:
+    db = _db_path(args)
+    report_path = _output(args.report, db) if args.report else None
+    with writable_store(db) as store:
         summary = scan_folder(folder, on_progress=_status.counter("described"))
         _status.end()
         register_images(store, summary.records)
@@ -171,7 +181,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         )
     print(report.format_report())
     if report_path is not None:
-        report.write_csv(report_path)
+        report.write_csv(report_path, db=db)
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
@@ -187,6 +197,26 @@ def _missing_hint(rows: int, missing: int, grader: str | None, references: Seque
     return f"{written}: {images} no human grade ({'; '.join(pointers)})"
 
 
+class _Checkable(Protocol):
+    """What :func:`_refuse_unchecked_damage` needs of the store (the CLI imports no store)."""
+
+    startup_check: str | None
+
+    def integrity_check(self, *, quick: bool = False) -> str: ...
+
+
+def _refuse_unchecked_damage(store: _Checkable, db: Path) -> None:
+    """Check a database the store opened without checking it (a big one, after a clean exit).
+
+    An export copies labels out to be trusted elsewhere: damage must stop it, not pass into
+    the file with exit 0. The check reads every page once, as the export nearly does anyway.
+    """
+    if store.startup_check is None and store.integrity_check(quick=True) != "ok":
+        raise CommandError(
+            f"the label database {db} is damaged; nothing was exported (restore a backup)"
+        )
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from sall_desktop.services.adapters.export_rows import missing_gradings
     from sall_desktop.services.database import readable_store
@@ -194,8 +224,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if args.include_notes and not args.identified:
         raise UsageError("--include-notes needs --identified (notes may hold patient details)")
-    out = _output(args.out, folder=args.format == "imagefolder")
-    with readable_store(_db_path(args)) as store:
+    db = _db_path(args)
+    out = _output(args.out, db, folder=args.format == "imagefolder")
+    with readable_store(db) as store:
+        _refuse_unchecked_damage(store, db)
         try:
             summary = export_labels(
                 store,
@@ -206,6 +238,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                 include_notes=args.include_notes,
                 accept_lossy=args.accept_lossy,
                 task=args.task,
+                db=db,
             )
         except ExportError as exc:
             cause = exc.__cause__
@@ -236,7 +269,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if not model.exists():
         raise CommandError(f"there is no model at {model} (give a model folder or its card.json)")
     folder = check_folder(args.folder)
-    out = _output(args.out) if args.out else None
+    db = _db_path(args)
+    out = _output(args.out, db) if args.out else None
     cancel = threading.Event()
 
     def stop(signum: int, frame: object) -> None:
@@ -258,7 +292,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
         bar = "#" * filled + "-" * (width - filled)
         _status.show(f"[{bar}] {p.done}/{p.total} ({p.failed} unreadable) {rate:.1f} img/s")
 
-    with writable_store(_db_path(args)) as store:  # first: a busy database fails at once
+    with writable_store(db) as store:  # first: a busy database fails at once
         try:
             predictor = load_predictor(model, device=args.device)
         except MODEL_LOAD_ERRORS as exc:
@@ -318,8 +352,11 @@ def _failure_message(exc: Exception) -> str | None:
     from sall_desktop.services.adapters.privacy import PrivacyError
     from sall_desktop.services.database import DatabaseError
     from sall_desktop.services.folder_scan import FolderError
+    from sall_desktop.services.paths import ProtectedTargetError
 
-    if isinstance(exc, CommandError | DatabaseError | FolderError | LabelFileError):
+    if isinstance(
+        exc, CommandError | DatabaseError | FolderError | LabelFileError | ProtectedTargetError
+    ):
         return str(exc)
     if isinstance(exc, PrivacyError):
         return f"refused: {exc}"

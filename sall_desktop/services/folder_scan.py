@@ -68,6 +68,8 @@ def scan_folder(
 ) -> ScanSummary:
     """Describe every image under ``folder`` (hash + metadata), in a stable path order.
 
+    Records carry absolute paths with symbolic links resolved, whatever form ``folder`` had.
+
     Args:
         folder: the folder to scan recursively.
         on_progress: called with the number of files described so far.
@@ -77,7 +79,9 @@ def scan_folder(
         FolderError: ``folder`` is missing, a file, or cannot be listed (a subfolder that
             cannot be read is skipped instead).
     """
-    check_folder(folder)
+    # Stored paths must name the file from anywhere: a relative folder would store paths that
+    # mean nothing to the workstation (or to a command run from another directory).
+    root = check_folder(folder).resolve()
     done = 0
 
     def described(_: DescribedFile) -> None:
@@ -86,7 +90,7 @@ def scan_folder(
         if on_progress is not None:
             on_progress(done)
 
-    catalogue = FolderCatalogue(folder, on_described=described, workers=workers).start()
+    catalogue = FolderCatalogue(root, on_described=described, workers=workers).start()
     catalogue.wait()
     results = sorted(catalogue.results, key=lambda d: str(d.found.path))
     # Duplicates are decided on the sorted list so the "original" is the first path by name,

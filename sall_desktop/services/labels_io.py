@@ -44,7 +44,7 @@ from sall_desktop.services.adapters import (
     resolve_ids,
 )
 from sall_desktop.services.adapters.export_rows import choose_gradings, export_record, unique_ids
-from sall_desktop.services.adapters.privacy import PrivacyError, load_or_create_site_key
+from sall_desktop.services.adapters.privacy import load_or_create_site_key
 from sall_desktop.services.adapters.report import (
     GRADE_FIELDS,
     INFO_KINDS,
@@ -54,7 +54,7 @@ from sall_desktop.services.adapters.report import (
     IssueKind,
     describe_values,
 )
-from sall_desktop.services.paths import data_dir
+from sall_desktop.services.paths import data_dir, refuse_protected_target, store_file
 from sall_desktop.store.repository import LabelRepository
 from training.protocol.csvsafe import CsvFormatError, read_csv_text
 
@@ -295,6 +295,7 @@ def import_labels(  # noqa: C901, PLR0915 - the import rules in order; not split
         issues=tuple(issues),
         extras=tuple(extras),
         extras_stored=extras_stored,
+        store_file=store_file(store),
     )
 
 
@@ -356,6 +357,7 @@ def export_labels(
     task: str = "dr",
     splits: Mapping[str, str] | None = None,
     hardlink: bool = False,
+    db: Path | None = None,
 ) -> ExportSummary:
     """Export each image's current grading (see :func:`choose_gradings`) in format ``fmt``.
 
@@ -376,26 +378,29 @@ def export_labels(
         task: ImageFolder task, ``dr`` or ``amd``.
         splits: sha256 -> split for the manifest and ImageFolder trees.
         hardlink: ImageFolder: hard-link identified image files instead of copying.
+        db: the database file to protect from being overwritten (default: the store's own
+            file, when it has one).
 
     Raises:
         LabelFileError: unknown format; target exists and ``overwrite`` is False.
         ExportError: the file could not be written (e.g. locked by Excel); the old file is
             unchanged.
         ValueError: notes requested in a de-identified export.
-        PrivacyError: a de-identified export into the app's data folder (where the site key
-            lives), or an unreadable site key.
+        ProtectedTargetError: ``out_path`` is the database, one of its files, or inside the
+            app's data folder (where the site key lives); nothing is written.
+        PrivacyError: an unreadable site key.
     """
     adapter = get_adapter(fmt)
     identified = identified or adapter.internal_only
     if include_notes and not identified:
         raise ValueError("notes may contain patient details; export them only when identified")
+    # Before anything is read: an export must never replace the database it reads, nor the
+    # site key or anything else in the data folder (identified or not).
+    refuse_protected_target(out_path, db=db if db is not None else store_file(store))
     key = b""
     if not identified:
         if site_key is None:
-            folder = data_dir()
-            if out_path.resolve().parent == folder.resolve():
-                raise PrivacyError("export to a folder other than the app's data folder")
-            site_key = load_or_create_site_key(folder)
+            site_key = load_or_create_site_key(data_dir())
         key = site_key
     listed = list(images) if images is not None else store.list_images()
     gradings = choose_gradings(store, grader)

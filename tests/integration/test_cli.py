@@ -116,3 +116,56 @@ def test_a_database_held_by_another_instance_is_refused_clearly(
         holder.close()
     err = capsys.readouterr().err
     assert "another SALL Desktop program" in err and "look but not grade" not in err
+
+
+def test_scan_of_a_relative_folder_stores_absolute_paths(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sall_desktop.store import open_store
+
+    link = tmp_path / "link"
+    link.symlink_to(folder)
+    monkeypatch.chdir(tmp_path)
+    db = tmp_path / "labels.sqlite"
+    assert main(["--db", str(db), "scan", "link/../eyepacs"]) == 0
+    assert main(["--db", str(db), "scan", "link"]) == 0  # the same files, by a symbolic link
+    with open_store(db, read_only=True) as store:
+        images = store.list_images()
+        paths = {p for image in images for p in store.image_paths(image.sha256)}
+    assert paths == {
+        str(folder.resolve() / f"{s}.jpeg") for s in ("10_left", "10_right", "11_left")
+    }
+
+
+@pytest.mark.parametrize("cell", ["-0", "+0", "-0.0", "+2"])
+def test_a_signed_grade_is_refused_even_when_it_is_zero(
+    cell: str, folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(tmp_path / "labels.sqlite")
+    labels = tmp_path / "signed.csv"
+    labels.write_text(f"image,level\n10_left,{cell}\n10_right, 0 \n11_left,0.0\n")
+    argv = ["--db", db, "import", str(labels), "--format", "eyepacs", "--folder", str(folder)]
+    assert main([*argv, "--as-grader", "Ann"]) == 1  # a row was not imported
+    report = capsys.readouterr().out
+    assert "2 added" in report and "line 2: malformed: 10_left" in report and "no sign" in report
+    out = tmp_path / "e.csv"
+    assert (
+        main(["--db", db, "export", "--format", "eyepacs", "--identified", "--out", str(out)]) == 0
+    )
+    with out.open(newline="") as handle:
+        assert {r["image"]: r["level"] for r in csv.DictReader(handle)} == {
+            "10_right": "0",
+            "11_left": "0",
+        }
+
+
+def test_export_never_creates_a_missing_folder(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(tmp_path / "labels.sqlite")
+    assert main(["--db", db, "scan", str(folder)]) == 0
+    for fmt, target in (("eyepacs", "new/sub/x.csv"), ("imagefolder", "new/sub/tree")):
+        code = main(["--db", db, "export", "--format", fmt, "--out", str(tmp_path / target)])
+        assert code == 1
+        assert "there is no folder" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()

@@ -34,6 +34,11 @@ class World:
     def p(self, name: str) -> str:
         return str(self.root / name)
 
+    @property
+    def home(self) -> Path:
+        """The data folder (``SALL_DESKTOP_HOME``): where the site key lives."""
+        return self.root / "home"
+
 
 @pytest.fixture(autouse=True)
 def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,6 +59,9 @@ def world(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> World:
     text = tmp_path / "notes.txt"
     text.write_text("not a database, not an image, not a model\n")
     (tmp_path / "labels.csv").write_text("image,level\n10_left,2\n")
+    (tmp_path / "wrong-header.csv").write_text("name,grade\n10_left,2\n")
+    (tmp_path / "empty.csv").write_bytes(b"")
+    (tmp_path / "nul.csv").write_bytes(b"image,level\n10_left,\x002\n")
     (tmp_path / "empty-model").mkdir()
     damaged = bytearray(db.read_bytes())
     damaged[4096:8192] = b"\xa5" * 4096
@@ -126,6 +134,41 @@ CASES: list[tuple[str, Argv, int]] = [
                                                    w.p("labels.csv"), "--format", "eyepacs",
                                                    "--folder", str(w.images), "--as-grader",
                                                    "Ann", "--report", w.p("no/r.csv")], 1),
+    # an output that is the database, one of its files, the site key or in the data folder
+    ("export-out-is-the-db", lambda w: ["--db", str(w.db), "export", "--format", "canonical",
+                                        "--identified", "--out", str(w.db)], 1),
+    ("export-out-is-the-db-wal", lambda w: ["--db", str(w.db), "export", "--format", "eyepacs",
+                                            "--identified", "--out", f"{w.db}-wal"], 1),
+    ("export-out-is-the-db-lock", lambda w: ["--db", str(w.db), "export", "--format", "eyepacs",
+                                             "--identified", "--out", f"{w.db}.lock"], 1),
+    ("export-out-is-the-site-key", lambda w: ["--db", str(w.db), "export", "--format",
+                                              "canonical", "--identified", "--out",
+                                              str(w.home / "site_key.bin")], 1),
+    ("export-out-in-the-data-folder", lambda w: ["--db", str(w.db), "export", "--format",
+                                                 "canonical", "--out",
+                                                 str(w.home / "x.csv")], 1),
+    ("export-tree-is-the-data-folder", lambda w: ["--db", str(w.db), "export", "--format",
+                                                  "imagefolder", "--identified", "--out",
+                                                  str(w.home)], 1),
+    ("import-report-is-the-db", lambda w: ["--db", str(w.db), "import", w.p("labels.csv"),
+                                           "--format", "eyepacs", "--folder", str(w.images),
+                                           "--as-grader", "Ann", "--report", str(w.db)], 1),
+    ("grade-out-is-the-db", lambda w: ["--db", str(w.db), "grade", str(w.images), "--model",
+                                       w.p("empty-model"), "--out", str(w.db)], 1),
+    # a label file that is not one
+    ("import-wrong-header", lambda w: ["--db", str(w.db), "import", w.p("wrong-header.csv"),
+                                       "--format", "eyepacs", "--folder", str(w.images),
+                                       "--as-grader", "Ann"], 1),
+    ("import-wrong-header-canonical", lambda w: ["--db", str(w.db), "import",
+                                                 w.p("wrong-header.csv"), "--format",
+                                                 "canonical", "--folder", str(w.images),
+                                                 "--as-grader", "Ann"], 1),
+    ("import-empty-file", lambda w: ["--db", str(w.db), "import", w.p("empty.csv"), "--format",
+                                     "eyepacs", "--folder", str(w.images), "--as-grader",
+                                     "Ann"], 1),
+    ("import-nul-bytes", lambda w: ["--db", str(w.db), "import", w.p("nul.csv"), "--format",
+                                    "eyepacs", "--folder", str(w.images), "--as-grader",
+                                    "Ann"], 1),
     # usage errors: exit 2
     ("export-bad-format", lambda w: ["--db", str(w.db), "export", "--format", "kaggle",
                                      "--out", w.p("x.csv")], 2),
@@ -141,6 +184,9 @@ CASES: list[tuple[str, Argv, int]] = [
     ("export-notes-de-identified", lambda w: ["--db", str(w.db), "export", "--format",
                                               "canonical", "--out", w.p("x.csv"),
                                               "--include-notes"], 2),
+    ("export-notes-de-identified-tree", lambda w: ["--db", str(w.db), "export", "--format",
+                                                   "imagefolder", "--out", w.p("tree"),
+                                                   "--include-notes"], 2),
     ("grade-batch-size-0", lambda w: ["--db", str(w.db), "grade", str(w.images), "--model",
                                       w.p("empty-model"), "--batch-size", "0"], 2),
 ]  # fmt: skip
@@ -272,3 +318,88 @@ def test_export_says_why_rows_are_missing(world: World, capsys: pytest.CaptureFi
 
     assert main([*export, "--grader", "Bob"]) == 0
     assert "0 rows written: 3 images have no grade by Bob" in capsys.readouterr().out
+
+
+def _bytes(path: Path) -> bytes | None:
+    return path.read_bytes() if path.exists() else None
+
+
+PROTECTED: list[tuple[str, Callable[[World], Path], Argv]] = [
+    ("db", lambda w: w.db, lambda w: ["export", "--format", "canonical", "--identified",
+                                      "--out", str(w.db)]),
+    ("db-relative", lambda w: w.db, lambda w: ["export", "--format", "canonical",
+                                               "--identified", "--out",
+                                               "images/../labels.sqlite"]),
+    ("db-by-symlink", lambda w: w.db, lambda w: ["export", "--format", "eyepacs", "--identified",
+                                                 "--out", w.p("link-to-db.csv")]),
+    ("db-report", lambda w: w.db, lambda w: ["import", w.p("labels.csv"), "--format", "eyepacs",
+                                             "--folder", str(w.images), "--as-grader", "Ann",
+                                             "--report", "./labels.sqlite"]),
+    ("db-predictions", lambda w: w.db, lambda w: ["grade", str(w.images), "--model",
+                                                  w.p("empty-model"), "--out", str(w.db)]),
+    ("site-key", lambda w: w.home / "site_key.bin", lambda w: ["export", "--format", "canonical",
+                                                               "--identified", "--out",
+                                                               str(w.home / "site_key.bin")]),
+]  # fmt: skip
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symbolic links need privileges on Windows")
+@pytest.mark.parametrize(
+    ("target", "argv"), [c[1:] for c in PROTECTED], ids=[c[0] for c in PROTECTED]
+)
+def test_the_database_and_the_site_key_are_never_overwritten(
+    target: Callable[[World], Path],
+    argv: Argv,
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(world.root)  # the relative spellings are relative to the data's folder
+    (world.root / "link-to-db.csv").symlink_to(world.db)
+    imp = ["import", world.p("labels.csv"), "--format", "eyepacs", "--folder", str(world.images)]
+    assert _run(["--db", str(world.db), *imp, "--as-grader", "Ann"]) == 0  # a row to pseudonymise
+    default_export = ["--db", str(world.db), "export", "--format", "canonical", "--out"]
+    assert _run([*default_export, world.p("first.csv")]) == 0  # creates the site key
+    capsys.readouterr()
+    protected = target(world)
+    before = _bytes(protected)
+    assert before is not None
+
+    code = _run(["--db", str(world.db), *argv(world)])
+    out, err = capsys.readouterr()
+    assert "will not write" in _check(code, 1, out, err)
+    assert _bytes(protected) == before
+    # The store and the key still work: the next default export gives the same pseudonyms.
+    assert _run([*default_export, world.p("second.csv")]) == 0
+    assert (world.root / "second.csv").read_bytes() == (world.root / "first.csv").read_bytes()
+
+
+def test_a_damaged_database_is_not_exported_even_when_the_open_skips_the_check(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Databases above this size are opened without a check (it would slow every start).
+    monkeypatch.setattr("sall_desktop.store.opener.QUICK_CHECK_MAX_BYTES", 0)
+    out = world.root / "x.csv"
+    argv = ["--db", world.p("damaged.sqlite"), "export", "--format", "canonical", "--identified"]
+    code = _run([*argv, "--out", str(out)])
+    stdout, err = capsys.readouterr()
+    assert "damaged" in _check(code, 1, stdout, err)
+    assert not out.exists()
+
+
+def test_an_export_checks_a_database_opened_unchecked() -> None:
+    from sall_desktop.__main__ import CommandError, _refuse_unchecked_damage
+
+    class Store:
+        def __init__(self, startup_check: str | None, found: str) -> None:
+            self.startup_check = startup_check
+            self.found = found
+
+        def integrity_check(self, *, quick: bool = False) -> str:
+            assert quick
+            return self.found
+
+    _refuse_unchecked_damage(Store("ok", "never asked"), Path("x.sqlite"))
+    _refuse_unchecked_damage(Store(None, "ok"), Path("x.sqlite"))
+    with pytest.raises(CommandError, match="damaged; nothing was exported"):
+        _refuse_unchecked_damage(Store(None, "*** in database main ***\nPage 7"), Path("x"))

@@ -213,16 +213,23 @@ def normalise_header(cell: str) -> str:
 
 
 def parse_int_cell(cell: str, allowed: Sequence[int]) -> int | None:
-    """Parse a numeric grade cell: blank -> None (never 0); ``2`` or ``2.0`` -> 2.
+    """Parse a numeric grade cell: blank -> None (never 0); ``2``, `` 2 `` or ``2.0`` -> 2.
+
+    A sign is refused, ``-0`` and ``+0`` included: every grade scale starts at 0, so a signed
+    cell is a typo or a different quantity (a score, a difference), not a grade.
 
     Raises:
-        ValueError: not an integer, or not in ``allowed``; the message quotes the cell.
+        ValueError: not an unsigned integer, or not in ``allowed``; the message quotes the cell.
     """
     text = cell.strip()
     if not text:
         return None
+    if text[0] in "+-":
+        raise ValueError(
+            f"{cell!r} is out of range {min(allowed)}-{max(allowed)}: a grade has no sign"
+        )
     whole, dot, fraction = text.partition(".")
-    if not whole.isascii() or not whole.lstrip("-").isdigit() or (dot and fraction.strip("0")):
+    if not whole.isascii() or not whole.isdigit() or (dot and fraction.strip("0")):
         raise ValueError(f"{cell!r} is not a whole number")
     if len(whole) > 6:
         raise ValueError(f"{cell!r} is out of range {min(allowed)}-{max(allowed)}")

@@ -350,6 +350,10 @@ class Adapter:
 
 
 def _with(record: LabelRecord, *, line: int, extras: tuple[tuple[str, str], ...]) -> LabelRecord:
+    # Most rows already carry their line and no extras: skipping ``replace`` (which validates
+    # the record again) keeps big files fast.
+    if record.line == line and record.extras == extras:
+        return record
     return replace(record, line=line, extras=extras)
 
 

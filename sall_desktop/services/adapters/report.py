@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from model_zoo.fileio import atomic_write_text
+from sall_desktop.services.paths import refuse_protected_target
 from training.protocol.csvsafe import escape_cell, format_table
 
 GRADE_FIELDS = ("gradable", "ungradable_reason", "dr_grade", "amd_grade", "dme")
@@ -73,6 +74,8 @@ class ImportReport:
         issues: every problem, in file order.
         extras: unknown columns as (sha256, original header, value).
         extras_stored: True when the store kept the extras (``import_extras`` table).
+        store_file: the database the import wrote to, when it is a file: :meth:`write_csv`
+            refuses to write the report over it (or anything in the data folder).
     """
 
     source: str
@@ -86,6 +89,7 @@ class ImportReport:
     issues: tuple[ImportIssue, ...] = ()
     extras: tuple[tuple[str, str, str], ...] = ()
     extras_stored: bool = False
+    store_file: Path | None = field(default=None, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -135,8 +139,19 @@ class ImportReport:
             ),
         )
 
-    def write_csv(self, path: Path) -> None:
-        """Write :meth:`to_csv` atomically to ``path``."""
+    def write_csv(self, path: Path, *, db: Path | None = None) -> None:
+        """Write :meth:`to_csv` atomically to ``path``.
+
+        Args:
+            path: the report file.
+            db: the open database to protect (default: :attr:`store_file`).
+
+        Raises:
+            ProtectedTargetError: ``path`` is the database, one of its files or in the data
+                folder (a :class:`PermissionError`, so callers reporting OSError report it).
+            OSError: the file could not be written; a previous file is unchanged.
+        """
+        refuse_protected_target(path, db=db if db is not None else self.store_file)
         atomic_write_text(path, self.to_csv())
 
 

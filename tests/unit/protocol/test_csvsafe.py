@@ -100,12 +100,16 @@ def test_read_csv_text_caps_size_and_reports_missing_files(tmp_path) -> None:
         read_csv_text(tmp_path / "missing.csv")
 
 
-@pytest.mark.parametrize(("cell", "value"), [("", None), (" ", None), ("3", 3), (" 2.0 ", 2)])
+@pytest.mark.parametrize(
+    ("cell", "value"), [("", None), (" ", None), ("3", 3), (" 2.0 ", 2), (" 0 ", 0), ("0.0", 0)]
+)
 def test_parse_int_cell_blank_is_none_never_zero(cell: str, value: int | None) -> None:
     assert parse_int_cell(cell, (0, 1, 2, 3, 4)) == value
 
 
-@pytest.mark.parametrize("cell", ["5", "-1", "2.5", "x", "１", "9" * 400, "nan"])
+@pytest.mark.parametrize(
+    "cell", ["5", "-1", "2.5", "x", "１", "9" * 400, "nan", "-0", "+0", "+2", "- 0", "-0.0"]
+)
 def test_parse_int_cell_rejects_bad_numbers(cell: str) -> None:
     with pytest.raises(ValueError):
         parse_int_cell(cell, (0, 1, 2, 3, 4))
