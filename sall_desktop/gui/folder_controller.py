@@ -12,11 +12,11 @@ from PySide6.QtWidgets import QFileDialog
 from sall_desktop.gui import collector
 from sall_desktop.gui.bridges import CatalogueBridge, ThumbnailBridge
 from sall_desktop.gui.folder_panel import FolderPanel
-from sall_desktop.gui.image_entry import ImageEntry, ImageFilter, SortKey
 from sall_desktop.gui.image_model import ImageListModel
 from sall_desktop.gui.navigation import Navigator
 from sall_desktop.gui.patient_model import PatientListModel
 from sall_desktop.gui.settings import AppSettings
+from sall_desktop.services.image_entry import ImageEntry, ImageFilter, SortKey
 
 
 class FolderController(QObject):

@@ -16,7 +16,6 @@ from PySide6.QtWidgets import (
 )
 
 from sall_desktop.domain.grades import AMD_GRADES, DR_GRADES, Laterality
-from sall_desktop.gui.image_entry import ImageFilter, SortKey, StatusFilter
 from sall_desktop.gui.patient_model import (
     ALL_PATIENTS,
     NO_PATIENT,
@@ -25,6 +24,7 @@ from sall_desktop.gui.patient_model import (
 )
 from sall_desktop.gui.patient_view import PatientDelegate
 from sall_desktop.gui.theme import Theme
+from sall_desktop.services.image_entry import ImageFilter, SortKey, StatusFilter
 
 STATUS_LABELS = {
     StatusFilter.ALL: "All images",

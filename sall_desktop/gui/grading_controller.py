@@ -21,7 +21,6 @@ from sall_desktop.domain.draft import Draft, Prefix, SetDme, SetDr, SetReason, r
 from sall_desktop.domain.grades import Grading, Laterality, UngradableReason
 from sall_desktop.gui.bridges import Failure, GradingBridge, Reply, TaskBridge
 from sall_desktop.gui.grading_panel import GradingPanel
-from sall_desktop.gui.image_entry import ImageEntry
 from sall_desktop.gui.image_model import ImageListModel
 from sall_desktop.gui.navigation import Navigator
 from sall_desktop.gui.settings import AppSettings
@@ -33,6 +32,7 @@ from sall_desktop.services.grading import (
     ReadOnlyError,
     SaveState,
 )
+from sall_desktop.services.image_entry import ImageEntry
 
 STATE_TEXT = {
     SaveState.SAVED: "✓ Saved",

@@ -17,17 +17,16 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelInde
 from PySide6.QtGui import QImage
 
 from sall_desktop.domain.grades import Grading, Laterality
-from sall_desktop.gui.image_entry import (
+from sall_desktop.services.catalogue import DescribedFile, FoundFile
+from sall_desktop.services.grading import SaveState
+from sall_desktop.services.image_entry import (
     ImageEntry,
     ImageFilter,
     SortKey,
     describe_grading,
-    sort_key,
 )
-from sall_desktop.services.blind_first import BlindFirst
-from sall_desktop.services.catalogue import DescribedFile, FoundFile
-from sall_desktop.services.grading import SaveState
 from sall_desktop.services.inference import PredictionSummary
+from sall_desktop.services.workspace import Workspace
 
 FETCH_BATCH = 200
 THUMBNAIL_MEMORY_ITEMS = 1500
@@ -71,38 +70,30 @@ class ImageListModel(QAbstractListModel):
         super().__init__(parent)
         self._request_thumbnail = request_thumbnail
         self._batch = batch
-        self._entries: list[ImageEntry] = []
-        self._by_path: dict[str, ImageEntry] = {}
-        self._by_sha: dict[str, list[ImageEntry]] = {}
-        self._by_patient: dict[str, list[ImageEntry]] = {}
-        self._order: list[ImageEntry] = []
-        self._row_of: dict[int, int] = {}
+        self.workspace = Workspace()
+        self.blind_rule = self.workspace.blind_rule  # one blind-first rule for every view
         self._fetched = 0
         self._inserting = False
-        self._filter = ImageFilter()
-        self._sort = SortKey.PATH
-        # The signed-in grader's current gradings by image, also for images described later.
-        self._gradings: dict[str, Grading] = {}
-        self._states: dict[str, SaveState] = {}
         self._thumbs: OrderedDict[str, QImage] = OrderedDict()
         self._requested: set[str] = set()
         self._placeholder = QImage()
-        # The active model's predictions by image; blind-first hides some (services.blind_first).
-        self._predictions: dict[str, PredictionSummary] = {}
-        self.blind_rule = BlindFirst()  # shared with the model controller: one rule for all views
 
     # ------------------------------------------------------------------ Qt model API
     def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008, N802
         return 0 if parent.isValid() else self._fetched
 
     def canFetchMore(self, parent: AnyIndex) -> bool:  # noqa: N802
-        return not parent.isValid() and not self._inserting and self._fetched < len(self._order)
+        return (
+            not parent.isValid()
+            and not self._inserting
+            and self._fetched < len(self.workspace.order)
+        )
 
     def fetchMore(self, parent: AnyIndex) -> None:  # noqa: N802
         if parent.isValid() or self._inserting:
             return  # views may ask again from inside rowsAboutToBeInserted: one insert at a time
         first = self._fetched
-        last = min(len(self._order), first + self._batch) - 1  # inclusive, as Qt wants
+        last = min(len(self.workspace.order), first + self._batch) - 1  # inclusive, as Qt wants
         if last < first:
             return
         self._inserting = True
@@ -125,7 +116,7 @@ class ImageListModel(QAbstractListModel):
     def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or index.row() >= self._fetched:
             return None
-        entry = self._order[index.row()]
+        entry = self.workspace.order[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
             return entry.name
         if role == Qt.ItemDataRole.DecorationRole:
@@ -149,12 +140,8 @@ class ImageListModel(QAbstractListModel):
     # ------------------------------------------------------------------ content
     def clear(self) -> None:
         self.beginResetModel()
-        self._entries, self._order, self._row_of = [], [], {}
-        self._by_path, self._by_sha, self._by_patient = {}, {}, {}
+        self.workspace.clear()
         self._fetched = 0
-        self._states = {
-            sha: state for sha, state in self._states.items() if state is not SaveState.SAVED
-        }
         self._thumbs.clear()
         self._requested.clear()
         self._end_reset()
@@ -162,19 +149,7 @@ class ImageListModel(QAbstractListModel):
 
     def add_found(self, found: Iterable[FoundFile]) -> None:
         """Append newly found files (rows become visible through fetchMore)."""
-        added = 0
-        for item in found:
-            path = str(item.path)
-            if path in self._by_path:
-                continue
-            entry = ImageEntry(path, index=len(self._entries))
-            self._entries.append(entry)
-            self._by_path[path] = entry
-            if self._filter.accepts(entry):
-                self._row_of[id(entry)] = len(self._order)
-                self._order.append(entry)
-            added += 1
-        if not added:
+        if not self.workspace.add_found(found):
             return
         # The first screen fills itself; later rows wait for the view to scroll to them.
         if self._fetched < self._batch and self.canFetchMore(QModelIndex()):
@@ -185,28 +160,9 @@ class ImageListModel(QAbstractListModel):
 
     def add_described(self, described: Iterable[DescribedFile]) -> list[ImageEntry]:
         """Attach records (or read errors) to their rows; return the entries updated."""
-        updated, recorded = [], []
-        for item in described:
-            entry = self._by_path.get(str(item.found.path))
-            if entry is None:
-                entry = ImageEntry(str(item.found.path), index=len(self._entries))
-                self._entries.append(entry)
-                self._by_path[entry.path] = entry
-                self._row_of[id(entry)] = len(self._order)
-                self._order.append(entry)
-            entry.record = item.record
-            entry.error = item.error or ""
-            entry.duplicate_of = str(item.duplicate_of) if item.duplicate_of else ""
-            if item.record is not None:
-                sha = item.record.sha256
-                recorded.append(sha)
-                self._by_sha.setdefault(sha, []).append(entry)
-                if item.record.patient_id:
-                    self._by_patient.setdefault(item.record.patient_id, []).append(entry)
-                entry.grading = self._gradings.get(sha)
-                entry.save_state = self._states.get(sha)
-            updated.append(entry)
-            self._entry_changed(entry)
+        updated, recorded = self.workspace.add_described(described)
+        for entry in updated:
+            self._row_changed(entry)
         if updated:
             self.entries_changed.emit()
         if recorded:
@@ -215,56 +171,25 @@ class ImageListModel(QAbstractListModel):
 
     def set_gradings(self, gradings: dict[str, Grading]) -> None:
         """Set every entry's current grading from the store (a grader signed in)."""
-        self._gradings = dict(gradings)
-        self._states = {sha: SaveState.SAVED for sha in gradings}
-        for entry in self._entries:
-            sha = entry.sha256
-            entry.grading = gradings.get(sha) if sha else None
-            entry.save_state = SaveState.SAVED if entry.grading is not None else None
-            entry.version += 1
-        if self._fetched:
-            self.dataChanged.emit(self.index(0), self.index(self._fetched - 1))
+        self.workspace.set_gradings(gradings)
+        self._all_rows_changed()
         self.entries_changed.emit()
 
     def set_grading(self, sha256: str, grading: Grading | None, state: SaveState | None) -> None:
-        if grading is None and state is SaveState.SAVED:
-            state = None  # the undo of a first grade is saved: there is no grade to call saved
-        if grading is None:
-            self._gradings.pop(sha256, None)
-        else:
-            self._gradings[sha256] = grading
-        if state is None:
-            self._states.pop(sha256, None)
-        else:
-            self._states[sha256] = state
-        for entry in self._by_sha.get(sha256, ()):
-            entry.grading = grading
-            entry.save_state = state
-            self._entry_changed(entry)
+        for entry in self.workspace.set_grading(sha256, grading, state):
+            self._row_changed(entry)
         self.entries_changed.emit()
 
     def set_save_state(self, sha256: str, state: SaveState) -> None:
-        if state is SaveState.SAVED and sha256 not in self._gradings:
-            # A saved write that left no grade (the undo of a first grade): nothing is "saved".
-            self._states.pop(sha256, None)
-            for entry in self._by_sha.get(sha256, ()):
-                if entry.save_state is not None:
-                    entry.save_state = None
-                    self._entry_changed(entry)
-            return
-        if sha256 in self._states or sha256 in self._gradings:
-            self._states[sha256] = state
-        for entry in self._by_sha.get(sha256, ()):
-            if entry.save_state is not state:
-                entry.save_state = state
-                self._entry_changed(entry)
+        for entry in self.workspace.set_save_state(sha256, state):
+            self._row_changed(entry)
 
     def set_thumbnails(self, images: Iterable[tuple[str, QImage]]) -> None:
         for sha, image in images:
             self._requested.discard(sha)
             self._thumbs[sha] = image
             self._thumbs.move_to_end(sha)
-            for entry in self._by_sha.get(sha, ()):
+            for entry in self.workspace.entries_with_sha(sha):
                 self._entry_changed(entry, [Qt.ItemDataRole.DecorationRole])
         while len(self._thumbs) > THUMBNAIL_MEMORY_ITEMS:
             self._thumbs.popitem(last=False)
@@ -272,7 +197,7 @@ class ImageListModel(QAbstractListModel):
     def set_thumbnail_errors(self, errors: Iterable[tuple[str, str]]) -> None:
         for sha, message in errors:
             self._requested.discard(sha)
-            for entry in self._by_sha.get(sha, ()):
+            for entry in self.workspace.entries_with_sha(sha):
                 entry.thumbnail_error = message
                 self._entry_changed(entry)
 
@@ -290,27 +215,22 @@ class ImageListModel(QAbstractListModel):
     # ------------------------------------------------------------------ model output
     def set_predictions(self, predictions: dict[str, PredictionSummary]) -> None:
         """Replace the active model's predictions (a model was loaded)."""
-        self._predictions = dict(predictions)
-        self._bump_all()
+        self.workspace.set_predictions(predictions)
+        self._all_rows_changed()
 
     def add_predictions(self, predictions: Iterable[PredictionSummary]) -> None:
         """Add new model outputs: one ``dataChanged`` spans the changed rows that are shown
         (batch grading delivers a few hundred at a time)."""
-        rows: list[int] = []
-        for summary in predictions:
-            self._predictions[summary.sha256] = summary
-            for entry in self._by_sha.get(summary.sha256, ()):
-                entry.version += 1
-                rows.append(self._row_of.get(id(entry), -1))
+        rows = [self.workspace.position_of(e) for e in self.workspace.add_predictions(predictions)]
         shown = [row for row in rows if 0 <= row < self._fetched]
         if shown:
             self.dataChanged.emit(self.index(min(shown)), self.index(max(shown)))
 
     def prediction(self, sha256: str) -> PredictionSummary | None:
-        return self._predictions.get(sha256)
+        return self.workspace.prediction(sha256)
 
     def predictions(self) -> dict[str, PredictionSummary]:
-        return dict(self._predictions)
+        return self.workspace.predictions()
 
     @property
     def blind(self) -> bool:
@@ -318,46 +238,33 @@ class ImageListModel(QAbstractListModel):
         return self.blind_rule.on
 
     def set_blind(self, blind: bool) -> None:
-        if blind != self.blind_rule.on:
-            self.blind_rule.on = blind
-            self._bump_all()
+        if self.workspace.set_blind(blind):
+            self._all_rows_changed()
 
     def shown_prediction(self, entry: ImageEntry) -> PredictionSummary | None:
         """The model output a tile may show (None while blind-first hides it)."""
-        if not self.blind_rule.shows(entry.sha256, graded=entry.grading is not None):
-            return None
-        return self._predictions.get(entry.sha256)
+        return self.workspace.shown_prediction(entry)
 
-    def _bump_all(self) -> None:
-        for entry in self._entries:
-            entry.version += 1
+    def _all_rows_changed(self) -> None:
         if self._fetched:
             self.dataChanged.emit(self.index(0), self.index(self._fetched - 1))
 
     # ------------------------------------------------------------------ filter / sort
     @property
     def image_filter(self) -> ImageFilter:
-        return self._filter
+        return self.workspace.image_filter
 
     @property
     def sort_key(self) -> SortKey:
-        return self._sort
+        return self.workspace.sort
 
     def set_view(
         self, image_filter: ImageFilter | None = None, sort: SortKey | None = None
     ) -> None:
         """Re-filter and re-sort every entry (a model reset)."""
         self.beginResetModel()
-        if image_filter is not None:
-            self._filter = image_filter
-        if sort is not None:
-            self._sort = sort
-        order = [e for e in self._entries if self._filter.accepts(e)]
-        if self._sort is not SortKey.PATH:
-            order.sort(key=sort_key(self._sort))
-        self._order = order
-        self._row_of = {id(e): i for i, e in enumerate(order)}
-        self._fetched = min(len(order), self._batch)
+        self.workspace.set_view(image_filter, sort)
+        self._fetched = min(len(self.workspace.order), self._batch)
         self._end_reset()
         if self.canFetchMore(QModelIndex()):
             self.more_available.emit()
@@ -365,25 +272,26 @@ class ImageListModel(QAbstractListModel):
     # ------------------------------------------------------------------ queries
     def entries(self) -> list[ImageEntry]:
         """All entries of the folder, in scan order (not only the filtered ones)."""
-        return list(self._entries)
+        return self.workspace.entries()
 
     def visible_count(self) -> int:
         """Rows that pass the filter (fetched or not)."""
-        return len(self._order)
+        return len(self.workspace.order)
 
     def entry_at(self, position: int) -> ImageEntry | None:
         """The entry at a filtered position (fetched or not)."""
-        return self._order[position] if 0 <= position < len(self._order) else None
+        order = self.workspace.order
+        return order[position] if 0 <= position < len(order) else None
 
     def position_of(self, entry: ImageEntry) -> int:
         """The filtered position of ``entry``, or -1 when the filter hides it."""
-        return self._row_of.get(id(entry), -1)
+        return self.workspace.position_of(entry)
 
     def entries_with_sha(self, sha256: str) -> list[ImageEntry]:
-        return list(self._by_sha.get(sha256, ()))
+        return self.workspace.entries_with_sha(sha256)
 
     def entry_for_path(self, path: str) -> ImageEntry | None:
-        return self._by_path.get(path)
+        return self.workspace.entry_for_path(path)
 
     def index_for(self, entry: ImageEntry) -> QModelIndex:
         """The model index of ``entry``, fetching rows up to it first; invalid when filtered out."""
@@ -396,30 +304,7 @@ class ImageListModel(QAbstractListModel):
 
     def partner_of(self, entry: ImageEntry) -> ImageEntry | None:
         """The other eye of the same patient (same study date preferred), if the folder has it."""
-        record = entry.record
-        if (
-            record is None
-            or not record.patient_id
-            or record.laterality not in (Laterality.LEFT, Laterality.RIGHT)
-        ):
-            return None
-        other = Laterality.LEFT if record.laterality is Laterality.RIGHT else Laterality.RIGHT
-        candidates = [
-            e
-            for e in self._by_patient.get(record.patient_id, ())
-            if e.record is not None
-            and e.record.patient_id == record.patient_id
-            and e.record.laterality is other
-            and not e.error
-        ]
-        if not candidates:
-            return None
-        same_day = [
-            e
-            for e in candidates
-            if e.record is not None and e.record.study_date == record.study_date
-        ]
-        return (same_day or candidates)[0]
+        return self.workspace.partner_of(entry)
 
     # ------------------------------------------------------------------ internals
     def _end_reset(self) -> None:
@@ -432,8 +317,11 @@ class ImageListModel(QAbstractListModel):
             self._inserting = False
 
     def _entry_changed(self, entry: ImageEntry, roles: list[int] | None = None) -> None:
-        entry.version += 1
-        row = self._row_of.get(id(entry), -1)
+        entry.version += 1  # the painted tile is stale
+        self._row_changed(entry, roles)
+
+    def _row_changed(self, entry: ImageEntry, roles: list[int] | None = None) -> None:
+        row = self.workspace.position_of(entry)
         if 0 <= row < self._fetched:
             index = self.index(row)
             if roles is None:
@@ -443,7 +331,7 @@ class ImageListModel(QAbstractListModel):
 
     def row_entry(self, row: int) -> ImageEntry | None:
         """The entry shown at ``row`` (a fetched row), for delegates that paint many rows."""
-        return self._order[row] if 0 <= row < self._fetched else None
+        return self.workspace.order[row] if 0 <= row < self._fetched else None
 
     def thumbnail(self, entry: ImageEntry) -> QImage | None:
         """The entry's thumbnail if loaded; otherwise asks for it and returns None."""

@@ -35,7 +35,6 @@ from sall_desktop.gui.folder_panel import FolderPanel
 from sall_desktop.gui.geometry import open_at
 from sall_desktop.gui.grading_controller import GradingController
 from sall_desktop.gui.grading_panel import GradingPanel
-from sall_desktop.gui.image_entry import ImageEntry
 from sall_desktop.gui.image_model import ImageListModel
 from sall_desktop.gui.inference_bridge import InferenceBridge
 from sall_desktop.gui.model_controller import ModelController, ModelWindows
@@ -52,6 +51,7 @@ from sall_desktop.gui.triage_controller import TriageController
 from sall_desktop.gui.triage_panel import TriagePanel
 from sall_desktop.gui.viewer_controller import ViewerController
 from sall_desktop.gui.viewer_panel import ViewerPanel
+from sall_desktop.services.image_entry import ImageEntry
 from sall_desktop.services.inference import InferenceService
 
 if TYPE_CHECKING:

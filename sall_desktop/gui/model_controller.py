@@ -26,7 +26,6 @@ from sall_desktop.domain.grades import Grading
 from sall_desktop.gui import collector
 from sall_desktop.gui.bridges import Failure
 from sall_desktop.gui.grading_controller import GradingController
-from sall_desktop.gui.image_entry import ImageEntry
 from sall_desktop.gui.image_model import ImageListModel
 from sall_desktop.gui.inference_bridge import InferenceBridge
 from sall_desktop.gui.model_panel import ModelPanel
@@ -36,6 +35,7 @@ from sall_desktop.gui.relay import Relay
 from sall_desktop.gui.settings import AppSettings
 from sall_desktop.gui.viewer_controller import ViewerController
 from sall_desktop.gui.viewer_panel import ViewerPanel
+from sall_desktop.services.image_entry import ImageEntry
 from sall_desktop.services.inference import (
     BatchProgress,
     BatchResult,

@@ -20,12 +20,12 @@ from PySide6.QtGui import QImage, QPixmap, QTransform
 from PySide6.QtWidgets import QGraphicsPixmapItem
 
 from sall_desktop.gui.bridges import Failure
-from sall_desktop.gui.image_entry import ImageEntry
 from sall_desktop.gui.inference_bridge import InferenceBridge
 from sall_desktop.gui.model_panel import ModelPanel, class_name, head_name
 from sall_desktop.gui.viewer import ImageView
 from sall_desktop.gui.viewer_panel import ViewerPanel
 from sall_desktop.services.attention import colormaps, heat_rgba
+from sall_desktop.services.image_entry import ImageEntry
 from sall_desktop.services.inference import InferenceResult
 
 CACHE = 16

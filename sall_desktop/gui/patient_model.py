@@ -15,7 +15,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
 
 from sall_desktop.domain.grades import Laterality
-from sall_desktop.gui.image_entry import ImageEntry
+from sall_desktop.services.image_entry import ImageEntry
 
 PATIENT_ID_ROLE = Qt.ItemDataRole.UserRole + 1
 STATS_ROLE = Qt.ItemDataRole.UserRole + 2

@@ -17,13 +17,13 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from sall_desktop.gui.bridges import Failure, Reply, TaskBridge
 from sall_desktop.gui.folder_controller import FolderController
 from sall_desktop.gui.grading_controller import GradingController
-from sall_desktop.gui.image_entry import ImageEntry
 from sall_desktop.gui.navigation import Navigator
 from sall_desktop.gui.settings import AppSettings
 from sall_desktop.gui.status import Banner, StatusController
 from sall_desktop.services.catalogue import InputCache
 from sall_desktop.services.decode_pool import DecodePool
 from sall_desktop.services.grading import LAST_FOLDER_KEY, LAST_IMAGE_KEY, GradingService
+from sall_desktop.services.image_entry import ImageEntry
 from sall_desktop.services.images import ImageService
 from sall_desktop.services.thumbnails import ThumbnailService
 

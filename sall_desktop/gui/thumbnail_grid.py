@@ -27,10 +27,10 @@ from PySide6.QtWidgets import (
 )
 
 from sall_desktop.domain.grades import Laterality
-from sall_desktop.gui.image_entry import ImageEntry
 from sall_desktop.gui.image_model import ImageListModel
 from sall_desktop.gui.theme import AMD_COLOURS, DR_COLOURS, UNGRADABLE_COLOUR, Theme
 from sall_desktop.services.grading import SaveState
+from sall_desktop.services.image_entry import ImageEntry
 
 CAPTION_HEIGHT = 20
 TILE_CACHE = 300

@@ -11,13 +11,13 @@ from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtWidgets import QListWidgetItem
 
 from sall_desktop.domain.grades import Grading
-from sall_desktop.gui.image_entry import ImageEntry
 from sall_desktop.gui.image_model import ImageListModel
 from sall_desktop.gui.navigation import Navigator
 from sall_desktop.gui.triage_panel import (
     SHOWN,
     TriagePanel,
 )
+from sall_desktop.services.image_entry import ImageEntry
 from sall_desktop.services.inference import PredictionSummary
 from sall_desktop.services.triage import (
     Ranked,

@@ -12,10 +12,10 @@ from PySide6.QtCore import QObject, Qt, Signal
 
 from sall_desktop.domain.grades import Laterality
 from sall_desktop.gui.bridges import Failure, ImageBridge, ShownImage
-from sall_desktop.gui.image_entry import ImageEntry
 from sall_desktop.gui.viewer import ImageView
 from sall_desktop.gui.viewer_panel import EYE_TEXT, ViewerPanel
 from sall_desktop.imaging.enhance import Enhancement, next_preset
+from sall_desktop.services.image_entry import ImageEntry
 
 
 class ViewerController(QObject):

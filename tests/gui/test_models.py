@@ -7,11 +7,11 @@ from pathlib import Path
 from PySide6.QtCore import QModelIndex, Qt
 
 from sall_desktop.domain.grades import Grading, ImageRecord, Laterality, UngradableReason
-from sall_desktop.gui.image_entry import ImageFilter, SortKey, StatusFilter
 from sall_desktop.gui.image_model import ImageListModel, Role
 from sall_desktop.gui.patient_model import PATIENT_ID_ROLE, PatientListModel
 from sall_desktop.services.catalogue import DescribedFile, FoundFile
 from sall_desktop.services.grading import SaveState
+from sall_desktop.services.image_entry import ImageFilter, SortKey, StatusFilter
 
 
 def _sha(i: int) -> str:
