@@ -1,6 +1,6 @@
 """Decode processes: untrusted image files are read in a small spawn-context process pool.
 
-Two reasons, both from ``architecture.md`` §3. Isolation (R14, R15): a codec that crashes, hangs
+Two reasons (``docs/architecture.md``). Isolation (R14, R15): a codec that crashes, hangs
 or swells past the memory cap (``RLIMIT_AS``) costs that one file, and the pool is rebuilt.
 Fluency (R24, P6): hashing and decoding on threads of the GUI process take the GIL in bursts that
 the GUI thread then waits behind; in other processes they cannot.
