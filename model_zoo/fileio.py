@@ -21,7 +21,8 @@ TEMP_PREFIX = ".sall-tmp-"
 NEW_FILE_MODE = 0o644
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or a new file in ``directory`` durable (its entry reaches the disk)."""
     # POSIX only: the rename is durable once the directory entry is on disk. Windows cannot
     # open a directory for fsync, and NTFS journals the rename itself.
     if os.name != "posix":
@@ -67,7 +68,7 @@ def atomic_writer(
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

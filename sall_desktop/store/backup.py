@@ -7,7 +7,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from model_zoo.fileio import TEMP_PREFIX, _fsync_dir
+from model_zoo.fileio import TEMP_PREFIX, fsync_dir
 from sall_desktop.store import db
 from sall_desktop.store.errors import StoreWriteError, write_error
 
@@ -45,7 +45,7 @@ def backup_database(conn: sqlite3.Connection, dest: Path, *, journal_mode: str) 
         if verdict != "ok":
             raise StoreWriteError(f"The backup did not verify: {verdict}", retryable=True)
         os.replace(tmp, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
     except sqlite3.Error as err:
         raise write_error(err, "the backup") from err
     except OSError as err:
