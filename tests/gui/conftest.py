@@ -302,3 +302,44 @@ def model_loop(monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[Any, list
 
     monkeypatch.setattr(models, "_bundled_demo_dir", lambda: None)
     return _open_model_loop
+
+
+@pytest.fixture()
+def model_workstation(qtbot, qapp_themed, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Factory: ``start(folder, model, *, blind=False, auto_grade=False)`` builds, shows and
+    starts a workstation with ``model`` loaded on the CPU, and waits until the folder is read and
+    the model is in; closes everything after."""
+    from sall_desktop.app import create_workstation
+    from sall_desktop.gui.settings import AppSettings
+
+    opened: list[Any] = []
+
+    def start(folder: Path, model: Path, *, blind: bool = False, auto_grade: bool = False) -> Any:
+        settings = AppSettings(tmp_path / "home" / "settings.ini")
+        settings.auto_advance = False
+        settings.grader = "Dr Test"
+        settings.blind_first = blind
+        settings.auto_grade = auto_grade
+        ws = create_workstation(
+            tmp_path / "home" / "labels.sqlite", settings=settings, model=model, device="cpu"
+        )
+        opened.append(ws)
+        ws.window.show()
+        ws.window.start(str(folder))
+        window = ws.window
+
+        def ready() -> None:
+            assert window.folders.folder and not window.folders.scanning
+            assert window.navigator.current is not None
+            assert window.navigator.current.record is not None
+            assert not window.grading.loading
+            assert window.model_loop is not None and window.model_loop.info is not None
+
+        qtbot.waitUntil(ready, timeout=WAIT_MS)
+        return ws
+
+    yield start
+    for ws in opened:
+        ws.window._closing_confirmed = True
+        ws.window.close()
+        ws.shutdown()

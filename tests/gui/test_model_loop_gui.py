@@ -5,7 +5,7 @@ until the grader commits, then reveals it, and a change of mind is audited."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,43 +34,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture()
-def workstation(
-    qtbot: Any, qapp_themed: Any, tmp_path: Path, tiny_model: Path
-) -> Iterator[Callable[..., Any]]:
-    from sall_desktop.app import create_workstation
-    from sall_desktop.gui.settings import AppSettings
-
-    opened: list[Any] = []
-
-    def start(folder: Path, *, blind: bool = False, auto_grade: bool = False) -> Any:
-        settings = AppSettings(tmp_path / "home" / "settings.ini")
-        settings.auto_advance = False
-        settings.grader = "Dr Test"
-        settings.blind_first = blind
-        settings.auto_grade = auto_grade
-        ws = create_workstation(
-            tmp_path / "home" / "labels.sqlite", settings=settings, model=tiny_model, device="cpu"
-        )
-        opened.append(ws)
-        ws.window.show()
-        ws.window.start(str(folder))
-        window = ws.window
-
-        def ready() -> None:
-            assert window.folders.folder and not window.folders.scanning
-            assert window.navigator.current is not None
-            assert window.navigator.current.record is not None
-            assert not window.grading.loading
-            assert window.model_loop is not None and window.model_loop.info is not None
-
-        qtbot.waitUntil(ready, timeout=WAIT_MS)
-        return ws
-
-    yield start
-    for ws in opened:
-        ws.window._closing_confirmed = True
-        ws.window.close()
-        ws.shutdown()
+def workstation(model_workstation: Callable[..., Any], tiny_model: Path) -> Callable[..., Any]:
+    return lambda folder, **kwargs: model_workstation(folder, tiny_model, **kwargs)
 
 
 def visible_texts(root: QWidget) -> list[str]:
