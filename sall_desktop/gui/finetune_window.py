@@ -43,6 +43,9 @@ from sall_desktop.services.finetune_run import (
 )
 from sall_desktop.services.store_executor import StoreExecutor
 
+SHUTDOWN_WAIT_MS = 20_000
+"""How long a quitting app lets a trainer stop at its next step (STOP) before killing it."""
+
 
 class FinetuneWindow(QWidget):
     """Freeze the corrections, fine-tune, show the report, promote or discard.
@@ -228,12 +231,14 @@ class FinetuneWindow(QWidget):
 
     # ------------------------------------------------------------------ shutdown
 
-    def shutdown(self, timeout_ms: int = 20_000) -> None:
-        """Stop a running trainer (STOP, then kill) and wait for it (window close, app quit)."""
+    def shutdown(self, timeout_ms: int | None = None) -> None:
+        """Stop a running trainer (STOP, then kill) and wait for it (window close, app quit);
+        ``timeout_ms`` (default :data:`SHUTDOWN_WAIT_MS`) is how long STOP gets before the kill."""
         self.panel.stop_rendering()
         if self.process.is_running():
             self.run.cancel(quiet=True)
-            if not self.process.wait_finished(timeout_ms):
+            wait = SHUTDOWN_WAIT_MS if timeout_ms is None else timeout_ms
+            if not self.process.wait_finished(wait):
                 self.run.kill()
                 self.process.wait_finished(5_000)
 

@@ -32,8 +32,18 @@ LONG_FINETUNE = ("runtime.device=cpu", "runtime.num_workers=0", "runtime.progres
 
 
 def test_quit_while_finetuning_stops_the_child_and_records_a_cancel(
-    qtbot: Any, qapp_themed: Any, tmp_path: Path, model_loop: Any, corrections: Any
+    qtbot: Any,
+    qapp_themed: Any,
+    tmp_path: Path,
+    model_loop: Any,
+    corrections: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from sall_desktop.gui import finetune_window
+
+    # STOP is honoured at the trainer's next step, however busy the machine: the kill that would
+    # follow the app's usual wait must not come first here.
+    monkeypatch.setattr(finetune_window, "SHUTDOWN_WAIT_MS", WAIT_MS * 5)
     # No batch grading racing the trainer for the CPU.
     ws, samples, parent, folder = model_loop(tmp_path, 24, auto_grade=False)
     db = tmp_path / "home" / "labels.sqlite"
