@@ -114,17 +114,13 @@ class InferenceBridge(QObject):
             self._arrived.emit("failed", Failure(request.request_id, str(exc), request, exc))
             return request.request_id
 
-        def done(f: Future[Any]) -> None:
-            if f.cancelled():
-                return
-            error = f.exception()
-            if error is not None:
-                failure = Failure(request.request_id, failure_message(error), request, error)
-                self._arrived.emit("failed", failure)
-            else:
-                self._arrived.emit("result_ready", f.result())
-
-        future.add_done_callback(done)
+        self._relay.watch(
+            future,
+            lambda result: self._deliver("result_ready", result),
+            lambda error: self._deliver(
+                "failed", Failure(request.request_id, failure_message(error), request, error)
+            ),
+        )
         return request.request_id
 
     def grade_folder(self, paths: list[str], known_sha256: dict[str, str]) -> bool:
