@@ -134,6 +134,7 @@ class MainWindow(QMainWindow):
             self.model_windows.bind([self.actions_by_id["models"], self.actions_by_id["finetune"]])
 
         self.navigator.current_changed.connect(self._current_changed)
+        self.model.records_added.connect(self._records_added)
         self.viewer.failed.connect(lambda message: self.show_error("image", message))
         self.folders.error.connect(lambda message: self.show_error("folder", message))
         self.grading.error.connect(lambda message: self.show_error("grading", message))
@@ -257,6 +258,16 @@ class MainWindow(QMainWindow):
         if self.viewer.show_pair:  # the next images are shown with their other eye too
             upcoming += [p for p in map(self.model.partner_of, upcoming) if p is not None]
         self.viewer.show(entry, partner, upcoming)
+
+    def _records_added(self, _sha256s: list[str]) -> None:
+        # The scan describes files in parallel: the other eye may arrive after the current
+        # image was shown alone. Show the pair once it is there.
+        entry = self.navigator.current
+        if entry is None or not self.viewer.show_pair or self.viewer.partner is not None:
+            return
+        partner = self.model.partner_of(entry)
+        if partner is not None:
+            self.viewer.show(entry, partner)
 
     def _folder_opened(self, folder: str) -> None:
         self.status.set_folder(Path(folder).name)

@@ -98,3 +98,23 @@ def test_both_eyes_of_a_patient_side_by_side(qtbot, open_workstation, image_fold
         ),
         timeout=WAIT_MS,
     )
+
+
+def test_the_other_eye_described_after_the_current_image_joins_it(
+    qtbot, open_workstation, image_folder
+) -> None:  # type: ignore[no-untyped-def]
+    # The scan describes files in parallel: the current image can be shown before its other
+    # eye has a record. Replay that order: shown alone, then the partner's record arrives.
+    ws = open_workstation(image_folder(4))
+    window = ws.window
+    panel = window.viewer_panel
+    current = window.navigator.current
+    partner = window.model.partner_of(current)
+    assert partner is not None
+    window.viewer.show(current, None)  # as when the partner was not yet described
+    qtbot.waitUntil(lambda: not panel.right_view.isVisible(), timeout=WAIT_MS)
+    window.model.records_added.emit([partner.sha256])
+    qtbot.waitUntil(
+        lambda: panel.left_view.has_image() and panel.right_view.has_image(), timeout=WAIT_MS
+    )
+    assert {panel.left_view.sha256, panel.right_view.sha256} == {current.sha256, partner.sha256}
