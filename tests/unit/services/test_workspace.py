@@ -68,7 +68,16 @@ def test_blind_first_and_the_view() -> None:
     assert first.sha256 == "a" * 64
     ws.set_grading("a" * 64, Grading(image_sha256="a" * 64, grader="Dr A", dr_grade=1,
                                      amd_grade=0), SaveState.SAVED)  # fmt: skip
+    from sall_desktop.domain.predictions import Prediction
+    from sall_desktop.services.inference import summarize
+
+    probs = {"dr": (0.1, 0.2, 0.4, 0.2, 0.1), "amd": (0.7, 0.1, 0.1, 0.1)}
+    ws.set_predictions(
+        {sha: summarize(Prediction(sha, "m", probs)) for sha in ("a" * 64, "b" * 64)}
+    )
+    assert ws.shown_prediction(second) is not None  # blind-first off: shown
     assert ws.set_blind(True) and not ws.set_blind(True)
-    assert ws.shown_prediction(second) is None
+    assert ws.shown_prediction(second) is None  # ungraded: hidden
+    assert ws.shown_prediction(first) is not None  # graded: shown
     ws.set_view(ImageFilter(status=StatusFilter.UNGRADED), SortKey.PATH)
     assert ws.order == [second] and ws.position_of(first) == -1
