@@ -202,8 +202,8 @@ def append_audit_rows(
     changes: Sequence[AuditChange],
     *,
     grader: str,
-    image_sha256: str,
-    grading_id: int,
+    image_sha256: str | None,
+    grading_id: int | None,
     reason: str,
     app_version: str,
     model_version: str | None,
@@ -309,6 +309,8 @@ def replay_audit(entries: Iterable[AuditEntry]) -> dict[tuple[str, str], dict[st
     # first row starts (create) or ends (delete) the grading; the others carry the field values.
     opens_group = AUDITED_FIELDS[0]
     for entry in entries:
+        if entry.field and entry.field not in AUDITED_FIELDS:
+            continue  # a programme event (role, routing, test set), not a grading field
         key = (entry.image_sha256 or "", entry.grader)
         if entry.action == "create" and entry.field == opens_group:
             state[key] = {}

@@ -26,6 +26,7 @@ from sall_desktop.store.audit import AUDIT_COLUMNS, AuditEntry, ChainReport, Cha
 from sall_desktop.store.connection import StoreConnection
 from sall_desktop.store.errors import StoreWriteError
 from sall_desktop.store.models_repository import ModelsRepositoryMixin
+from sall_desktop.store.programme_repository import ProgrammeRepositoryMixin
 from sall_desktop.store.repository import GradingRow
 from sall_desktop.store.rows import (
     CURRENT_SELECT,
@@ -41,7 +42,7 @@ from sall_desktop.store.rows import (
 )
 
 
-class SqliteLabelStore(ModelsRepositoryMixin, StoreConnection):
+class SqliteLabelStore(ModelsRepositoryMixin, ProgrammeRepositoryMixin, StoreConnection):
     """The SQLite label store (see LabelRepository). Create it with ``open_store(path)``.
 
     Used from one thread only; the app reaches it through ``StoreThread``.
@@ -195,6 +196,7 @@ class SqliteLabelStore(ModelsRepositoryMixin, StoreConnection):
             grader_id = self._grader_id(conn, grading.grader, grading.role)
             assert image_id is not None and grader_id is not None
             previous = self._latest_row(conn, image_id, grader_id)
+            self._programme_check(conn, grading, previous)
             cur = conn.execute(
                 "INSERT INTO gradings (image_id, grader_id, retracted, prediction_id, "
                 f"{GRADING_FIELDS}) VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -225,6 +227,7 @@ class SqliteLabelStore(ModelsRepositoryMixin, StoreConnection):
                 app_version=self.app_version,
                 model_version=grading.model_version,
             )
+            self._programme_after_grading(conn, grading, grading_id)
         return grading_id
 
     def retract_grading(self, image_sha256: str, grader: str, *, reason: str = "") -> int:
