@@ -40,9 +40,12 @@ from sall_desktop.store.rows import (
     in_parts,
     prediction_from_row,
 )
+from sall_desktop.store.test_sets_repository import TestSetsRepositoryMixin
 
 
-class SqliteLabelStore(ModelsRepositoryMixin, ProgrammeRepositoryMixin, StoreConnection):
+class SqliteLabelStore(
+    ModelsRepositoryMixin, ProgrammeRepositoryMixin, TestSetsRepositoryMixin, StoreConnection
+):
     """The SQLite label store (see LabelRepository). Create it with ``open_store(path)``.
 
     Used from one thread only; the app reaches it through ``StoreThread``.
