@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
-from sall_desktop.domain.grades import GraderRole, Grading, utc_now
+from sall_desktop.domain.grades import GraderRole, Grading, GradingSource, utc_now
 from sall_desktop.domain.programme import (
     ProgrammeRole,
     RoutingRules,
@@ -204,6 +204,8 @@ class ProgrammeRepositoryMixin:
         rules = _rules(conn)
         if rules is None or grading.role not in (GraderRole.PRIMARY, GraderRole.SECONDARY):
             return
+        if not _at_level(grading):
+            return
         image_id = conn.execute(
             "SELECT id FROM images WHERE sha256 = ?", (grading.image_sha256,)
         ).fetchone()[0]
@@ -251,6 +253,12 @@ class ProgrammeRepositoryMixin:
 _LEVELS = (GraderRole.PRIMARY, GraderRole.SECONDARY, GraderRole.ARBITER)
 
 
+def _at_level(grading: Grading) -> bool:
+    """Whether a grading is programme work: typed at a level, not imported (an import can never
+    stand in for a grader's level, least of all the arbiter's final word)."""
+    return grading.role in _LEVELS and grading.source is not GradingSource.IMPORT
+
+
 def _rules(conn: sqlite3.Connection) -> RoutingRules | None:
     row = conn.execute(
         "SELECT value FROM programme_settings WHERE key = ?", (RULES_KEY,)
@@ -288,7 +296,7 @@ def _levels(conn: sqlite3.Connection, image_id: int) -> dict[GraderRole, Grading
     found: dict[GraderRole, tuple[int, Grading]] = {}
     for first, grading in _current(conn, image_id):
         held = found.get(grading.role)
-        if grading.role in _LEVELS and (held is None or first < held[0]):
+        if _at_level(grading) and (held is None or first < held[0]):
             found[grading.role] = (first, grading)
     return {role: grading for role, (_, grading) in found.items()}
 
@@ -302,7 +310,7 @@ def all_levels(conn: sqlite3.Connection) -> dict[str, dict[GraderRole, Grading]]
         latest[key] = (first, None if row[3] else grading_from_row(row))
     found: dict[str, dict[GraderRole, tuple[int, Grading]]] = {}
     for (sha, _), (first, grading) in latest.items():
-        if grading is None or grading.role not in _LEVELS:
+        if grading is None or not _at_level(grading):
             continue
         levels = found.setdefault(sha, {})
         held = levels.get(grading.role)
