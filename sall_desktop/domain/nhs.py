@@ -62,7 +62,7 @@ class NhsCode:
 
     @property
     def text(self) -> str:
-        """"U", "R1M0", "R2", "" ...; a trailing "*" marks a lossy code."""
+        """ "U", "R1M0", "R2", "" ...; a trailing "*" marks a lossy code."""
         if self.ungradable:
             return "U"
         return self.r + self.m + ("*" if self.lossy else "")

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from pathlib import Path
 
 from sall_desktop.domain.grades import GraderRole, utc_now
 from sall_desktop.domain.programme import HowReached
+from sall_desktop.services.paths import refuse_protected_target, store_file
 from sall_desktop.services.programme import load_state
 from sall_desktop.services.quality import QualityReport, ReportRow, Standards, grader_quality
+from sall_desktop.services.quality_report import write_report
 from sall_desktop.store import SqliteLabelStore, StoreWriteError
 
 _LEVEL_NAMES = {
@@ -61,6 +64,17 @@ def build_report(
     return grader_quality(
         report_rows(store), standards or Standards(), created_at=utc_now(), seed=seed
     )
+
+
+def save_report(store: SqliteLabelStore, report: QualityReport, out: Path) -> None:
+    """Write ``report`` to ``out`` (.html, .pdf, .png), never over the store or its data folder.
+
+    Raises:
+        ProtectedTargetError: ``out`` is the database, one of its files, or in the data folder.
+        ValueError: another suffix.
+    """
+    refuse_protected_target(out, db=store_file(store))
+    write_report(report, out)
 
 
 def build_test_set_from_finals(
@@ -117,6 +131,7 @@ def build_test_set_from_reference(
 __all__: Sequence[str] = (
     "build_report",
     "report_rows",
+    "save_report",
     "build_test_set_from_finals",
     "build_test_set_from_reference",
 )
