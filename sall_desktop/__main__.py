@@ -1,7 +1,7 @@
 """Entry point: ``sall-desktop`` opens the workstation; sub-commands run the same services headless.
 
 Sub-commands: ``scan``, ``import``, ``export``, ``grade``, ``inspect``, the screening programme's
-``programme``, ``testset`` and ``report graders`` (and ``gui``, the default).
+``programme``, ``testset`` and ``report graders``, and ``verify`` (and ``gui``, the default).
 Imports are deferred into each command so that starting the window never pays for the others.
 Anticipated failures (a missing, damaged or busy database, a missing folder or file, an output
 that cannot be written, a model that cannot be loaded) are one line on stderr and exit 1; usage
@@ -437,9 +437,11 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("file", help="the image file")
     ins.set_defaults(func=cmd_inspect)
     from sall_desktop.cli_programme import CliHelpers, add_parsers
+    from sall_desktop.cli_store import add_parsers as add_store_parsers
 
-    programme = add_parsers(sub, CliHelpers(_db_path, _output, CommandError))
-    for p in (gui, scan, imp, exp, grade, ins, *programme):
+    helpers = CliHelpers(_db_path, _output, CommandError)
+    more = [*add_parsers(sub, helpers), *add_store_parsers(sub, helpers)]
+    for p in (gui, scan, imp, exp, grade, ins, *more):
         p.add_argument("--db", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 

@@ -1,4 +1,5 @@
--- SALL Desktop label store, schema version 3: screening-programme grading (docs/programme.md).
+-- SALL Desktop label store, schema version 3: screening-programme grading
+-- (docs/adr/0012-double-grading-levels-routing-final-grade.md).
 -- Roles per folder, routing decisions, test sets and their answers. Everything here is
 -- append-only; the final grade is derived from gradings and routing, never stored.
 
