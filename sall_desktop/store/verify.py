@@ -113,7 +113,8 @@ def _check_gradings(
         rows = by_grading.pop(grading_id, None)
         if not rows:
             problems.append(
-                f"grading {grading_id} has no audit rows (inserted outside the app, or the trail was cut short)"
+                f"grading {grading_id} has no audit rows "
+                "(inserted outside the app, or the trail was cut short)"
             )
             continue
         if any(r[3] != grader or r[4] != sha for r in rows):
