@@ -10,8 +10,9 @@ gradings it covered lose their audit rows) are each found.
 
 What it cannot find: someone with write access who rewrites a grading *and* its audit rows *and*
 recomputes every later hash leaves a consistent database. Only an outside copy of the chain's
-head detects that: every export records the head (``chain_head``), so a later head that does
-not descend from it gives the rewrite away (docs/architecture.md, What the chain proves).
+head detects that: ``verify`` prints the head to be kept where the database's users cannot
+write; a kept head that is no longer in the trail gives the rewrite away (docs/architecture.md,
+What the chain proves).
 """
 
 from __future__ import annotations
