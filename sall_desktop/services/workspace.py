@@ -6,7 +6,7 @@ returns the entries it touched so the adapter repaints only those rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from sall_desktop.domain.grades import Grading, Laterality
 from sall_desktop.services.blind_first import BlindFirst
@@ -29,6 +29,9 @@ class Workspace:
         self._row_of: dict[int, int] = {}
         self.image_filter = ImageFilter()
         self.sort = SortKey.PATH
+        self.work: Callable[[ImageEntry], bool] | None = None
+        """The grader's chosen work queue (``services/work_queue.py``): None shows every image;
+        otherwise only the described entries it accepts, beside the filter."""
         # The signed-in grader's current gradings by image, also for images described later.
         self._gradings: dict[str, Grading] = {}
         self._states: dict[str, SaveState] = {}
@@ -53,7 +56,7 @@ class Workspace:
             if path in self._by_path:
                 continue
             entry = self._new_entry(path)
-            if self.image_filter.accepts(entry):
+            if self.accepts(entry):
                 self._append_row(entry)
             added.append(entry)
         return added
@@ -71,7 +74,8 @@ class Workspace:
             entry = self._by_path.get(str(item.found.path))
             if entry is None:  # described before it was reported found
                 entry = self._new_entry(str(item.found.path))
-                self._append_row(entry)
+                if self.work is None:  # a work queue shows it when the queue is read again
+                    self._append_row(entry)
             entry.record = item.record
             entry.error = item.error or ""
             entry.duplicate_of = str(item.duplicate_of) if item.duplicate_of else ""
@@ -166,6 +170,14 @@ class Workspace:
         self._touch_all()
         return True
 
+    def set_withheld(self, images: Iterable[str] | None, reason: str) -> bool:
+        """Withhold the model's output of ``images`` (None: every image) whatever is graded
+        (:meth:`BlindFirst.withhold`); True when that changed what may be shown."""
+        if not self.blind_rule.withhold(images, reason):
+            return False
+        self._touch_all()
+        return True
+
     def shown_prediction(self, entry: ImageEntry) -> PredictionSummary | None:
         """The model output a view may show for ``entry`` (None while blind-first hides it)."""
         if not self.blind_rule.shows(entry.sha256, graded=entry.grading is not None):
@@ -181,11 +193,21 @@ class Workspace:
             self.image_filter = image_filter
         if sort is not None:
             self.sort = sort
-        order = [e for e in self._entries if self.image_filter.accepts(e)]
+        order = self.filtered()
         if self.sort is not SortKey.PATH:
             order.sort(key=sort_key(self.sort))
         self.order = order
         self._row_of = {id(e): i for i, e in enumerate(order)}
+
+    def accepts(self, entry: ImageEntry) -> bool:
+        """The filter and the work queue both show ``entry``."""
+        if self.work is not None and (entry.record is None or not self.work(entry)):
+            return False
+        return self.image_filter.accepts(entry)
+
+    def filtered(self) -> list[ImageEntry]:
+        """The entries the filter and the work queue show, in scan order."""
+        return [e for e in self._entries if self.accepts(e)]
 
     # ------------------------------------------------------------------ queries
     def entries(self) -> list[ImageEntry]:

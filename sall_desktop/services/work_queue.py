@@ -1,0 +1,268 @@
+"""The signed-in grader's work in a screening programme, as one workstation shows it (Qt-free).
+
+:mod:`services.programme` says what the programme holds (queues, who may see what); this module
+keeps what the grader at this workstation chose and answers what the views ask:
+
+- the work selector's choices: every image, or one level's queue with its count (:meth:`choices`);
+- which images of the open folder the grid shows (:meth:`in_work`): only the chosen queue's, so
+  "next ungraded" stays in it;
+- the level a save is made at (:meth:`level_for`): the level the grader already graded the image
+  at (the store refuses a second level), else the chosen queue's, else the first of the grader's
+  queues that holds the image, else primary (as without a programme);
+- what may be shown while grading the image at that level (:meth:`withheld`, :meth:`beside`):
+  second grading is blind — the model's output is withheld (``services.blind_first``) and no
+  other grade is shown; an arbiter sees the primary and secondary gradings beside the draft.
+
+Until the programme has been read (:attr:`known` False) every model output is withheld and the
+workstation does not grade: a grade saved then could be saved at the wrong level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from sall_desktop.domain.draft import Draft
+from sall_desktop.domain.grades import GraderRole, Grading, ImageRecord, UngradableReason
+from sall_desktop.domain.nhs import LOSSY_DME, LOSSY_DR, nhs_code
+from sall_desktop.domain.programme import LEVEL_ROLES, Stage
+from sall_desktop.services.image_entry import ImageEntry
+from sall_desktop.services.programme import LEVEL_OF_ROLE, ProgrammeState, Visibility
+
+LEVEL_NAMES: dict[GraderRole, str] = {
+    GraderRole.PRIMARY: "Primary",
+    GraderRole.SECONDARY: "Second grading",
+    GraderRole.ARBITER: "Arbitration",
+}
+"""The queues' names in the work selector."""
+LEVEL_TITLES: dict[GraderRole, str] = {
+    GraderRole.PRIMARY: "Primary",
+    GraderRole.SECONDARY: "Secondary",
+    GraderRole.ARBITER: "Arbiter",
+}
+"""Whose grading it is, beside the arbiter's draft."""
+ALL_IMAGES = "All images"
+SECONDARY_BLIND = "Model output hidden: second grading is blind"
+NOT_READ_YET = "Model output hidden until the screening programme is read"
+NOTES: dict[GraderRole | None, str] = {
+    None: "Each image is graded at the level of the queue that holds it.",
+    GraderRole.PRIMARY: "Every image is graded here first.",
+    GraderRole.SECONDARY: "Blind: you see neither the model nor the primary grade.",
+    GraderRole.ARBITER: "You see the primary and secondary grades; yours is final.",
+}
+NHS_TIP = "NHS diabetic eye screening code, derived from the ICDR grade and DME."
+LOSSY_DR_TIP = (
+    "* ICDR 2 (moderate NPDR) spans NHS R1 and R2: the NHS feature form decides, and it is not "
+    "recorded here."
+)
+LOSSY_DME_TIP = (
+    "* DME 1 (exudates farther than 1 disc diameter from the fovea) is shown as M0: a circinate "
+    "or a group of exudates within the macula would be M1."
+)
+_DRAFT_IMAGE = "0" * 64
+"""A placeholder image for turning a draft into a grading (only its grades are read)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkChoice:
+    """One entry of the work selector: every image (``level`` None) or one level's queue."""
+
+    level: GraderRole | None
+    text: str
+    tooltip: str = ""
+
+
+class WorkQueue:
+    """The programme as last read, the signed-in grader and the queue they chose."""
+
+    def __init__(self) -> None:
+        self.state: ProgrammeState | None = None
+        self.grader: str | None = None
+        self.level: GraderRole | None = None
+        """The chosen queue (None: every image)."""
+        self._chosen: dict[str, GraderRole | None] = {}  # each grader's last choice
+
+    # ------------------------------------------------------------------ what is known
+    @property
+    def known(self) -> bool:
+        """The programme has been read (a read that failed counts, as no programme)."""
+        return self.state is not None
+
+    def levels(self) -> list[GraderRole]:
+        """The levels the grader holds a role at, in the order an image passes them."""
+        state, grader = self.state, self.grader
+        if state is None or not state.active or grader is None:
+            return []
+        roles = state.roles_of(grader)
+        return [level for role, level in LEVEL_OF_ROLE.items() if role in roles]
+
+    @property
+    def active(self) -> bool:
+        """A programme is set up and the grader grades in it."""
+        return bool(self.levels())
+
+    # ------------------------------------------------------------------ changes
+    def set_state(self, state: ProgrammeState) -> None:
+        """A new read of the programme (on the store's thread: :func:`programme.load_state`)."""
+        self.state = state
+        self._keep_choice()
+
+    def set_grader(self, grader: str | None) -> None:
+        """Another grader signed in: their last choice at this workstation comes back."""
+        self.grader = grader
+        self.level = self._chosen.get(grader) if grader else None
+        self._keep_choice()
+
+    def choose(self, level: GraderRole | None) -> None:
+        """Show one level's queue (None: every image)."""
+        if level is not None and level not in self.levels():
+            raise ValueError(f"{self.grader} holds no {level.value} role")
+        self.level = level
+        if self.grader:
+            self._chosen[self.grader] = level
+
+    def _keep_choice(self) -> None:
+        if self.known and self.level is not None and self.level not in self.levels():
+            self.level = None  # the role was revoked (or the programme ended)
+
+    # ------------------------------------------------------------------ one image
+    def level_for(self, entry: ImageEntry) -> GraderRole:
+        """The level a grading of ``entry`` by the grader is saved at (see the module)."""
+        state, grader, record = self.state, self.grader, entry.record
+        if state is None or grader is None or record is None or not self.active:
+            return GraderRole.PRIMARY
+        own = entry.grading
+        if own is not None and own.role in LEVEL_ROLES:
+            return own.role
+        order = self.levels()
+        if self.level is not None:
+            order.insert(0, self.level)
+        for level in order:
+            if state.in_queue(grader, level, record):
+                return level
+        return GraderRole.PRIMARY
+
+    def visibility(self, entry: ImageEntry) -> Visibility:
+        """What the grader may see of ``entry`` at the level they would grade it at."""
+        if self.state is None or self.grader is None or entry.record is None or not self.active:
+            return Visibility(model=True)
+        return self.state.visibility(self.grader, self.level_for(entry), entry.sha256)
+
+    def in_work(self, entry: ImageEntry) -> bool:
+        """The grid shows ``entry``: the chosen queue holds it (every image when none is)."""
+        if self.level is None:
+            return True
+        state, grader, record = self.state, self.grader, entry.record
+        if state is None or grader is None or record is None:
+            return False
+        return state.in_queue(grader, self.level, record)
+
+    def work_filter(self) -> Callable[[ImageEntry], bool] | None:
+        """The grid's queue filter (None: every image)."""
+        return None if self.level is None else self.in_work
+
+    def beside(self, entry: ImageEntry) -> str:
+        """The other levels' gradings shown beside the draft ("" for none: only an arbiter
+        sees them), with why the image was sent to arbitration."""
+        others = self.visibility(entry).others
+        if not others:
+            return ""
+        parts = [f"{LEVEL_TITLES[g.role]} ({g.grader}): {grading_text(g)}" for g in others]
+        text = "   ".join(parts)
+        reason = self.routed_reason(entry.sha256, Stage.ARBITRATION)
+        return f"{text}\nSent to arbitration: {reason}" if reason else text
+
+    def routed_reason(self, sha256: str, stage: Stage) -> str:
+        """Why the image was routed to ``stage`` ("" when it was not)."""
+        if self.state is None:
+            return ""
+        for decision in self.state.decisions:
+            if decision.image_sha256 == sha256 and decision.stage == stage:
+                return decision.reason
+        return ""
+
+    # ------------------------------------------------------------------ the folder
+    def withheld(self, entries: Iterable[ImageEntry]) -> frozenset[str] | None:
+        """The images of ``entries`` whose model output is withheld (second grading is blind);
+        None — every image — until the programme is read."""
+        if self.state is None:
+            return None
+        if not self.active:
+            return frozenset()
+        return frozenset(
+            e.sha256 for e in entries if e.record is not None and not self.visibility(e).model
+        )
+
+    def choices(self, entries: Iterable[ImageEntry]) -> list[WorkChoice]:
+        """The work selector: every image, then each of the grader's levels with its count of
+        the open folder's images (an image under two paths counts once)."""
+        state, grader = self.state, self.grader
+        out = [WorkChoice(None, ALL_IMAGES, NOTES[None])]
+        if state is None or grader is None or not self.active:
+            return out
+        records: dict[str, ImageRecord] = {}
+        for entry in entries:
+            if entry.record is not None:
+                records.setdefault(entry.sha256, entry.record)
+        for count in state.counts(grader, list(records.values())):
+            name = LEVEL_NAMES[count.level]
+            tip = f"{count.todo} to grade and {count.done} graded by you in this folder"
+            out.append(WorkChoice(count.level, f"{name} — {count.todo} to grade", tip))
+        return out
+
+    def note(self) -> str:
+        """A line under the selector about the chosen queue."""
+        return NOTES[self.level]
+
+
+def grading_text(grading: Grading) -> str:
+    """A grading in one line with its NHS code: "DR 1 · AMD 0 — R1M0", "Ungradable (blur) — U"."""
+    code = nhs_code(grading).text
+    if not grading.gradable:
+        reason = str(grading.ungradable_reason or "").replace("_", " ")
+        return f"Ungradable ({reason}) — {code}" if reason else f"Ungradable — {code}"
+    parts = []
+    if grading.dr_grade is not None:
+        parts.append(f"DR {grading.dr_grade}")
+    if grading.amd_grade is not None:
+        parts.append(f"AMD {grading.amd_grade}")
+    if grading.dme is not None:
+        parts.append(f"DME {grading.dme}")
+    text = " · ".join(parts) or "no grade"
+    return f"{text} — {code}" if code else text
+
+
+def nhs_label(draft: Draft) -> tuple[str, str]:
+    """The NHS code of a draft or saved grade ("NHS R1M0", "NHS U", "NHS R1/R2M0*") and its
+    tooltip, which says why a code marked "*" is not exact; ("", "") before a DR grade."""
+    if draft.gradable and draft.dr_grade is None:
+        return "", ""
+    if not draft.gradable and draft.reason is None:
+        return "", ""  # waiting for the reason
+    grading = Grading(
+        _DRAFT_IMAGE,
+        "draft",
+        dr_grade=draft.dr_grade if draft.gradable else None,
+        gradable=draft.gradable,
+        ungradable_reason=None if draft.gradable else (draft.reason or UngradableReason.OTHER),
+        dme=draft.dme if draft.gradable else None,
+    )
+    code = nhs_code(grading)
+    tips = [NHS_TIP]
+    if code.lossy and draft.dr_grade in LOSSY_DR:
+        tips.append(LOSSY_DR_TIP)
+    if code.lossy and draft.dme in LOSSY_DME:
+        tips.append(LOSSY_DME_TIP)
+    return f"NHS {code.text}", "\n".join(tips)
+
+
+__all__ = [
+    "ALL_IMAGES",
+    "LEVEL_NAMES",
+    "NOT_READ_YET",
+    "SECONDARY_BLIND",
+    "WorkChoice",
+    "WorkQueue",
+    "grading_text",
+    "nhs_label",
+]
