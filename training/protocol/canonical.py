@@ -142,7 +142,11 @@ class CanonicalRow:
             raise CanonicalError("ungradable_reason is only allowed when gradable is 0")
 
 
-def _cells(row: CanonicalRow) -> tuple[str, ...]:
+def canonical_cells(row: CanonicalRow) -> tuple[str, ...]:
+    """The row's cells in :data:`CANONICAL_COLUMNS` order, escaped and formatted as written.
+
+    For writers that append columns of their own after the canonical ones.
+    """
     out: list[str] = []
     for name, kind in _CELL_KINDS:
         value = getattr(row, name)
@@ -175,7 +179,7 @@ _CELL_KINDS: tuple[tuple[str, str], ...] = tuple(
 
 def iter_canonical(rows: Iterable[CanonicalRow]) -> Iterator[str]:
     """Canonical CSV lines: the exact :data:`CANONICAL_COLUMNS` header, then one per row."""
-    return iter_table(CANONICAL_COLUMNS, (_cells(row) for row in rows))
+    return iter_table(CANONICAL_COLUMNS, (canonical_cells(row) for row in rows))
 
 
 def format_canonical(rows: Iterable[CanonicalRow]) -> str:

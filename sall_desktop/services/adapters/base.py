@@ -28,6 +28,7 @@ from sall_desktop.domain.grades import (
     Laterality,
     UngradableReason,
 )
+from sall_desktop.services.adapters.derived import DerivedColumns
 from training.protocol.csvsafe import (
     CsvFormatError,
     escape_cell,
@@ -75,6 +76,8 @@ class LabelRecord:
         split: manifest split, "" elsewhere.
         line: 1-based line in the source file (0 for records built in code); not compared.
         extras: unknown columns as (original header text, raw cell), in file order.
+        derived: cells an export derives (final grade, NHS code; only canonical writes them);
+            never a grade, and never imported as one.
     """
 
     image_id: str
@@ -98,6 +101,7 @@ class LabelRecord:
     split: str = ""
     line: int = field(default=0, compare=False)
     extras: tuple[tuple[str, str], ...] = ()
+    derived: DerivedColumns = DerivedColumns()
 
     def __post_init__(self) -> None:
         if not self.image_id and not self.sha256:
@@ -199,6 +203,8 @@ class Adapter:
             ``path``.
         internal_only: always identified (the training manifest needs real paths).
         native_dme_column: column holding a DME value on a scale the store does not keep.
+        optional_columns: columns of :attr:`columns` a file may lack (appended later, so
+            older files still read).
     """
 
     name: ClassVar[str] = ""
@@ -209,6 +215,7 @@ class Adapter:
     id_style: ClassVar[str] = "stem"
     internal_only: ClassVar[bool] = False
     native_dme_column: ClassVar[str] = ""
+    optional_columns: ClassVar[frozenset[str]] = frozenset()
 
     def prepare_export(self, record: LabelRecord, *, accept_lossy: bool) -> tuple[LabelRecord, str]:
         """Fit a store record to this format's scales; return it and a note (or "").
@@ -339,7 +346,9 @@ class Adapter:
                 if name in index:
                     raise LabelFileError(f"{source}, line 1: column {name.strip()!r} appears twice")
                 index[name] = i
-        missing = [c.strip() for c in self.columns if c not in index]
+        missing = [
+            c.strip() for c in self.columns if c not in index and c not in self.optional_columns
+        ]
         if missing:
             found = ", ".join(repr(c) for c in header[:12])
             raise LabelFileError(

@@ -3,6 +3,11 @@
 This adapter converts between the stdlib-only :class:`CanonicalRow` and :class:`LabelRecord`
 (domain enums). Import is tolerant of header case and extra columns like every adapter; the
 sha256 column, when filled, identifies the image directly (R6).
+
+After the canonical columns an export appends the derived ones (:mod:`.derived`: how a final
+grade was reached, the graders at each level, NHS codes, the visit's outcome). A file may lack
+them (files written before they existed); when present they are read back onto the record as
+text and the importer never makes a grading of them.
 """
 
 from __future__ import annotations
@@ -18,16 +23,25 @@ from sall_desktop.domain.grades import (
     UngradableReason,
 )
 from sall_desktop.services.adapters.base import Adapter, DmeScale, LabelRecord, register_adapter
+from sall_desktop.services.adapters.derived import (
+    DERIVED_COLUMNS,
+    DerivedColumns,
+    derived_cells,
+    derived_from_cells,
+)
 from training.protocol.canonical import (
     CANONICAL_COLUMNS,
     CanonicalError,
     CanonicalRow,
+    canonical_cells,
     canonical_row_from_cells,
-    iter_canonical,
 )
+from training.protocol.csvsafe import iter_table
 
 
-def record_from_canonical(row: CanonicalRow, line: int = 0) -> LabelRecord:
+def record_from_canonical(
+    row: CanonicalRow, line: int = 0, derived: DerivedColumns | None = None
+) -> LabelRecord:
     """Canonical row -> label record (vocabularies are already checked by ``CanonicalRow``)."""
     return LabelRecord(
         image_id=row.image_id,
@@ -51,6 +65,7 @@ def record_from_canonical(row: CanonicalRow, line: int = 0) -> LabelRecord:
         model_version=row.model_version,
         notes=row.notes,
         line=line,
+        derived=derived or DerivedColumns(),
     )
 
 
@@ -85,10 +100,11 @@ def canonical_from_record(record: LabelRecord) -> CanonicalRow:
 
 @register_adapter
 class CanonicalAdapter(Adapter):
-    """The canonical CSV (see ``training.protocol.canonical`` for the columns)."""
+    """The canonical CSV (``training.protocol.canonical``), then the derived columns."""
 
     name: ClassVar[str] = "canonical"
-    columns: ClassVar[tuple[str, ...]] = CANONICAL_COLUMNS
+    columns: ClassVar[tuple[str, ...]] = CANONICAL_COLUMNS + DERIVED_COLUMNS
+    optional_columns: ClassVar[frozenset[str]] = frozenset(DERIVED_COLUMNS)
     label_fields: ClassVar[frozenset[str]] = frozenset(
         {"dr_grade", "amd_grade", "dme", "notes", "model_version"}
     )
@@ -96,9 +112,13 @@ class CanonicalAdapter(Adapter):
 
     def record_from_cells(self, cells: Mapping[str, str], line: int) -> LabelRecord:
         try:
-            return record_from_canonical(canonical_row_from_cells(cells), line)
+            row = canonical_row_from_cells(cells)
         except CanonicalError as exc:
             raise ValueError(str(exc)) from exc
+        return record_from_canonical(row, line, derived_from_cells(cells))
 
     def iter_text(self, records: Iterable[LabelRecord]) -> Iterator[str]:
-        return iter_canonical(canonical_from_record(r) for r in records)
+        return iter_table(
+            self.columns,
+            (canonical_cells(canonical_from_record(r)) + derived_cells(r.derived) for r in records),
+        )

@@ -33,7 +33,8 @@ GOLDEN = {
     "aptos": "id_code,diagnosis",
     "idrid": "Image name,Retinopathy grade,Risk of macular edema ",
     "messidor2": "image_id,adjudicated_dr_grade,adjudicated_dme,adjudicated_gradable",
-    "canonical": ",".join(proto.CANONICAL_COLUMNS),
+    "canonical": ",".join(proto.CANONICAL_COLUMNS)
+    + ",how_reached,primary_grader,secondary_grader,arbiter,nhs_r,nhs_m,nhs_lossy,visit_outcome",
     "manifest": "image_path,sha256,patient_id,laterality,dr_grade,amd_grade,gradable,split",
 }
 SHA = "ab" * 32
@@ -169,7 +170,7 @@ def test_ungradable_is_blank_never_zero_in_every_format() -> None:
         "idrid": "x.png,,",
         "messidor2": "x.png,,,0",
         "manifest": f"x.png,{SHA},,,,,0,train",
-        "canonical": f"x.png,x.png,{SHA},,,,0," + "," * 9,
+        "canonical": f"x.png,x.png,{SHA},,,,0," + "," * 17,
     }
     for fmt, line in expected.items():
         text = get_adapter(fmt).write([ungradable])
