@@ -15,10 +15,11 @@ fields the format does not carry are absent, not blank, so they neither conflict
 **Export** (:func:`export_labels`) writes each image's current grading: the chosen ``grader``'s,
 or else the *latest human grading* across graders (roles primary/secondary/arbiter; an arbiter's
 grading wins over the others because arbitration settles disagreements; reference labels are
-never picked implicitly). Files are replaced atomically (R3), free text is formula-escaped
-(R17), ungradable is blank (never 0), names stay inside the chosen folder (R18), and exports are
-de-identified by default (R19): keyed pseudonyms instead of ids, paths and hashes, year-only
-dates, no notes.
+never picked implicitly); in a screening programme, each image's *final grade*, images still
+waiting for a level left out and reported (``adapters.export_rows.choose_export``). Files are
+replaced atomically (R3), free text is formula-escaped (R17), ungradable is blank (never 0),
+names stay inside the chosen folder (R18), and exports are de-identified by default (R19): keyed
+pseudonyms instead of ids, paths, hashes and grader names, year-only dates, no notes.
 """
 
 from __future__ import annotations
@@ -43,7 +44,13 @@ from sall_desktop.services.adapters import (
     get_adapter,
     resolve_ids,
 )
-from sall_desktop.services.adapters.export_rows import choose_gradings, export_record, unique_ids
+from sall_desktop.services.adapters.export_rows import (
+    choose_export,
+    choose_gradings,
+    export_record,
+    nhs_lossy_note,
+    unique_ids,
+)
 from sall_desktop.services.adapters.privacy import load_or_create_site_key
 from sall_desktop.services.adapters.report import (
     GRADE_FIELDS,
@@ -359,13 +366,14 @@ def export_labels(
     hardlink: bool = False,
     db: Path | None = None,
 ) -> ExportSummary:
-    """Export each image's current grading (see :func:`choose_gradings`) in format ``fmt``.
+    """Export each image's current grading (see ``export_rows.choose_export``) in format ``fmt``.
 
     Args:
         store: the label store (read only).
         fmt: format name; ``imagefolder`` writes a folder tree at ``out_path``.
         out_path: target file (replaced atomically) or folder.
-        grader: export this grader's grades; None = the latest human grading per image.
+        grader: export this grader's grades; None = the latest human grading per image, or
+            the final grade per image in a screening programme.
         images: the images to export with their current paths (default: every stored image).
             Labels follow content: pass records with new paths after a rename or move (R6).
         identified: write real ids, paths, hashes and full timestamps. Default False
@@ -403,16 +411,19 @@ def export_labels(
             site_key = load_or_create_site_key(data_dir())
         key = site_key
     listed = list(images) if images is not None else store.list_images()
-    gradings = choose_gradings(store, grader)
-    rule = f"grader {grader}" if grader is not None else "latest human grading per image"
+    choice = choose_export(store, grader, listed)
     items: list[ExportItem] = []
     notes: list[str] = []
+    waiting: list[tuple[str, str]] = []
     seen: set[str] = set()
     for image in sorted(listed, key=lambda i: i.path):
-        grading = gradings.get(image.sha256)
-        if grading is None or image.sha256 in seen:
+        grading = choice.gradings.get(image.sha256)
+        if image.sha256 in seen or (grading is None and image.sha256 not in choice.pending):
             continue
         seen.add(image.sha256)
+        if grading is None:
+            waiting.append((image.sha256, choice.pending[image.sha256]))
+            continue
         record = export_record(
             adapter,
             grading,
@@ -421,12 +432,16 @@ def export_labels(
             key=key,
             include_notes=include_notes,
             split=(splits or {}).get(image.sha256, ""),
+            final=choice.finals.get(image.sha256),
+            visit=choice.visits.get(image.sha256, ""),
         )
         record, note = adapter.prepare_export(record, accept_lossy=accept_lossy)
         if note and note not in notes:
             notes.append(note)
         items.append(ExportItem(record=record, image=image))
     items, skipped = unique_ids(items, adapter)
+    lossy = nhs_lossy_note(adapter, (item.record for item in items))
+    notes += [lossy] if lossy else []
     options = ExportOptions(
         overwrite=overwrite, strip_metadata=not identified, task=task, hardlink=hardlink
     )
@@ -445,9 +460,9 @@ def export_labels(
         fmt=fmt,
         path=out_path,
         rows=result.written,
-        skipped=tuple(skipped) + result.skipped,
+        skipped=tuple(waiting) + tuple(skipped) + result.skipped,
         identified=identified,
-        grader_rule=rule,
+        grader_rule=choice.rule,
         notes=tuple(notes),
         sha256=digest,
     )
