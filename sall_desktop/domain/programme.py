@@ -1,6 +1,7 @@
 """Screening-programme grading: levels, routing rules and how a final grade is reached.
 
-A screening programme does not trust one grader (docs/grading-conventions.md, Double grading).
+A screening programme does not trust one grader
+(docs/adr/0012-double-grading-levels-routing-final-grade.md).
 Every image is graded at the *primary* level; an image the primary grader finds abnormal,
 ungradable or referable, and a seeded sample of the normal ones, goes to a *secondary* grader who
 sees neither the primary grade nor the model; when the two disagree in a way that changes the

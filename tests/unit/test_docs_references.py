@@ -38,7 +38,7 @@ NUMBERED_SECTION = re.compile(
     r"§\s*\d|\b(?:" + "|".join(DESIGN_DOCS) + r")(?:\.md)?`*\s+rule\s+\d", re.IGNORECASE
 )
 OUTSIDE = ("../" + "shared", "shared" + "/docs")
-# Requirement codes start at R1; R0 is the NHS code for no retinopathy (docs/grading-conventions.md).
+# Requirement codes start at R1; R0 is the NHS code for no retinopathy.
 CODE = re.compile(r"\b(R[1-9]\d?|P\d)\b")
 DEFINITION = re.compile(r"^### (R\d{1,2}|P\d) — ", re.MULTILINE)
 
