@@ -162,15 +162,16 @@ class WorkQueue:
         return None if self.level is None else self.in_work
 
     def beside(self, entry: ImageEntry) -> str:
-        """The other levels' gradings shown beside the draft ("" for none: only an arbiter
-        sees them), with why the image was sent to arbitration."""
+        """The other levels' gradings shown beside the draft, one line each ("" for none: only
+        an arbiter sees them), and why the image was sent to arbitration."""
         others = self.visibility(entry).others
         if not others:
             return ""
-        parts = [f"{LEVEL_TITLES[g.role]} ({g.grader}): {grading_text(g)}" for g in others]
-        text = "   ".join(parts)
+        lines = [f"{LEVEL_TITLES[g.role]} ({g.grader}): {grading_text(g)}" for g in others]
         reason = self.routed_reason(entry.sha256, Stage.ARBITRATION)
-        return f"{text}\nSent to arbitration: {reason}" if reason else text
+        if reason:
+            lines.append(f"Sent to arbitration: {reason}")
+        return "\n".join(lines)
 
     def routed_reason(self, sha256: str, stage: Stage) -> str:
         """Why the image was routed to ``stage`` ("" when it was not)."""

@@ -151,7 +151,7 @@ def test_an_arbiter_sees_both_gradings_and_why(store: SqliteLabelStore) -> None:
     c = _entry("c")
     assert work.level_for(c) is ARBITER
     assert work.beside(c) == (
-        "Primary (Dr P): DR 3 · AMD 0 · DME 0 — R2M0   Secondary (Dr S): DR 0 · AMD 0 — R0\n"
+        "Primary (Dr P): DR 3 · AMD 0 · DME 0 — R2M0\nSecondary (Dr S): DR 0 · AMD 0 — R0\n"
         "Sent to arbitration: referable"
     )
     assert work.routed_reason(c.sha256, Stage.SECONDARY) == "referable"
