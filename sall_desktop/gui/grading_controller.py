@@ -18,7 +18,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from sall_desktop.domain.draft import Draft, Prefix, SetDme, SetDr, SetReason, read_digit
-from sall_desktop.domain.grades import Grading, Laterality, UngradableReason
+from sall_desktop.domain.grades import GraderRole, Grading, Laterality, UngradableReason
 from sall_desktop.gui.bridges import Failure, GradingBridge, Reply, TaskBridge
 from sall_desktop.gui.grading_panel import GradingPanel
 from sall_desktop.gui.image_model import ImageListModel
@@ -33,6 +33,7 @@ from sall_desktop.services.grading import (
     SaveState,
 )
 from sall_desktop.services.image_entry import ImageEntry
+from sall_desktop.services.work_queue import nhs_label
 
 STATE_TEXT = {
     SaveState.SAVED: "✓ Saved",
@@ -106,8 +107,13 @@ class GradingController(QObject):
         self.draft = Draft()
         self.prefix: Prefix = ""
         self._load_request = 0
-        self.loading = False  # grading waits until the grader's gradings are loaded
+        self._loading = False  # grading waits until the grader's gradings are loaded
         self.annotate: Annotator | None = None
+        # A screening programme (set by the work controller): the level a save is made at,
+        # the other levels' gradings shown beside the draft, and whether it has been read.
+        self.role_for: Callable[[ImageEntry], GraderRole] = lambda _entry: GraderRole.PRIMARY
+        self.beside: Callable[[ImageEntry], str] = lambda _entry: ""
+        self.work_ready: Callable[[], bool] = lambda: True
         bridge.changed.connect(self._on_event)
         tasks.finished.connect(self._on_task_finished)
         tasks.failed.connect(self._on_task_failed)
@@ -126,6 +132,11 @@ class GradingController(QObject):
 
     # ------------------------------------------------------------------ grader
     @property
+    def loading(self) -> bool:
+        """Grading waits: the grader's gradings (or the screening programme) are being read."""
+        return self._loading or not self.work_ready()
+
+    @property
     def can_grade(self) -> bool:
         return self.grader is not None and not self.read_only
 
@@ -137,6 +148,7 @@ class GradingController(QObject):
         self._leave_image()
         self.grader = name or None
         self.undo_stack.clear()  # commands belong to the grader who made them
+        self.model.set_gradings({})  # the last grader's grades are not this one's to see
         self.panel.show_grader(self.grader, read_only=self.read_only)
         if self.grader is not None:
             self.settings.grader = self.grader
@@ -151,7 +163,7 @@ class GradingController(QObject):
         if self.grader is None:
             self.model.set_gradings({})
             return
-        self.loading = True
+        self._loading = True
         self._load_request = self.tasks.track(
             self.service.current_gradings(self.grader), "gradings"
         )
@@ -282,6 +294,7 @@ class GradingController(QObject):
             ungradable_reason=None if d.gradable else d.reason,
             dme=d.dme if d.gradable else None,
             notes=d.notes,
+            role=self.role_for(entry),
         )
         reason = "grade"
         if self.annotate is not None:
@@ -316,11 +329,17 @@ class GradingController(QObject):
             return
         self._show()
 
+    def refresh(self) -> None:
+        """Show the current image's draft again (the programme was read again)."""
+        self._show()
+
     def _show(self, *, update_notes: bool = True) -> None:
         self.panel.show_draft(
             self.draft, reason_prompt=self.prefix == "reason", dme_prompt=self.prefix == "dme"
         )
+        self.panel.show_nhs(*nhs_label(self.draft))
         entry = self.entry
+        self.panel.show_beside(self.beside(entry) if entry is not None and self.grader else "")
         if entry is None or self.grader is None:
             self.panel.show_save_state("", "")
         elif self._draft_changed():
@@ -346,7 +365,7 @@ class GradingController(QObject):
 
     def _on_task_finished(self, reply: Reply) -> None:
         if reply.context == "gradings" and reply.request_id == self._load_request:
-            self.loading = False
+            self._loading = False
             gradings = dict(reply.value)
             # Writes not committed yet are newer than what the store returned: keep them.
             pending = [w for w in self.service.pending_writes() if w.grader == self.grader]
@@ -364,7 +383,7 @@ class GradingController(QObject):
 
     def _on_task_failed(self, failure: Failure) -> None:
         if failure.context == "gradings" and failure.request_id == self._load_request:
-            self.loading = False
+            self._loading = False
             self.error.emit(f"Could not load your grades: {failure.message}")
         elif failure.context == "add_grader":
             self.error.emit(failure.message)

@@ -123,9 +123,25 @@ class GradingPanel(QWidget):
         self.save_state = QLabel()
         self.save_state.setObjectName("saveState")
         self.save_state.setWordWrap(True)
+        # The NHS screening code of the draft or saved grade (derived from ICDR and DME) on the
+        # save state's line: the panel's narrow column has no room beside the ICDR title.
+        self.nhs = QLabel()
+        self.nhs.setObjectName("nhsCode")
+        self.nhs.hide()
+        state_row = QHBoxLayout()
+        state_row.setSpacing(6)
+        state_row.addWidget(self.save_state, 1)
+        state_row.addWidget(self.nhs, 0, Qt.AlignmentFlag.AlignVCenter)
         layout.addWidget(self.image_title)
         layout.addWidget(self.image_meta)
-        layout.addWidget(self.save_state)
+        layout.addLayout(state_row)
+        # An arbiter's view of the image's other levels (screening programme); hidden otherwise.
+        self.beside = QLabel()
+        self.beside.setObjectName("besideGrades")
+        self.beside.setWordWrap(True)
+        self.beside.setToolTip("The image's primary and secondary gradings: you arbitrate")
+        self.beside.hide()
+        layout.addWidget(self.beside)
 
         self.controls = QWidget()
         controls = QVBoxLayout(self.controls)
@@ -230,6 +246,11 @@ class GradingPanel(QWidget):
         # The window's splitter never gives the panel less than its whole content, so the grade
         # cannot scroll out of view; only on a screen too small for it does the panel scroll.
         need = self.body.sizeHint().height()
+        layout = self.body.layout()
+        if layout is not None and layout.hasHeightForWidth() and self.body.width() > 0:
+            # Wrapped lines (an arbiter's view of the other grades) need the height they take
+            # at the panel's real width, not at the width the size hint assumes.
+            need = max(need, layout.totalHeightForWidth(self.body.width()))
         screen = self.screen()
         if screen is not None:
             need = min(need, screen.availableGeometry().height() - SCREEN_CHROME)
@@ -284,6 +305,20 @@ class GradingPanel(QWidget):
             self.notes.blockSignals(True)
             self.notes.setPlainText(draft.notes)
             self.notes.blockSignals(False)
+
+    def show_nhs(self, text: str, tooltip: str) -> None:
+        """The NHS code of the draft or saved grade ("" hides it); a lossy code ends in "*"."""
+        self.nhs.setText(text)
+        self.nhs.setToolTip(tooltip)
+        self.nhs.setVisible(bool(text))
+
+    def show_beside(self, text: str) -> None:
+        """Other graders' gradings of the image (an arbiter's view); "" hides them."""
+        if text == self.beside.text() and self.beside.isVisibleTo(self) == bool(text):
+            return
+        self.beside.setText(text)
+        self.beside.setVisible(bool(text))
+        self.updateGeometry()  # the splitter makes room for the lines
 
     def show_save_state(self, state: str, text: str) -> None:
         """``state`` is "saved", "pending", "failed", "draft" or "" (nothing to say)."""

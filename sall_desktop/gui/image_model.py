@@ -241,6 +241,14 @@ class ImageListModel(QAbstractListModel):
         if self.workspace.set_blind(blind):
             self._all_rows_changed()
 
+    def set_withheld(self, images: Iterable[str] | None, reason: str) -> bool:
+        """Withhold the model's output of ``images`` (None: every image) whatever is graded
+        (second grading is blind); True when that changed what may be shown."""
+        if not self.workspace.set_withheld(images, reason):
+            return False
+        self._all_rows_changed()
+        return True
+
     def shown_prediction(self, entry: ImageEntry) -> PredictionSummary | None:
         """The model output a tile may show (None while blind-first hides it)."""
         return self.workspace.shown_prediction(entry)
@@ -268,6 +276,16 @@ class ImageListModel(QAbstractListModel):
         self._end_reset()
         if self.canFetchMore(QModelIndex()):
             self.more_available.emit()
+
+    def set_work(self, work: Callable[[ImageEntry], bool] | None) -> None:
+        """Show only the images of the grader's work queue (None: every image); the rows are
+        reset only when that changes which images are shown."""
+        if work is None and self.workspace.work is None:
+            return
+        self.workspace.work = work
+        shown = {id(e) for e in self.workspace.filtered()}
+        if shown != {id(e) for e in self.workspace.order}:
+            self.set_view()
 
     # ------------------------------------------------------------------ queries
     def entries(self) -> list[ImageEntry]:

@@ -51,6 +51,8 @@ from sall_desktop.gui.triage_controller import TriageController
 from sall_desktop.gui.triage_panel import TriagePanel
 from sall_desktop.gui.viewer_controller import ViewerController
 from sall_desktop.gui.viewer_panel import ViewerPanel
+from sall_desktop.gui.work_controller import WorkController
+from sall_desktop.gui.work_panel import WorkPanel
 from sall_desktop.services.image_entry import ImageEntry
 from sall_desktop.services.inference import InferenceService
 
@@ -124,6 +126,14 @@ class MainWindow(QMainWindow):
             self._build_model_loop(inference, store)
         else:
             self.model_panel.show_model_error("no model service")
+        self.work_panel = WorkPanel()
+        self.work = WorkController(
+            self.work_panel, services.grading, self.grading_bridge, self.model,
+            self.navigator, self.grading, self.status,
+        )  # fmt: skip
+        self.work.error.connect(lambda message: self.show_error("programme", message))
+        if self.model_loop is not None:
+            self.work.rule_changed.connect(self.model_loop.rule_changed)
         self._layout()
         self.actions_by_id = build_actions(self, settings, self._handlers())
         self.actions_by_id["undo"].setEnabled(False)
@@ -191,8 +201,14 @@ class MainWindow(QMainWindow):
         right.setStretchFactor(0, 0)
         right.setStretchFactor(1, 1)
         right.setSizes([self.grading_panel.minimumSizeHint().height(), 400])
+        left_column = QWidget()  # a screening programme's work selector over the folder
+        column = QVBoxLayout(left_column)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.work_panel)
+        column.addWidget(left, 1)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.splitter.addWidget(left)
+        self.splitter.addWidget(left_column)
         self.splitter.addWidget(centre)
         self.splitter.addWidget(right)
         self.splitter.setStretchFactor(1, 1)
@@ -236,6 +252,7 @@ class MainWindow(QMainWindow):
 
     def start(self, folder: str | None) -> None:
         """Open ``folder``, else the last folder at the last image, else the demo folder."""
+        self.work.start()  # the programme is read first: it decides what the model may show
         self.session.start(folder)
         if self.model_loop is not None:
             self.model_loop.start()
@@ -273,6 +290,7 @@ class MainWindow(QMainWindow):
         self.status.set_folder(Path(folder).name)
         self.setWindowTitle(f"{Path(folder).name} — SALL Desktop")
         self.grading.reload_gradings()
+        self.work.reload()
 
     def _grader_changed(self, name: str | None) -> None:
         if name:

@@ -7,6 +7,8 @@ batch grading of the open folder, and the audit of a change of mind after the mo
 - Blind-first mode (setting): the model's grade and overlay stay hidden for an image until the
   grader's grade for it is saved; then they are revealed. A later change of that grade is saved
   with the audit reason ``changed after model reveal`` and the model version it was made with.
+  Where a screening programme withholds an image's output (second grading is blind,
+  ``services.work_queue``) it stays hidden, saved or not.
 - When the active version changes (model manager, fine-tune promotion) the new one is loaded on
   the inference worker and the open folder is graded again under its id; earlier predictions
   keep the ids they were made with (append-only).
@@ -90,6 +92,7 @@ class ModelController(QObject):
         self.overlay = OverlayController(
             viewer_panel, panel, bridge, self.revealed,
             opacity=settings.overlay_opacity, colormap=settings.overlay_colormap,
+            why_hidden=lambda entry: self.rule.hidden_reason(entry.sha256),
         )  # fmt: skip
         grading.annotate = self.annotate
         bridge.loaded.connect(self._on_loaded)
@@ -104,6 +107,7 @@ class ModelController(QObject):
         navigator.current_changed.connect(self.set_entry)
         model.records_added.connect(self._on_records)
         grading.grading_written.connect(self._on_grading_written)
+        grading.grader_changed.connect(self._grader_changed)
         viewer.image_shown.connect(self.overlay.reattach)
         self.overlay.error.connect(self.error)
         panel.grade_folder_clicked.connect(self.grade_folder)
@@ -214,6 +218,16 @@ class ModelController(QObject):
         # The triage queue ranks what the grader may see: rank it again under the new rule.
         self.predictions_changed.emit()
 
+    def rule_changed(self) -> None:
+        """What the rule shows changed (e.g. a screening programme withholds other images): the
+        panel, the overlay and the triage queue show it again."""
+        self._show()
+        self.predictions_changed.emit()
+
+    def _grader_changed(self, _name: str | None) -> None:
+        self.rule.forget()  # another grader has seen nothing yet
+        self.rule_changed()
+
     def annotate(self, grading: Grading, previous: Grading | None) -> tuple[Grading, str]:
         """Record which model the grader had seen, and a change of mind after the reveal."""
         sha = grading.image_sha256
@@ -259,7 +273,8 @@ class ModelController(QObject):
                     self._pending[entry.sha256] = self.bridge.request(
                         entry.sha256, entry.path, save=True
                     )
-        self.panel.show_prediction(summary, hidden=hidden, note=note)
+        why = self.rule.hidden_reason(entry.sha256)
+        self.panel.show_prediction(summary, hidden=hidden, note=note, why=why)
         self.overlay.refresh()
 
     def _on_result(self, result: InferenceResult) -> None:

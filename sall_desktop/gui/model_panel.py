@@ -276,9 +276,11 @@ class ModelPanel(QWidget):
 
     # ------------------------------------------------------------------ one image
     def show_prediction(
-        self, summary: PredictionSummary | None, *, hidden: bool, note: str = ""
+        self, summary: PredictionSummary | None, *, hidden: bool, note: str = "", why: str = ""
     ) -> None:
-        """Show the model output, or hide it (blind-first) / say why there is none (``note``)."""
+        """Show the model output, or hide it (blind-first; ``why``: another reason, e.g. second
+        grading is blind) / say why there is none (``note``)."""
+        self.hidden_note.setText(why or HIDDEN_TEXT)
         self.hidden_note.setVisible(hidden)
         visible = summary is not None and not hidden and not summary.gate_failed
         self.output.setVisible(visible)

@@ -4,7 +4,8 @@
 Maps are computed on demand on the inference thread. Each request carries a request id; a map
 arriving for an image the grader has left (or for a head/class no longer chosen) is dropped.
 Opacity is a painting property (no recomputation); a colour-map change recolours the cached
-map. In blind-first mode the overlay stays hidden until the grader's grade is saved.
+map. In blind-first mode the overlay stays hidden until the grader's grade is saved; where the
+model's output is withheld (second grading is blind) it stays hidden.
 """
 
 from __future__ import annotations
@@ -58,10 +59,11 @@ class OverlayController(QObject):
         *,
         opacity: float = 0.45,
         colormap: str = "jet",
+        why_hidden: Callable[[ImageEntry], str] = lambda _entry: "",
     ) -> None:
         super().__init__(panel)
         self.viewer, self.panel, self.bridge = viewer, panel, bridge
-        self.revealed = revealed
+        self.revealed, self.why_hidden = revealed, why_hidden
         self.visible = False
         self.head = "dr"
         self.target: int | None = None
@@ -138,7 +140,8 @@ class OverlayController(QObject):
             return
         if not self.revealed(entry):
             self._hide_items()
-            self.panel.show_overlay_state("Hidden until you save your grade (blind-first).")
+            why = self.why_hidden(entry) or "Hidden until you save your grade (blind-first)."
+            self.panel.show_overlay_state(why)
             return
         if self.bridge.service.info is None:
             self.panel.show_overlay_state("Waiting for the model…")

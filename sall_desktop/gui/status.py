@@ -90,8 +90,13 @@ class StatusController(QObject):
         self.blind.setObjectName("blindFirst")
         self.blind.setToolTip("Ctrl+B turns it off")
         self.blind.setVisible(False)
+        self.withheld = QLabel()
+        self.withheld.setObjectName("blindFirst")
+        self.withheld.setToolTip("The screening programme's second grading: set in Work")
+        self.withheld.setVisible(False)
         status_bar.addWidget(self.folder)
         status_bar.addWidget(self.counts, 1)
+        status_bar.addPermanentWidget(self.withheld)
         status_bar.addPermanentWidget(self.blind)
         status_bar.addPermanentWidget(self.save)
         # Recount at most a few times a second: a scan changes entries thousands of times.
@@ -107,6 +112,11 @@ class StatusController(QObject):
     def set_blind(self, on: bool) -> None:
         """Say in the status bar whether blind-first hides the model."""
         self.blind.setVisible(on)
+
+    def set_withheld(self, text: str) -> None:
+        """Say why a screening programme hides the model ("" says nothing)."""
+        self.withheld.setText(text)
+        self.withheld.setVisible(bool(text))
 
     def set_read_only(self, reason: str) -> None:
         self.read_only_reason = reason

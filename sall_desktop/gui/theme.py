@@ -78,6 +78,10 @@ QFrame#panel, QWidget#panel {{ background: {t.panel}; }}
 QLabel#sectionTitle {{ color: {t.muted}; font-size: 8pt; font-weight: 600;
     letter-spacing: 1px; padding: 4px 2px 1px 2px; }}
 QLabel#muted {{ color: {t.muted}; }}
+QLabel#nhsCode {{ color: {t.accent}; border: 1px solid {t.accent}; border-radius: 3px;
+    font-size: 9pt; font-weight: 700; padding: 1px 5px; }}
+QLabel#besideGrades {{ background: {t.raised}; border-left: 3px solid {t.accent};
+    border-radius: 3px; padding: 3px 6px; }}
 QLabel#imageTitle {{ font-size: 11pt; font-weight: 600; }}
 QLabel#badge {{ background: rgba(0,0,0,150); color: #ffffff; border-radius: 4px;
     padding: 3px 8px; font-size: 9pt; }}
