@@ -30,8 +30,9 @@ from sall_desktop.services.work_queue import NOT_READ_YET, SECONDARY_BLIND, Work
 
 RELOAD_MS = 100
 """Commits within this long are followed by one read of the programme (auto-advance is fast)."""
-REFRESH_MS = 200
-"""Changes of the folder (images described, grades loaded) within this long are counted once."""
+REFRESH_MS = 300
+"""Changes of the folder (images described, grades loaded) within this long are counted once
+(a recount of 10,000 images in a programme takes some 50 ms of the GUI thread)."""
 
 
 class WorkController(QObject):

@@ -81,6 +81,12 @@ class WorkQueue:
         self.level: GraderRole | None = None
         """The chosen queue (None: every image)."""
         self._chosen: dict[str, GraderRole | None] = {}  # each grader's last choice
+        self._levels: list[GraderRole] = []
+        # The programme's answer to "is this image in the grader's queue at this level?", kept
+        # while the programme and the grader stay the same: the views ask it for every image
+        # of the folder several times a second, and a new read changes few images.
+        self._memo: dict[tuple[GraderRole, str, str], bool] = {}
+        self._graded: dict[str, GraderRole | None] = {}  # the level the grader graded each at
 
     # ------------------------------------------------------------------ what is known
     @property
@@ -90,27 +96,48 @@ class WorkQueue:
 
     def levels(self) -> list[GraderRole]:
         """The levels the grader holds a role at, in the order an image passes them."""
-        state, grader = self.state, self.grader
-        if state is None or not state.active or grader is None:
-            return []
-        roles = state.roles_of(grader)
-        return [level for role, level in LEVEL_OF_ROLE.items() if role in roles]
+        return list(self._levels)
 
     @property
     def active(self) -> bool:
         """A programme is set up and the grader grades in it."""
-        return bool(self.levels())
+        return bool(self._levels)
 
     # ------------------------------------------------------------------ changes
     def set_state(self, state: ProgrammeState) -> None:
         """A new read of the programme (on the store's thread: :func:`programme.load_state`)."""
-        self.state = state
-        self._keep_choice()
+        old, self.state = self.state, state
+        if old is None or (old.rules, old.roles) != (state.rules, state.roles):
+            self._forget()
+        else:  # only the images whose gradings or routing changed are asked again
+            changed = {
+                sha
+                for sha in old.levels.keys() | state.levels.keys()
+                if old.levels.get(sha) != state.levels.get(sha)
+            }
+            if changed:
+                self._memo = {k: v for k, v in self._memo.items() if k[1] not in changed}
+                for sha in changed:
+                    self._graded.pop(sha, None)
+        self._update()
 
     def set_grader(self, grader: str | None) -> None:
         """Another grader signed in: their last choice at this workstation comes back."""
         self.grader = grader
         self.level = self._chosen.get(grader) if grader else None
+        self._forget()
+        self._update()
+
+    def _forget(self) -> None:
+        self._memo.clear()
+        self._graded.clear()
+
+    def _update(self) -> None:
+        state, grader = self.state, self.grader
+        self._levels = []
+        if state is not None and state.active and grader is not None:
+            roles = state.roles_of(grader)
+            self._levels = [level for role, level in LEVEL_OF_ROLE.items() if role in roles]
         self._keep_choice()
 
     def choose(self, level: GraderRole | None) -> None:
@@ -134,13 +161,26 @@ class WorkQueue:
         own = entry.grading
         if own is not None and own.role in LEVEL_ROLES:
             return own.role
-        order = self.levels()
-        if self.level is not None:
-            order.insert(0, self.level)
-        for level in order:
-            if state.in_queue(grader, level, record):
+        if self.level is not None and self._in_queue(self.level, record):
+            return self.level
+        for level in self._levels:
+            if self._in_queue(level, record):
                 return level
         return GraderRole.PRIMARY
+
+    def _graded_at(self, sha256: str) -> GraderRole | None:
+        if sha256 not in self._graded:
+            assert self.state is not None and self.grader is not None
+            self._graded[sha256] = self.state.graded_by(self.grader, sha256)
+        return self._graded[sha256]
+
+    def _in_queue(self, level: GraderRole, record: ImageRecord) -> bool:
+        key = (level, record.sha256, record.path)
+        found = self._memo.get(key)
+        if found is None:
+            assert self.state is not None and self.grader is not None
+            found = self._memo[key] = self.state.in_queue(self.grader, level, record)
+        return found
 
     def visibility(self, entry: ImageEntry) -> Visibility:
         """What the grader may see of ``entry`` at the level they would grade it at."""
@@ -152,10 +192,9 @@ class WorkQueue:
         """The grid shows ``entry``: the chosen queue holds it (every image when none is)."""
         if self.level is None:
             return True
-        state, grader, record = self.state, self.grader, entry.record
-        if state is None or grader is None or record is None:
+        if self.state is None or self.grader is None or entry.record is None:
             return False
-        return state.in_queue(grader, self.level, record)
+        return self._in_queue(self.level, entry.record)
 
     def work_filter(self) -> Callable[[ImageEntry], bool] | None:
         """The grid's queue filter (None: every image)."""
@@ -205,10 +244,12 @@ class WorkQueue:
         for entry in entries:
             if entry.record is not None:
                 records.setdefault(entry.sha256, entry.record)
-        for count in state.counts(grader, list(records.values())):
-            name = LEVEL_NAMES[count.level]
-            tip = f"{count.todo} to grade and {count.done} graded by you in this folder"
-            out.append(WorkChoice(count.level, f"{name} — {count.todo} to grade", tip))
+        for level in self._levels:  # ProgrammeState.counts, through the memo
+            queued = [sha for sha, record in records.items() if self._in_queue(level, record)]
+            done = sum(1 for sha in queued if self._graded_at(sha) is level)
+            todo = len(queued) - done
+            tip = f"{todo} to grade and {done} graded by you in this folder"
+            out.append(WorkChoice(level, f"{LEVEL_NAMES[level]} — {todo} to grade", tip))
         return out
 
     def note(self) -> str:

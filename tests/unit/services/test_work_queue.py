@@ -190,3 +190,30 @@ def test_a_grading_in_one_line() -> None:
     assert grading_text(Grading(sha, P, dr_grade=1, amd_grade=0)) == "DR 1 · AMD 0 — R1"
     blur = Grading(sha, P, gradable=False, ungradable_reason=UngradableReason.BLUR)
     assert grading_text(blur) == "Ungradable (blur) — U"
+
+
+def test_the_counts_are_the_programmes_and_follow_each_read(store: SqliteLabelStore) -> None:
+    entries = [_entry(n) for n in "abcde"]
+    records = [e.record for e in entries if e.record is not None]
+
+    def counted(work: WorkQueue) -> list[str]:
+        return [c.text for c in work.choices(entries)[1:]]
+
+    def expected(grader: str) -> list[str]:
+        names = {PRIMARY: "Primary", SECONDARY: "Second grading", ARBITER: "Arbitration"}
+        counts = load_state(store).counts(grader, records)
+        return [f"{names[c.level]} — {c.todo} to grade" for c in counts]
+
+    works = {g: _work(store, g) for g in (P, S, A)}
+    for grader, work in works.items():
+        assert counted(work) == expected(grader)
+    # Gradings saved elsewhere: each work queue reads the programme again.
+    store.add_grading(
+        Grading(_sha("d"), P, gradable=False, ungradable_reason=UngradableReason.BLUR)
+    )
+    store.add_grading(Grading(_sha("a"), S, dr_grade=3, amd_grade=0, role=SECONDARY))
+    for grader, work in works.items():
+        work.set_state(load_state(store))
+        assert counted(work) == expected(grader)
+    assert counted(works[S]) == ["Second grading — 1 to grade"]  # d (ungradable) came in
+    assert counted(works[A]) == ["Arbitration — 2 to grade"]  # a (DR 1 against DR 3) too
