@@ -14,7 +14,13 @@ Decisions (documented here because callers depend on them):
 - **Alpha is dropped**, not composited. Grey images come back as three equal channels.
 - **Sizes are checked from the header before decoding**: width × height (DICOM: × frames)
   against ``max_pixels``; for TIFF also the largest strip/tile, and every strip or tile must lie
-  inside the file.
+  inside the file. Then the decode budget (:mod:`model_zoo.io.budget`): the memory the decode
+  needs, counting bit depth and channels, against ``max_decode_bytes``, and how far a
+  losslessly compressed image would expand. Both hold in every process that calls this
+  function, so the command line and training are bounded like the GUI's decode processes.
+- **Every failure is a** :class:`LoadError`: whatever a decoder raises (pydicom's
+  ``NotImplementedError`` for a damaged VR, ``struct.error``, ``RecursionError`` on deep
+  nesting, ``MemoryError``) is turned into one at this function's boundary.
 - The file is read once into memory (size-capped), hashed from those bytes, and decoded from
   them: the hash always describes the pixels returned.
 """
@@ -30,7 +36,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from model_zoo.io.budget import DecodeCost, check_budget
 from model_zoo.io.dicom import decode_dicom
+from model_zoo.io.dicom_parse import short
 from model_zoo.io.errors import LoadError, fail
 from model_zoo.io.hashing import hash_bytes
 from model_zoo.io.headers import (
@@ -43,7 +51,7 @@ from model_zoo.io.headers import (
     probe_png,
     probe_tiff,
 )
-from model_zoo.io.limits import DEFAULT_MAX_PIXELS, file_size_cap
+from model_zoo.io.limits import DEFAULT_MAX_DECODE_BYTES, DEFAULT_MAX_PIXELS, file_size_cap
 from model_zoo.io.loaded import ImageMeta, LoadedImage
 from model_zoo.io.names import name_rules
 from model_zoo.io.pixels import JPEG_FLAGS, opencv_to_rgb8, reduce_area
@@ -107,6 +115,35 @@ def _check_pixels(path: str | os.PathLike[str], header: Header, max_pixels: int,
         )
 
 
+def _raster_cost(fmt: str, header: Header, reduce: int, file_bytes: int) -> DecodeCost:
+    """What OpenCV needs to decode a raster whose header is ``header`` (see DecodeCost)."""
+    width, height = header.width, header.height
+    if fmt == "jpeg":
+        lossless = isinstance(header, JpegHeader) and header.sof in (0xC3, 0xC7, 0xCB, 0xCF)
+        if reduce > 1 and not lossless:  # libjpeg decodes straight to the reduced size
+            width, height = math.ceil(width / reduce), math.ceil(height / reduce)
+        # Straight to 8-bit RGB: the result is the decoder's output; no expansion check.
+        return DecodeCost(width, height, 3, 8)
+    bits = 16 if header.bit_depth == 16 else max(8, header.bit_depth)
+    channels = header.channels
+    extra = 0
+    if fmt == "tiff":
+        if channels < 3 and bits == 8:
+            channels = 3  # palette and bilevel TIFFs come back as BGR
+        extra = header.largest_block * channels * bits // 8  # the strip or tile buffer
+    elif fmt == "bmp":
+        channels = 4 if channels == 4 else 3
+    return DecodeCost(
+        width,
+        height,
+        channels,
+        bits,
+        extra=extra,
+        compressed=file_bytes,
+        rgb_pixels=width * height,
+    )
+
+
 def _imdecode(buffer: np.ndarray, flags: int) -> np.ndarray | None:
     try:
         image = cv2.imdecode(buffer, flags)
@@ -116,15 +153,21 @@ def _imdecode(buffer: np.ndarray, flags: int) -> np.ndarray | None:
 
 
 def _decode_raster(
-    path: str | os.PathLike[str], data: bytes, fmt: str, reduce: int, max_pixels: int
+    path: str | os.PathLike[str],
+    data: bytes,
+    fmt: str,
+    reduce: int,
+    limits: tuple[int, int],
 ) -> tuple[np.ndarray, Header]:
     kind = _NAMES[fmt]
+    max_pixels, max_decode_bytes = limits
     try:
         header = _PROBES[fmt](data)
     except HeaderError as error:
         reason = "truncated" if error.truncated else "corrupt"
         raise fail(path, reason, f"is a damaged {kind} file ({error})") from None
     _check_pixels(path, header, max_pixels, kind)
+    check_budget(path, kind, _raster_cost(fmt, header, reduce, len(data)), max_decode_bytes)
     buffer = np.frombuffer(data, np.uint8)
     image: np.ndarray | None = None
     if fmt == "jpeg":
@@ -161,7 +204,11 @@ def _decode_raster(
 
 
 def read_image(
-    path: str | os.PathLike[str], *, reduce: int = 1, max_pixels: int = DEFAULT_MAX_PIXELS
+    path: str | os.PathLike[str],
+    *,
+    reduce: int = 1,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
 ) -> LoadedImage:
     """Decode an image file into RGB pixels plus metadata.
 
@@ -173,6 +220,9 @@ def read_image(
             times faster; other formats are decoded fully, then shrunk with INTER_AREA.
         max_pixels: Refuse images whose header declares more pixels (DICOM: rows × columns
             × frames) before decoding anything.
+        max_decode_bytes: Refuse images whose decode would need more memory for pixel arrays
+            (estimated from the header: bit depth, channels, the decoder's copies, the RGB
+            result), and losslessly compressed images that would expand like a bomb.
 
     Returns:
         :class:`LoadedImage` with H×W×3 uint8 RGB pixels (frame 1 for multi-frame DICOM) and
@@ -192,16 +242,7 @@ def read_image(
     if fmt is None:
         reason, detail = describe_unknown(data[:HEAD_BYTES])
         raise fail(path, reason, detail)
-    fields: dict[str, Any]
-    try:
-        if fmt == "dicom":
-            rgb, fields = decode_dicom(path, data, reduce, max_pixels)
-        else:
-            rgb, header = _decode_raster(path, data, fmt, reduce, max_pixels)
-            fields = {"width": header.width, "height": header.height}
-            fields["bit_depth"] = 16 if header.bit_depth == 16 else 8
-    except MemoryError:
-        raise fail(path, "too_large", "needs more memory to decode than is available") from None
+    rgb, fields = _decode(path, data, fmt, reduce, (max_pixels, max_decode_bytes))
     del data
     laterality = fields.pop("laterality", "")
     patient_id = fields.pop("patient_id", "")
@@ -223,6 +264,33 @@ def read_image(
         **fields,
     )
     return LoadedImage(rgb=rgb, meta=meta)
+
+
+def _decode(
+    path: str | os.PathLike[str], data: bytes, fmt: str, reduce: int, limits: tuple[int, int]
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Decode ``data``; any failure at all becomes a ``LoadError`` (the R16 boundary)."""
+    kind = "DICOM" if fmt == "dicom" else _NAMES[fmt]
+    try:
+        if fmt == "dicom":
+            return decode_dicom(path, data, reduce, *limits)
+        rgb, header = _decode_raster(path, data, fmt, reduce, limits)
+        bit_depth = 16 if header.bit_depth == 16 else 8
+        return rgb, {"width": header.width, "height": header.height, "bit_depth": bit_depth}
+    except LoadError:
+        raise
+    except MemoryError:
+        raise fail(path, "too_large", "needs more memory to decode than is available") from None
+    except RecursionError:
+        raise fail(
+            path, "corrupt", f"is a damaged {kind} file (its structure is nested too deeply)"
+        ) from None
+    except Exception as error:  # noqa: BLE001 - a decoder's failure is a file's, never a crash
+        raise fail(
+            path,
+            "corrupt",
+            f"is a damaged {kind} file ({type(error).__name__}: {short(error)})",
+        ) from error
 
 
 __all__ = ["SUPPORTED_SUFFIXES", "LoadError", "read_image"]

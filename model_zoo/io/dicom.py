@@ -7,32 +7,34 @@ Order of checks, cheapest first, so a hostile file is refused before anything la
    installed for it);
 3. Deflated Explicit VR LE is inflated here in chunks under a cap (pydicom would inflate the
    whole body with no cap: a 0.6 MB file costs 1.2 GB);
-4. ``dcmread`` without ``force``;
+4. the data set's elements are counted by a walk that stops at a limit, then ``dcmread``
+   without ``force`` (both in :mod:`model_zoo.io.dicom_parse`);
 5. Pixel Data present; Rows × Columns × Frames against ``max_pixels``; native Pixel Data length;
-6. decode frame 1 only: JPEG Baseline/Extended 8-bit through OpenCV (fast path, reduced
+6. the decode budget (:mod:`model_zoo.io.budget`): frame 1's samples at their bit depth and
+   channel count, times the chosen decoder's copies, against ``max_decode_bytes``, and a
+   compressed frame's expansion;
+7. decode frame 1 only: JPEG Baseline/Extended 8-bit through OpenCV (fast path, reduced
    decoding for thumbnails), everything else through pydicom's decoders.
 """
 
 from __future__ import annotations
 
-import io
+import math
 import os
-import struct
 import warnings
-import zlib
 from typing import Any
 
 import cv2
 import numpy as np
-import pydicom
 import pydicom.uid as uids
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.encaps import get_frame
-from pydicom.filereader import read_dataset
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.processing import apply_color_lut
 from pydicom.pixels.utils import as_pixel_options
 
+from model_zoo.io.budget import DecodeCost, check_budget
+from model_zoo.io.dicom_parse import inflate, meta_group, parse, parse_inflated, short
 from model_zoo.io.errors import LoadError, fail
 from model_zoo.io.headers import HeaderError, JpegHeader, jpeg_is_complete, probe_jpeg
 from model_zoo.io.pixels import JPEG_FLAGS, grey_to_rgb, reduce_area, scale_to_uint8
@@ -46,45 +48,16 @@ ALLOWED_SOP_CLASSES: dict[str, str] = {
     "1.2.840.10008.5.1.4.1.1.7": "Secondary Capture Image",
 }
 _FAST_JPEG = frozenset({uids.JPEGBaseline8Bit, uids.JPEGExtended12Bit})
-#: Deflated bodies may inflate to at most this many times the compressed size ...
-DEFLATE_RATIO_CAP = 32
-#: ... but a small file may always inflate to this much (headers, tiny images) ...
-DEFLATE_FLOOR_BYTES = 32 << 20
-_INFLATE_CHUNK = 1 << 20
+_NATIVE = frozenset(
+    {uids.ImplicitVRLittleEndian, uids.ExplicitVRLittleEndian, uids.ExplicitVRBigEndian}
+)
+#: Peak memory of pydicom's decoders in units of the frame they return (their own buffers,
+#: de-interleaving, the array): what the decode budget multiplies frame 1's samples by.
+#: benchmarks/bench_bombs.py and docs/limitations.md hold the figures these come from.
+_DECODER_COPIES = {uids.RLELossless: 5.0, "jpeg2000": 3.0, "native": 1.0, "other": 6.0}
 _COLOUR_PHOTOMETRICS = frozenset({"RGB", "YBR_FULL", "YBR_FULL_422"})
 _GREY_PHOTOMETRICS = frozenset({"MONOCHROME1", "MONOCHROME2"})
 _PIXEL_DATA_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10")  # (7FE0,0010) LE, BE
-
-
-def _meta_group(path: str | os.PathLike[str], data: bytes) -> tuple[int, dict[int, str]]:
-    """Walk the (always explicit VR little endian) File Meta group; return its end and UIDs."""
-    offset = 132
-    values: dict[int, str] = {}
-    long_vrs = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"}
-    while offset + 8 <= len(data):
-        group, element = struct.unpack("<HH", data[offset : offset + 4])
-        if group != 0x0002:
-            break
-        vr = data[offset + 4 : offset + 6]
-        if vr in long_vrs:
-            if offset + 12 > len(data):
-                break
-            length = struct.unpack("<I", data[offset + 8 : offset + 12])[0]
-            start = offset + 12
-        else:
-            length = struct.unpack("<H", data[offset + 6 : offset + 8])[0]
-            start = offset + 8
-        if length == 0xFFFFFFFF or start + length > len(data):
-            raise fail(path, "truncated", "is a damaged DICOM file (its header is cut short)")
-        if element in (0x0002, 0x0010):
-            values[element] = data[start : start + length].decode("ascii", "replace")
-            values[element] = values[element].rstrip("\x00 ")
-        offset = start + length
-    if offset + 8 > len(data):
-        raise fail(path, "truncated", "is a damaged DICOM file (it ends after its header)")
-    if 0x0010 not in values:
-        raise fail(path, "corrupt", "is a damaged DICOM file (no transfer syntax in its header)")
-    return offset, values
 
 
 def _decoder_available(transfer_syntax: uids.UID) -> bool:
@@ -105,79 +78,6 @@ def _syntax_name(transfer_syntax: str) -> str:
     if uid.is_valid and uid.name != str(uid):
         return str(uid.name)
     return f"'{_printable(transfer_syntax)}'"
-
-
-def _inflate(path: str | os.PathLike[str], body: bytes, max_pixels: int) -> bytes:
-    """Inflate a Deflated data set in 1 MiB steps, refusing output beyond the cap."""
-    cap = min(
-        max(DEFLATE_FLOOR_BYTES, DEFLATE_RATIO_CAP * len(body)),
-        6 * max_pixels + DEFLATE_FLOOR_BYTES,  # the largest legitimate image plus headers
-    )
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    chunks: list[bytes] = []
-    produced = 0
-    pending = body
-    try:
-        while True:
-            chunk = inflater.decompress(pending, _INFLATE_CHUNK)
-            produced += len(chunk)
-            if produced > cap:
-                raise fail(
-                    path,
-                    "deflate_bomb",
-                    f"is a compressed DICOM file that expands to more than {cap >> 20} MB "
-                    "(a decompression bomb); it was not opened",
-                )
-            chunks.append(chunk)
-            pending = inflater.unconsumed_tail
-            # eof: trailing pad bytes stay in unconsumed_tail; no output: nothing left to do.
-            if not pending or inflater.eof or not chunk:
-                break
-        chunks.append(inflater.flush())
-    except zlib.error as error:
-        raise fail(path, "corrupt", f"is a damaged deflated DICOM file ({error})") from None
-    return b"".join(chunks)
-
-
-def _parse(path: str | os.PathLike[str], data: bytes) -> Dataset:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(io.BytesIO(data), force=False)
-            _check_declared_length(path, ds)
-            ds.get("PixelData")  # materialise now, so parse errors surface here
-    except LoadError:
-        raise
-    except EOFError:
-        raise fail(path, "truncated", "is a DICOM file that is cut short") from None
-    except Exception as error:  # noqa: BLE001 - any parser failure is a damaged file
-        raise fail(path, "corrupt", f"is a damaged DICOM file ({_short(error)})") from None
-    return ds
-
-
-def _check_declared_length(path: str | os.PathLike[str], ds: Dataset) -> None:
-    """Refuse Pixel Data whose declared length runs past the end of the file.
-
-    pydicom reads what is there and keeps quiet (the pydicom #1274 family: a length field
-    that overflowed or lies), so the declared length is compared with the bytes read.
-    """
-    raw = ds.get_item(0x7FE00010)
-    declared = getattr(raw, "length", None)
-    value = getattr(raw, "value", None)
-    if declared is None or declared == 0xFFFFFFFF or not isinstance(value, bytes | bytearray):
-        return
-    if len(value) < declared:
-        raise fail(
-            path,
-            "truncated",
-            f"is a damaged DICOM file (its pixel data declares {declared} bytes, "
-            f"but only {len(value)} are in the file)",
-        )
-
-
-def _short(error: BaseException) -> str:
-    text = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def _int(ds: Dataset, keyword: str, default: int | None = None) -> int:
@@ -250,17 +150,16 @@ def _decode_pydicom(path: str | os.PathLike[str], ds: Dataset, syntax: str) -> n
     except Exception as error:  # noqa: BLE001 - decoder failures are damaged files
         reason = "truncated" if "less than expected" in str(error) else "corrupt"
         raise fail(
-            path, reason, f"has pixel data that could not be decoded ({_short(error)})"
+            path, reason, f"has pixel data that could not be decoded ({short(error)})"
         ) from None
     if palette:
         bits = 8 * arr.dtype.itemsize  # LUT entries are 8 or 16 bits wide
     else:
         stored = _int(ds, "BitsStored", _int(ds, "BitsAllocated", 8))
         bits = max(1, min(stored, 8 * arr.dtype.itemsize))
-    if arr.dtype.kind == "i":
-        # Signed samples: shift the signed range onto 0 .. 2**bits - 1 before scaling.
-        arr = arr.astype(np.int32) + (1 << (bits - 1))
-    image = scale_to_uint8(np.clip(arr, 0, (1 << bits) - 1), bits)
+    # Signed samples are shifted onto 0 .. 2**bits - 1, out-of-range ones clipped, in chunks:
+    # widening the whole frame to 32 bits first cost more than the frame itself.
+    image = scale_to_uint8(arr, bits)
     if photometric in ("MONOCHROME1", "MONOCHROME2"):
         if image.ndim == 3:
             image = image[:, :, 0]
@@ -277,7 +176,7 @@ def _decode_pydicom(path: str | os.PathLike[str], ds: Dataset, syntax: str) -> n
 
 
 def decode_dicom(
-    path: str | os.PathLike[str], data: bytes, reduce: int, max_pixels: int
+    path: str | os.PathLike[str], data: bytes, reduce: int, max_pixels: int, max_decode_bytes: int
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Decode frame 1 of a DICOM file held in ``data``.
 
@@ -293,20 +192,20 @@ def decode_dicom(
         # image, and warnings from hostile files would only flood the decode worker's log.
         warnings.simplefilter("ignore")
         try:
-            return _decode_dicom(path, data, reduce, max_pixels)
+            return _decode_dicom(path, data, reduce, max_pixels, max_decode_bytes)
         except LoadError:
             raise
         except (NotImplementedError, ValueError, TypeError, KeyError, IndexError) as error:
             # pydicom converts an element's value when it is first read, so a damaged element
             # (one byte of a VR changed: "unknown Value Representation") fails wherever the
             # decode happens to read it first.
-            raise fail(path, "corrupt", f"is a damaged DICOM file ({_short(error)})") from None
+            raise fail(path, "corrupt", f"is a damaged DICOM file ({short(error)})") from None
 
 
 def _decode_dicom(
-    path: str | os.PathLike[str], data: bytes, reduce: int, max_pixels: int
+    path: str | os.PathLike[str], data: bytes, reduce: int, max_pixels: int, max_decode_bytes: int
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    meta_end, file_meta = _meta_group(path, data)
+    meta_end, file_meta = meta_group(path, data)
     sop_meta, syntax = file_meta.get(0x0002, ""), file_meta[0x0010]
     if sop_meta and sop_meta not in ALLOWED_SOP_CLASSES:
         raise _sop_refusal(path, sop_meta)
@@ -326,10 +225,14 @@ def _decode_dicom(
     photometric = _text(ds, "PhotometricInterpretation").upper()
     image: np.ndarray | None = None
     if syntax in _FAST_JPEG and bits_allocated == 8:
+        fast = DecodeCost(math.ceil(cols / reduce), math.ceil(rows / reduce), 4, 8)
+        check_budget(path, "DICOM", fast, max_decode_bytes)
         image = _first_jpeg_frame(path, ds, (cols, rows, samples, frames), photometric, reduce)
     if image is None:
         # After inflation the data set is plain Explicit VR LE: decode it as such.
         effective = str(ds.file_meta.get("TransferSyntaxUID", syntax))
+        cost = _pydicom_cost(ds, effective, (rows, cols, samples, bits_allocated), photometric)
+        check_budget(path, "DICOM", cost, max_decode_bytes)
         image = reduce_area(_decode_pydicom(path, ds, effective), reduce)
     fields: dict[str, Any] = {
         "width": cols,
@@ -353,8 +256,8 @@ def _dataset(
 ) -> tuple[Dataset, bytes]:
     """The parsed data set and the bytes after the meta group (inflated when deflated)."""
     if syntax == uids.DeflatedExplicitVRLittleEndian:
-        inflated = _inflate(path, data[meta_end:], max_pixels)
-        return _parse_inflated(path, inflated), inflated
+        inflated = inflate(path, data[meta_end:], max_pixels)
+        return parse_inflated(path, inflated), inflated
     if syntax not in (
         uids.ImplicitVRLittleEndian,
         uids.ExplicitVRLittleEndian,
@@ -365,7 +268,34 @@ def _dataset(
             "unsupported_transfer_syntax",
             f"is compressed as {_syntax_name(syntax)}, and no decoder for it is installed",
         )
-    return _parse(path, data), data[meta_end:]
+    return parse(path, data, meta_end, syntax), data[meta_end:]
+
+
+def _pydicom_cost(
+    ds: Dataset, syntax: str, geometry: tuple[int, int, int, int], photometric: str
+) -> DecodeCost:
+    """What pydicom's decoder for ``syntax`` needs for frame 1 of ``(rows, cols, samples,
+    bits allocated)``; a compressed frame is also judged by its expansion."""
+    rows, cols, samples, bits = geometry
+    uid = uids.UID(syntax)
+    if syntax in _NATIVE:
+        copies, compressed = _DECODER_COPIES["native"], None
+    else:
+        family = "jpeg2000" if "2000" in uid.name else syntax
+        copies = _DECODER_COPIES.get(family, _DECODER_COPIES["other"])
+        pixel_data = ds.get("PixelData")
+        compressed = len(pixel_data) if isinstance(pixel_data, bytes | bytearray) else None
+    palette = photometric == "PALETTE COLOR"  # the lookup's RGB output, up to 16 bits
+    return DecodeCost(
+        cols,
+        rows,
+        samples,
+        bits,
+        copies=copies,
+        extra=6 * rows * cols if palette else 0,
+        compressed=compressed,
+        rgb_pixels=rows * cols,
+    )
 
 
 def _check_pixel_data(path: str | os.PathLike[str], ds: Dataset, body: bytes) -> None:
@@ -391,7 +321,7 @@ def _geometry(
         bits_allocated = _int(ds, "BitsAllocated")
         frames = _int(ds, "NumberOfFrames", 1) or 1
     except (ValueError, TypeError) as error:
-        raise fail(path, "corrupt", f"is a damaged DICOM file ({_short(error)})") from None
+        raise fail(path, "corrupt", f"is a damaged DICOM file ({short(error)})") from None
     if samples not in (1, 3):
         raise fail(
             path, "unsupported_format", f"has {samples} samples per pixel, which is not supported"
@@ -441,7 +371,7 @@ def _first_jpeg_frame(
         ) from None
     except Exception as error:  # noqa: BLE001 - broken encapsulation
         raise fail(
-            path, "corrupt", f"is a DICOM file whose image data is damaged ({_short(error)})"
+            path, "corrupt", f"is a DICOM file whose image data is damaged ({short(error)})"
         ) from None
     if (header.width, header.height, header.channels) != (cols, rows, samples):
         raise fail(
@@ -453,22 +383,6 @@ def _first_jpeg_frame(
     if header.bit_depth != 8:
         return None
     return _fast_jpeg(path, frame, header, photometric, reduce)
-
-
-def _parse_inflated(path: str | os.PathLike[str], inflated: bytes) -> Dataset:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = read_dataset(io.BytesIO(inflated), is_implicit_VR=False, is_little_endian=True)
-            ds.file_meta = FileMetaDataset()
-            ds.file_meta.TransferSyntaxUID = uids.ExplicitVRLittleEndian
-            _check_declared_length(path, ds)
-            ds.get("PixelData")
-    except LoadError:
-        raise
-    except Exception as error:  # noqa: BLE001 - any parser failure is a damaged file
-        raise fail(path, "corrupt", f"is a damaged DICOM file ({_short(error)})") from None
-    return ds
 
 
 def _sop_refusal(path: str | os.PathLike[str], sop: str) -> LoadError:

@@ -7,8 +7,11 @@ and maps ``truncated`` vs ``corrupt``) on anything it cannot trust.
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass, field
+
+from model_zoo.io.limits import MAX_JPEG_HEADER_BYTES, MAX_JPEG_SEGMENTS
 
 
 class HeaderError(ValueError):
@@ -27,7 +30,8 @@ class Header:
         width: Columns in pixels.
         height: Rows in pixels.
         bit_depth: Bits per sample (8, 16...).
-        channels: Samples per pixel, when the header says.
+        channels: Samples per pixel the decoder returns, when the header says (PNG: palette and
+            grey + alpha count 4).
         largest_block: Largest single decoder buffer in pixels the header implies beyond
             width × height (TIFF tile or strip), 0 when not applicable.
     """
@@ -62,15 +66,23 @@ class JpegHeader(Header):
 
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _STANDALONE = frozenset(range(0xD0, 0xD8)) | {0x01}
+_FILL = re.compile(rb"\xff\xff+")  # fill bytes before a marker, skipped in C, not byte by byte
 
 
 def probe_jpeg(data: bytes | memoryview) -> JpegHeader:
-    """Walk JPEG marker segments to the first SOF, then to the first SOS."""
+    """Walk JPEG marker segments to the first SOF, then to the first SOS.
+
+    The walk stops at :data:`~model_zoo.io.limits.MAX_JPEG_SEGMENTS` segments or
+    :data:`~model_zoo.io.limits.MAX_JPEG_HEADER_BYTES` bytes (a 64 MB run of empty comments or
+    restart markers is millions of steps, and no camera writes such a header).
+    """
     offset = 2
     jfif = False
     adobe: int | None = None
     frame: _Frame | None = None
-    while True:
+    for _ in range(MAX_JPEG_SEGMENTS):
+        if offset > MAX_JPEG_HEADER_BYTES:
+            break
         marker, start, offset, body = _jpeg_segment(data, offset)
         if body is None:  # a standalone marker
             continue
@@ -98,6 +110,10 @@ def probe_jpeg(data: bytes | memoryview) -> JpegHeader:
                 sof=frame.sof,
                 scan_start=start,
             )
+    raise HeaderError(
+        f"its header is longer than the limit of {MAX_JPEG_SEGMENTS} marker segments or "
+        f"{MAX_JPEG_HEADER_BYTES >> 20} MB before the image data"
+    )
 
 
 @dataclass(frozen=True)
@@ -117,10 +133,9 @@ def _jpeg_segment(data: bytes | memoryview, offset: int) -> tuple[int, int, int,
     The body is None for a standalone marker (no length field).
     """
     size = len(data)
-    while offset < size and data[offset] == 0xFF and offset + 1 < size:
-        if data[offset + 1] != 0xFF:
-            break
-        offset += 1  # fill bytes
+    fill = _FILL.match(data, offset)
+    if fill is not None:
+        offset = fill.end() - 1  # the last 0xFF of a run of fill bytes starts the marker
     if offset + 2 > size:
         raise HeaderError("the JPEG header ends early", truncated=True)
     if data[offset] != 0xFF:
@@ -163,7 +178,8 @@ def probe_png(data: bytes | memoryview) -> Header:
     if bytes(data[12:16]) != b"IHDR" or int.from_bytes(data[8:12], "big") != 13:
         raise HeaderError("the PNG header is damaged (IHDR missing)")
     width, height, depth, colour = struct.unpack(">IIBB", bytes(data[16:26]))
-    channels = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(colour)
+    # Channels as OpenCV returns them: palette expands to BGR(A), grey + alpha to BGRA.
+    channels = {0: 1, 2: 3, 3: 4, 4: 4, 6: 4}.get(colour)
     if channels is None or depth not in (1, 2, 4, 8, 16):
         raise HeaderError(f"the PNG header is damaged (colour type {colour}, depth {depth})")
     if width == 0 or height == 0 or width > 2**31 - 1 or height > 2**31 - 1:

@@ -6,6 +6,30 @@ from __future__ import annotations
 #: decoding. Also the value given to ``OPENCV_IO_MAX_IMAGE_PIXELS``.
 DEFAULT_MAX_PIXELS = 100_000_000
 
+#: Default cap on the memory one decode may need for its pixel arrays, beyond the file's own
+#: bytes: the decoder's output at the stored bit depth and channel count, the decoder's working
+#: copies, and the 8-bit RGB result. Estimated from the header and checked before decoding, in
+#: every process (the GUI's decode processes, the command line, training). A 100 Mpx 16-bit RGB
+#: PNG or uncompressed DICOM fits; the same image with an alpha channel does not.
+DEFAULT_MAX_DECODE_BYTES = 1 << 30
+
+#: A lossless-compressed image may decode to at most this many times its compressed size ...
+MAX_EXPANSION = 32
+#: ... once its decoded samples exceed this many bytes (smaller images are always allowed).
+#: Beyond it, a file that expands further is a decompression bomb: a legitimate photograph
+#: compresses losslessly a few times at most. JPEG (DCT) is exempt: its cost is bounded by its
+#: pixels, and a dark, smooth photograph compresses far more than a lossless one.
+EXPANSION_FLOOR_BYTES = 128 << 20
+
+#: Marker segments (standalone markers included) a JPEG may have before its first scan ...
+MAX_JPEG_SEGMENTS = 2048
+#: ... and bytes before its first scan (fill bytes included).
+MAX_JPEG_HEADER_BYTES = 16 << 20
+
+#: Data elements (nested ones and sequence items included) a DICOM data set may have. Checked
+#: by a walk that stops at the limit, before pydicom builds an object per element.
+MAX_DICOM_ELEMENTS = 100_000
+
 
 def file_size_cap(max_pixels: int) -> int:
     """Largest file ``read_image`` reads into memory, in bytes.
