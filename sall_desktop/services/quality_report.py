@@ -10,13 +10,12 @@ mathtext off so a ``$`` in a name is text. Every file is written whole or not at
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 import math
 import os
 import tempfile
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from matplotlib.axes import Axes
@@ -48,17 +47,6 @@ _A4_PORTRAIT = (8.27, 11.69)
 _PNG_META = {"Software": "SALL Desktop"}
 _NAME_CHARS = 22
 """Longest grader name drawn in a figure; the HTML table always shows the whole name."""
-_CSS = """
-body{font-family:Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1200px}
-h1{font-size:22px;margin-bottom:4px}h2{font-size:17px;margin-top:28px;
-border-bottom:1px solid #ccc}h3{font-size:15px}
-table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #bbb;padding:4px 6px;
-vertical-align:top}th{background:#eee;text-align:left}td.n{text-align:right}
-tr.flag td{background:#fde2e2}.meta{color:#555}.grid{display:flex;flex-wrap:wrap;gap:8px}
-figure{margin:0}figcaption{font-size:12px;text-align:center}img{max-width:100%}
-"""
-
-
 # ---------------------------------------------------------------- words and numbers
 
 
@@ -104,14 +92,14 @@ def table_row(g: GraderStats) -> list[str]:
     ]
 
 
-def _standards_text(s: Standards) -> str:
+def standards_text(s: Standards) -> str:
     return (
         f"referable DR sensitivity ≥ {s.min_sensitivity:g}, "
         f"specificity ≥ {s.min_specificity:g} (point estimates)"
     )
 
 
-def _alpha_text(report: QualityReport) -> str:
+def alpha_text(report: QualityReport) -> str:
     if math.isnan(report.team_alpha):
         return (
             "Team agreement (Krippendorff's alpha, ordinal, DR): cannot be computed "
@@ -131,9 +119,9 @@ def _printable(name: str) -> str:
 def summary_lines(report: QualityReport) -> list[str]:
     """A short plain-text summary for the command line: a header, then one line per grader."""
     lines = [
-        f"{TITLE}, {report.created_at}: {report.images} images, {report.rows} gradings; "
-        f"standards: {_standards_text(report.standards)}",
-        _alpha_text(report),
+        f"{TITLE}, {when(report.created_at)}: {report.images} images, {report.rows} gradings; "
+        f"standards: {standards_text(report.standards)}",
+        alpha_text(report),
     ]
 
     def grader_line(g: GraderStats, prefix: str = "") -> str:
@@ -153,6 +141,17 @@ def summary_lines(report: QualityReport) -> list[str]:
 
 
 # ---------------------------------------------------------------- figures
+
+
+def when(created_at: str) -> str:
+    """``2026-12-07 18:20 UTC`` for an ISO-8601 time (the text as given if it is not one)."""
+    try:
+        moment = datetime.fromisoformat(created_at)
+    except ValueError:
+        return created_at
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _short(name: str) -> str:
@@ -187,8 +186,18 @@ def _draw_scatter(ax: Axes, graders: Sequence[GraderStats], standards: Standards
     )
     ax.axvline(standards.min_specificity, color="#555", linestyle="--", linewidth=1)
     ax.axhline(standards.min_sensitivity, color="#555", linestyle="--", linewidth=1)
+    x_span, y_span = 1.005 - ax.get_xlim()[0], 1.005 - ax.get_ylim()[0]
+    placed: list[tuple[float, float]] = []
     for g in shown:
         ref = g.referable
+        # Graders who meet the standards crowd into the top-right corner: each label near an
+        # earlier one steps down a line so no two names print over each other.
+        near = sum(
+            1
+            for x, y in placed
+            if abs(x - ref.specificity) < 0.3 * x_span and abs(y - ref.sensitivity) < 0.05 * y_span
+        )
+        placed.append((ref.specificity, ref.sensitivity))
         colour, marker = ("#c62828", "X") if g.flagged else ("#1565c0", "o")
         ax.errorbar(
             ref.specificity,
@@ -204,7 +213,7 @@ def _draw_scatter(ax: Axes, graders: Sequence[GraderStats], standards: Standards
         ax.annotate(
             _short(g.grader),
             (ref.specificity, ref.sensitivity),
-            xytext=(5, 5),
+            xytext=(5, 5 - 11 * near),
             textcoords="offset points",
             fontsize=8,
             color=colour,
@@ -297,10 +306,10 @@ def confusion_png(g: GraderStats) -> bytes:
 
 def _header_text(report: QualityReport) -> str:
     return (
-        f"{TITLE} — {report.created_at}\n"
-        f"Standards: {_standards_text(report.standards)}\n"
+        f"{TITLE} — {when(report.created_at)}\n"
+        f"Standards: {standards_text(report.standards)}\n"
         f"{report.images} images, {report.rows} gradings; test-set gradings: {report.test_rows}\n"
-        f"{_alpha_text(report)}"
+        f"{alpha_text(report)}"
     )
 
 
@@ -338,7 +347,7 @@ def pdf_bytes(report: QualityReport) -> bytes:
     for test in report.test_sets:
         head = (
             f"Test set: {test.name} — {test.images} images, {test.rows} gradings against the "
-            f"reference answers\nStandards: {_standards_text(report.standards)}"
+            f"reference answers\nStandards: {standards_text(report.standards)}"
         )
         pages += _pdf_pages(report, head, test.graders)
     buffer = io.BytesIO()
@@ -362,88 +371,6 @@ def png_bytes(report: QualityReport) -> bytes:
     return _png(figure)
 
 
-# ---------------------------------------------------------------- HTML
-
-
-def _img(png: bytes, alt: str) -> str:
-    data = base64.b64encode(png).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
-
-
-def _html_table(graders: Sequence[GraderStats]) -> str:
-    if not graders:
-        return "<p>No gradings.</p>"
-    numeric = {2, 4}
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
-    body = []
-    for g in graders:
-        cells = "".join(
-            f'<td class="n">{html.escape(text)}</td>'
-            if c in numeric
-            else f"<td>{html.escape(text)}</td>"
-            for c, text in enumerate(table_row(g))
-        )
-        body.append(f'<tr class="flag">{cells}</tr>' if g.flagged else f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def _html_section(graders: Sequence[GraderStats], standards: Standards) -> list[str]:
-    parts = [_html_table(graders)]
-    if graders:
-        parts.append("<h3>Referable DR: sensitivity against specificity</h3>")
-        parts.append(_img(scatter_png(graders, standards), "sensitivity against specificity"))
-        parts.append("<h3>DR confusion matrices (rows: grader, columns: final)</h3>")
-        figures = "".join(
-            f"<figure>{_img(confusion_png(g), f'DR confusion matrix of {g.grader}')}"
-            f"<figcaption>{html.escape(g.grader)}</figcaption></figure>"
-            for g in graders
-        )
-        parts.append(f'<div class="grid">{figures}</div>')
-    return parts
-
-
-_HOW_TO_READ = (
-    "Sensitivity and specificity count images both the grader and the final grade call "
-    "gradable; ungradable answers show in the ungradable rate and in the U row and column of "
-    "the confusion matrix. Intervals are 95 %: Wilson for proportions, a percentile bootstrap "
-    "for the quadratic weighted kappa ({n_boot} resamples, seed {seed}). "
-    "“Own final” counts gradings that are themselves the final grade (a single-graded normal, "
-    "an agreed secondary grade, an arbitration): they agree with it by construction. "
-    "A grader is flagged when a point estimate falls below the standard; with no cases to "
-    "measure, the report says so and does not flag. Test sets are measured against their "
-    "reference answers, apart from programme work."
-)
-
-
-def html_text(report: QualityReport) -> str:
-    """The report as one self-contained HTML document."""
-    esc = html.escape
-    parts = [
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
-        # Defence in depth for a file opened from email: nothing may load or run.
-        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
-        "img-src data:; style-src 'unsafe-inline'\">",
-        f"<title>{esc(TITLE)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{esc(TITLE)}</h1>",
-        f'<p class="meta">Created {esc(report.created_at)}. '
-        f"Standards: {esc(_standards_text(report.standards))}.</p>",
-        f"<p>Programme work: {report.images} images, {report.rows} gradings. "
-        f"Test-set gradings: {report.test_rows}.</p>",
-        "<h2>Graders</h2>",
-        f"<p>{esc(_alpha_text(report))}</p>",
-        *_html_section(report.graders, report.standards),
-    ]
-    for test in report.test_sets:
-        parts.append(f"<h2>Test set: {esc(test.name)}</h2>")
-        parts.append(
-            f"<p>{test.images} images, {test.rows} gradings, each against the reference answer.</p>"
-        )
-        parts += _html_section(test.graders, report.standards)
-    how = _HOW_TO_READ.format(n_boot=report.n_boot, seed=report.seed)
-    parts += ["<h2>How to read this report</h2>", f"<p>{esc(how)}</p>", "</body></html>"]
-    return "\n".join(parts)
-
-
 # ---------------------------------------------------------------- files
 
 
@@ -464,6 +391,8 @@ def _write_atomically(out: Path, data: bytes) -> None:
 
 
 def render_html(report: QualityReport, out: Path) -> None:
+    from sall_desktop.services.quality_html import html_text  # it draws with this module
+
     _write_atomically(out, html_text(report).encode("utf-8"))
 
 
