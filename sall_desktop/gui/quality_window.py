@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSplitter,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -42,6 +43,9 @@ from sall_desktop.services.quality_report import (
 from sall_desktop.services.store_executor import StoreExecutor
 
 FLAG_COLOUR = QColor("#c0392b")
+COLUMN_ORDER = (0, len(HEADER) - 1, *range(1, len(HEADER) - 1))
+"""The report's columns with the flag second: in a window narrower than the table it stays
+in view."""
 
 
 class QualityWindow(QDialog):
@@ -50,7 +54,7 @@ class QualityWindow(QDialog):
     def __init__(self, store: StoreExecutor, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Grader quality report")
-        remember_geometry(self, "quality", 1100, 720)
+        remember_geometry(self, "quality", 1280, 860)
         self.store = store
         self.report: QualityReport | None = None
         self._relay = Relay(self)
@@ -68,7 +72,7 @@ class QualityWindow(QDialog):
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.table = QTableWidget(0, len(HEADER))
-        self.table.setHorizontalHeaderLabels(list(HEADER))
+        self.table.setHorizontalHeaderLabels([HEADER[i] for i in COLUMN_ORDER])
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.verticalHeader().setVisible(False)
@@ -83,13 +87,16 @@ class QualityWindow(QDialog):
         top.addLayout(standards)
         top.addStretch(1)
         top.addWidget(self.refresh_button, alignment=Qt.AlignmentFlag.AlignBottom)
-        body = QHBoxLayout()
-        body.addWidget(self.table, 3)
-        body.addWidget(self.scatter, 2)
+        # The table first and whole (the flag is its last column), the scatter under it.
+        body = QSplitter(Qt.Orientation.Vertical)
+        body.addWidget(self.table)
+        body.addWidget(self.scatter)
+        body.setStretchFactor(0, 2)
+        body.setStretchFactor(1, 3)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.summary)
-        layout.addLayout(body, 1)
+        layout.addWidget(body, 1)
         layout.addWidget(buttons)
         self.refresh()
 
@@ -123,12 +130,15 @@ class QualityWindow(QDialog):
             )
         else:
             self.summary.setText("\n".join(summary_lines(report)[:2]))
-        graders = list(report.graders)
+        rows = [(g, "") for g in report.graders]
         for test in report.test_sets:
-            graders.extend(test.graders)
-        self.table.setRowCount(len(graders))
-        for row, stats in enumerate(graders):
-            for column, text in enumerate(table_row(stats)):
+            rows += [(g, test.name) for g in test.graders]
+        self.table.setRowCount(len(rows))
+        for row, (stats, test_set) in enumerate(rows):
+            cells = table_row(stats)
+            if test_set:
+                cells[1] = f"test set {test_set}"
+            for column, text in enumerate(cells[i] for i in COLUMN_ORDER):
                 item = QTableWidgetItem(text)
                 if stats.flagged:
                     item.setForeground(QBrush(FLAG_COLOUR))
@@ -139,8 +149,8 @@ class QualityWindow(QDialog):
             pixmap = QPixmap()
             pixmap.loadFromData(scatter_png(report.graders, report.standards))
             self.scatter.setPixmap(
-                pixmap.scaledToWidth(
-                    min(pixmap.width(), 520), Qt.TransformationMode.SmoothTransformation
+                pixmap.scaledToHeight(
+                    min(pixmap.height(), 420), Qt.TransformationMode.SmoothTransformation
                 )
             )
 
