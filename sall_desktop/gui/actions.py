@@ -16,6 +16,7 @@ MENUS = (
     ("Navigate", "&Navigate"),
     ("View", "&View"),
     ("Model", "&Model"),
+    ("Programme", "&Programme"),
     ("Help", "&Help"),
 )
 

@@ -57,6 +57,7 @@ from sall_desktop.services.image_entry import ImageEntry
 from sall_desktop.services.inference import InferenceService
 
 if TYPE_CHECKING:
+    from sall_desktop.gui.quality_window import QualityWindow
     from sall_desktop.services.store_executor import StoreExecutor
 
 DRAIN_WAIT_MS = 3000
@@ -67,6 +68,7 @@ class MainWindow(QMainWindow):
     """Folder panel | viewer over thumbnail grid | grading panel; banner on top, status below."""
 
     closed = Signal()
+    quality_window: QualityWindow | None = None  # Programme → Grader quality report…, on first use
 
     def __init__(
         self,
@@ -245,10 +247,23 @@ class MainWindow(QMainWindow):
             cheat_sheet=lambda: CheatSheet(self.settings, self).open(),
         )  # fmt: skip
         handlers["import"] = self.open_import
+        handlers["grader_report"] = self.open_grader_report
         for part in (self.model_loop, self.model_windows):
             if part is not None:
                 handlers.update(part.handlers())
         return handlers
+
+    def open_grader_report(self) -> None:
+        """Programme → Grader quality report… (one window, raised when open again)."""
+        if self.quality_window is None:
+            # Imported here: the report draws with matplotlib, which start-up need not pay for.
+            from sall_desktop.gui.quality_window import QualityWindow
+
+            self.quality_window = QualityWindow(self.services.grading, self)
+        else:
+            self.quality_window.refresh()
+        self.quality_window.show()
+        self.quality_window.raise_()
 
     def start(self, folder: str | None) -> None:
         """Open ``folder``, else the last folder at the last image, else the demo folder."""

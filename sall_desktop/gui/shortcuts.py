@@ -99,6 +99,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("import", "Import labels…", ("Ctrl+I",), "File"),
     Command("settings", "Settings…", ("Ctrl+,",), "File"),
     Command("retry", "Retry saving now", ("Ctrl+R",), "File"),
+    Command("grader_report", "Grader quality report…", ("Ctrl+Shift+R",), "Programme"),
     Command("cheat_sheet", "Keyboard shortcuts", ("F1",), "Help"),
 )
 

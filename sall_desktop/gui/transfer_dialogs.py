@@ -136,7 +136,7 @@ class ExportDialog(_TransferDialog):
         self.whose = QComboBox()
         if grader:
             self.whose.addItem(f"My grades ({grader})", grader)
-        self.whose.addItem("Latest human grade per image", None)
+        self.whose.addItem("Latest human grade per image (final grade in a programme)", None)
         self.task = QComboBox()
         self.task.addItem("DR", "dr")
         self.task.addItem("AMD", "amd")
