@@ -83,13 +83,19 @@ def _read_bytes(path: str | os.PathLike[str], max_pixels: int) -> bytes:
                 "for one image file",
             )
         with open(path, "rb") as handle:
-            data = handle.read(cap + 1)
+            # read(n) reserves n bytes up front: ask for the size stat gave (one byte more shows
+            # a file that grew), not the cap, or every read would reserve the cap's 864 MB.
+            data = handle.read(info.st_size + 1)
+            if len(data) > info.st_size:
+                data += handle.read(cap + 1 - len(data))
     except FileNotFoundError:
         raise fail(path, "io_error", "was not found (moved or deleted?)") from None
     except PermissionError:
         raise fail(path, "io_error", "cannot be read (permission denied)") from None
     except OSError as error:
         raise fail(path, "io_error", f"could not be read ({error.strerror or error})") from None
+    except MemoryError:
+        raise fail(path, "too_large", "needs more memory to read than is available") from None
     if not data:
         raise fail(path, "empty", "is empty (0 bytes)")
     if len(data) > cap:

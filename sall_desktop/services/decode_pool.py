@@ -7,7 +7,8 @@ the GUI thread then waits behind; in other processes they cannot.
 
 Callers run a picklable module-level function with its arguments and get its (small) result:
 a catalogue record, a thumbnail. ``workers=0`` runs the same functions on the caller's thread,
-which the headless commands and most unit tests use.
+which most unit tests use; the headless ``scan``, ``import`` and ``grade`` describe folders in
+a pool of their own (``folder_scan.scan_folder``).
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ T = TypeVar("T")
 
 DEFAULT_WORKERS = 2
 DEFAULT_MEMORY_LIMIT = 4 * 1024**3
-"""Address space one decode process may add to what it maps once started. A legitimate 100 Mpx
-16-bit image needs ~1.5 GB (file bytes, 16-bit samples, 8-bit RGB); a file that would need more
-is refused, not decoded."""
+"""Address space one decode process may add to what it maps once started: the backstop behind
+``read_image``'s own limits, which refuse from the header a decode needing more than
+``model_zoo.io.limits.DEFAULT_MAX_DECODE_BYTES`` beyond the file's bytes (a 100 Mpx 16-bit RGB
+image fits). Room for the largest file read, that budget, and the allocator's reservations; a
+codec that allocates more than its header implies is stopped here."""
 DEFAULT_TIMEOUT_S = 120.0
 """How long one file may take (queueing included) before its decoder is stopped."""
 PARENT_POLL_S = 0.5

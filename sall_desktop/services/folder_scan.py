@@ -1,15 +1,33 @@
-"""Register a folder's images in the label store (the headless ``scan`` and ``import`` paths)."""
+"""Register a folder's images in the label store (the headless ``scan``, ``import`` and ``grade``
+paths).
+
+Files are described in decode processes (:class:`DecodePool`), as in the GUI: each has an
+address-space cap and every call a time limit, so a file that slips past ``read_image``'s own
+header-based limits (a codec that crashes, hangs or allocates more than its header implies)
+costs that one file, not the command or the machine.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from sall_desktop.domain.grades import ImageRecord
-from sall_desktop.services.catalogue import DescribedFile, FolderCatalogue
+from sall_desktop.services.catalogue import (
+    DescribedFile,
+    FolderCatalogue,
+    FoundFile,
+    Outcome,
+    describe_files,
+)
+from sall_desktop.services.decode_pool import DEFAULT_WORKERS, DecodePool
 from sall_desktop.store.repository import LabelRepository
+
+DESCRIBE_CHUNK = 8
+"""Files one decode process describes per call (the round trip is amortised over them)."""
 
 
 class FolderError(ValueError):
@@ -60,11 +78,16 @@ class ScanSummary:
         return "\n".join(lines)
 
 
+def _describe_in_pool(decoder: DecodePool, files: list[FoundFile]) -> list[Outcome]:
+    return decoder.run(describe_files, files, None, name=str(files[0].path))
+
+
 def scan_folder(
     folder: str | os.PathLike[str],
     *,
     on_progress: Callable[[int], None] | None = None,
-    workers: int = 2,
+    workers: int = DEFAULT_WORKERS,
+    decoder: DecodePool | None = None,
 ) -> ScanSummary:
     """Describe every image under ``folder`` (hash + metadata), in a stable path order.
 
@@ -73,7 +96,9 @@ def scan_folder(
     Args:
         folder: the folder to scan recursively.
         on_progress: called with the number of files described so far.
-        workers: describing threads.
+        workers: decode processes started for this scan and stopped after it (0: threads of
+            this process, bounded only by ``read_image``'s own limits).
+        decoder: a pool to describe in instead (kept running afterwards).
 
     Raises:
         FolderError: ``folder`` is missing, a file, or cannot be listed (a subfolder that
@@ -90,8 +115,20 @@ def scan_folder(
         if on_progress is not None:
             on_progress(done)
 
-    catalogue = FolderCatalogue(root, on_described=described, workers=workers).start()
-    catalogue.wait()
+    pool = decoder if decoder is not None else DecodePool(workers)
+    chunk = partial(_describe_in_pool, pool) if pool.workers > 0 else None
+    try:
+        catalogue = FolderCatalogue(
+            root,
+            on_described=described,
+            workers=max(1, pool.workers if chunk is not None else workers),
+            describe_chunk=chunk,
+            chunk=DESCRIBE_CHUNK if chunk is not None else 1,
+        ).start()
+        catalogue.wait()
+    finally:
+        if decoder is None:
+            pool.close()
     results = sorted(catalogue.results, key=lambda d: str(d.found.path))
     # Duplicates are decided on the sorted list so the "original" is the first path by name,
     # whatever order the workers finished in.
