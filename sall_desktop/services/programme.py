@@ -169,13 +169,40 @@ def _in_scope(path: str, scope: str) -> bool:
 
 def load_state(store: SqliteLabelStore) -> ProgrammeState:
     """Read the programme in one go (call on the store's thread)."""
-    rules = store.programme_rules()
     decisions = tuple(store.routing_decisions())
+    levels = _levels(decisions, store.level_gradings())
+    return ProgrammeState(
+        store.programme_rules(), tuple(store.programme_roles()), decisions, levels
+    )
+
+
+def refresh_state(
+    store: SqliteLabelStore, state: ProgrammeState, image_sha256s: Iterable[str]
+) -> ProgrammeState:
+    """``state`` with the images ``image_sha256s`` read again (after saves of them).
+
+    A save can change only its own image's gradings and routing, so after a few saves this
+    reads a few images instead of every grading of the store (a whole read grows with the
+    store: about 0.7 s at 20,000 graded images on a busy 2-core machine). Rules and roles are
+    read again whole: they are small.
+    """
+    wanted = set(image_sha256s)
+    fresh = tuple(store.routing_decisions(wanted))
+    decisions = tuple(d for d in state.decisions if d.image_sha256 not in wanted) + fresh
+    levels = {sha: lv for sha, lv in state.levels.items() if sha not in wanted}
+    levels.update(_levels(fresh, store.level_gradings(wanted)))
+    return ProgrammeState(
+        store.programme_rules(), tuple(store.programme_roles()), decisions, levels
+    )
+
+
+def _levels(
+    decisions: Iterable[RoutingDecision], graded: Mapping[str, Mapping[GraderRole, Grading]]
+) -> dict[str, Levels]:
     stages: dict[str, set[str]] = {}
     for decision in decisions:
         stages.setdefault(decision.image_sha256, set()).add(decision.stage)
     levels: dict[str, Levels] = {}
-    graded = store.level_gradings()
     for sha in graded.keys() | stages.keys():
         by_role, routed = graded.get(sha, {}), stages.get(sha, set())
         levels[sha] = Levels(
@@ -185,7 +212,7 @@ def load_state(store: SqliteLabelStore) -> ProgrammeState:
             to_secondary=Stage.SECONDARY in routed,
             to_arbitration=Stage.ARBITRATION in routed,
         )
-    return ProgrammeState(rules, tuple(store.programme_roles()), decisions, levels)
+    return levels
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from typing import Protocol
@@ -29,7 +29,7 @@ from sall_desktop.domain.programme import (
 )
 from sall_desktop.store import audit
 from sall_desktop.store.errors import StoreWriteError
-from sall_desktop.store.rows import GRADING_SELECT, grading_from_row
+from sall_desktop.store.rows import GRADING_SELECT, grading_from_row, in_parts
 
 RULES_KEY = "rules"
 SINGLE = "single"
@@ -170,19 +170,37 @@ class ProgrammeRepositoryMixin:
 
     # ------------------------------------------------------------------ routing
 
-    def routing_decisions(self: _Connection) -> list[RoutingDecision]:
-        """Every routing decision, oldest first."""
+    def routing_decisions(
+        self: _Connection, image_sha256s: Iterable[str] | None = None
+    ) -> list[RoutingDecision]:
+        """Every routing decision (of ``image_sha256s`` if given), oldest first."""
+        sql = (
+            "SELECT i.sha256, d.stage, d.reason, d.actor, d.at_utc FROM routing_decisions "
+            "AS d JOIN images AS i ON i.id = d.image_id"
+        )
         with self._read("the routing decisions") as conn:
-            rows = conn.execute(
-                "SELECT i.sha256, d.stage, d.reason, d.actor, d.at_utc FROM routing_decisions "
-                "AS d JOIN images AS i ON i.id = d.image_id ORDER BY d.id"
-            ).fetchall()
+            if image_sha256s is None:
+                rows = conn.execute(sql + " ORDER BY d.id").fetchall()
+            else:
+                rows = []
+                for marks, part in in_parts(image_sha256s):
+                    rows += conn.execute(
+                        f"{sql} WHERE i.sha256 IN ({marks}) ORDER BY d.id", part
+                    ).fetchall()
         return [RoutingDecision(*(str(v) for v in r)) for r in rows]
 
-    def level_gradings(self: _Connection) -> dict[str, dict[GraderRole, Grading]]:
-        """Each graded image's current grading per level (the earliest grader per level)."""
+    def level_gradings(
+        self: _Connection, image_sha256s: Iterable[str] | None = None
+    ) -> dict[str, dict[GraderRole, Grading]]:
+        """Each graded image's current grading per level (the earliest grader per level), of
+        ``image_sha256s`` if given (a refresh after a few saves need not read them all)."""
         with self._read("the gradings per level") as conn:
-            return all_levels(conn)
+            if image_sha256s is None:
+                return all_levels(conn)
+            out: dict[str, dict[GraderRole, Grading]] = {}
+            for marks, part in in_parts(image_sha256s):
+                out.update(all_levels(conn, f" WHERE i.sha256 IN ({marks})", part))
+            return out
 
     def _programme_check(
         self: _Connection, conn: sqlite3.Connection, grading: Grading, previous: Grading | None
@@ -301,10 +319,12 @@ def _levels(conn: sqlite3.Connection, image_id: int) -> dict[GraderRole, Grading
     return {role: grading for role, (_, grading) in found.items()}
 
 
-def all_levels(conn: sqlite3.Connection) -> dict[str, dict[GraderRole, Grading]]:
-    """:func:`_levels` of every graded image in one pass (image SHA-256 -> level -> grading)."""
+def all_levels(
+    conn: sqlite3.Connection, where: str = "", params: Sequence[str] = ()
+) -> dict[str, dict[GraderRole, Grading]]:
+    """:func:`_levels` of every graded image (``where`` narrows them) in one pass."""
     latest: dict[tuple[str, str], tuple[int, Grading | None]] = {}
-    for row in conn.execute(GRADING_SELECT + " ORDER BY g.id"):
+    for row in conn.execute(GRADING_SELECT + where + " ORDER BY g.id", params):
         key = (str(row[1]), str(row[2]))
         first = latest[key][0] if key in latest else int(row[0])
         latest[key] = (first, None if row[3] else grading_from_row(row))

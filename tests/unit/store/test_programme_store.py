@@ -92,3 +92,21 @@ def test_programme_tables_are_append_only(store: SqliteLabelStore, tmp_path: Pat
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             conn.execute(sql)
     conn.close()
+
+
+def test_a_refresh_of_saved_images_equals_a_whole_read(store: SqliteLabelStore) -> None:
+    from sall_desktop.services.programme import refresh_state
+
+    store.set_programme_rules(RoutingRules(normal_fraction=0.5, seed=3), actor="QA")
+    store.set_programme_role("Dr P", ProgrammeRole.PRIMARY, actor="QA")
+    for sha in SHA[:4]:
+        store.add_grading(Grading(sha, "Dr P", dr_grade=0, amd_grade=0))
+    before = load_state(store)
+    store.add_grading(Grading(SHA[4], "Dr P", dr_grade=2, amd_grade=0))
+    store.add_grading(Grading(SHA[4], "Dr S", dr_grade=0, amd_grade=0, role=GraderRole.SECONDARY))
+    store.add_grading(Grading(SHA[1], "Dr P", dr_grade=3, amd_grade=0))
+    refreshed = refresh_state(store, before, [SHA[4], SHA[1]])
+    whole = load_state(store)
+    assert refreshed.levels == whole.levels
+    assert sorted(refreshed.decisions, key=str) == sorted(whole.decisions, key=str)
+    assert refreshed.finals() == whole.finals()
