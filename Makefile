@@ -9,7 +9,7 @@ export QT_QPA_PLATFORM ?= offscreen
 # glibc's default malloc thresholds make torch CPU inference ~1.7x slower on large batches.
 export GLIBC_TUNABLES ?= glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296
 
-.PHONY: run test test-long lint typecheck contracts bench bench-sall bench-loop demo-model package package-check clean
+.PHONY: run test test-long fuzz lint typecheck contracts bench bench-sall bench-loop demo-model package package-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,16 @@ test: lint typecheck contracts
 
 test-long: $(STAMP)
 	$(VENV)/bin/pytest -m long -p no:cacheprovider
+
+# Issue 22's mutation campaign (tests/fuzz/campaign.py): N mutated images and DICOMs through
+# read_image, each in a worker process; prints inputs, LoadErrors, other exceptions, crashes,
+# hangs and blow-ups, and fails on any of the last four. FUZZ_ARGS="--save DIR" keeps them.
+# make test-long runs 100,000 inputs of it (seed 22).
+N ?= 2000
+SEED ?= 1
+FUZZ_ARGS ?=
+fuzz: $(STAMP)
+	$(PY) tests/fuzz/campaign.py --inputs $(N) --seed $(SEED) $(FUZZ_ARGS)
 
 # Each prints figures and ratios measured in one run. bench_decode runs inside bench_io; the SALL
 # ablation (5 seeds, long) is `make bench-sall`.

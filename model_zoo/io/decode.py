@@ -55,6 +55,7 @@ from model_zoo.io.limits import DEFAULT_MAX_DECODE_BYTES, DEFAULT_MAX_PIXELS, fi
 from model_zoo.io.loaded import ImageMeta, LoadedImage
 from model_zoo.io.names import name_rules
 from model_zoo.io.pixels import JPEG_FLAGS, opencv_to_rgb8, reduce_area
+from model_zoo.io.quiet import decoder_output_filtered
 from model_zoo.io.sniff import HEAD_BYTES, describe_unknown, sniff_format
 
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset(
@@ -152,7 +153,8 @@ def _raster_cost(fmt: str, header: Header, reduce: int, file_bytes: int) -> Deco
 
 def _imdecode(buffer: np.ndarray, flags: int) -> np.ndarray | None:
     try:
-        image = cv2.imdecode(buffer, flags)
+        with decoder_output_filtered():  # libjpeg's "Corrupt JPEG data" lines
+            image = cv2.imdecode(buffer, flags)
     except cv2.error:
         return None
     return None if image is None else np.asarray(image)

@@ -38,6 +38,7 @@ from model_zoo.io.dicom_parse import inflate, meta_group, parse, parse_inflated,
 from model_zoo.io.errors import LoadError, fail
 from model_zoo.io.headers import HeaderError, JpegHeader, jpeg_is_complete, probe_jpeg
 from model_zoo.io.pixels import JPEG_FLAGS, grey_to_rgb, reduce_area, scale_to_uint8
+from model_zoo.io.quiet import decoder_output_filtered
 
 #: SOP classes we accept (docs/grading-conventions.md, the R14 allowlist).
 ALLOWED_SOP_CLASSES: dict[str, str] = {
@@ -124,7 +125,8 @@ def _fast_jpeg(
     if not jpeg_is_complete(frame, header):
         raise fail(path, "truncated", "is a DICOM file whose JPEG image is cut short")
     flags = JPEG_FLAGS[reduce][0 if colour else 1]
-    image = cv2.imdecode(np.frombuffer(frame, np.uint8), flags)
+    with decoder_output_filtered():  # libjpeg's "Corrupt JPEG data" lines
+        image = cv2.imdecode(np.frombuffer(frame, np.uint8), flags)
     if image is None:
         raise fail(path, "corrupt", "is a DICOM file whose JPEG image is damaged")
     if not colour:
