@@ -196,41 +196,47 @@ class TestSetsRepositoryMixin:
                 grader.
         """
         with self._write("the test answer") as conn:
-            row = conn.execute(
-                "SELECT t.id, im.id FROM test_sets AS t JOIN test_set_items AS i "
-                "ON i.test_set_id = t.id JOIN images AS im ON im.id = i.image_id "
-                "WHERE t.name = ? AND im.sha256 = ?",
-                (name, grading.image_sha256),
-            ).fetchone()
-            grader_id = _id(conn, "graders", "name", grading.grader)
-            assigned = grader_id is not None and row is not None and conn.execute(
-                "SELECT 1 FROM test_set_assignments WHERE test_set_id = ? AND grader_id = ?",
-                (row[0], grader_id),
-            ).fetchone()  # fmt: skip
-            if row is None or not assigned:
-                raise StoreWriteError(
-                    f"This image is not in a test set assigned to {grading.grader}.",
-                    retryable=False,
-                )
+            set_id, image_id, grader_id = _assigned_item(
+                conn, name, grading.image_sha256, grading.grader
+            )
             cur = conn.execute(
                 "INSERT INTO test_answers (test_set_id, image_id, grader_id, "
                 f"{_VALUES}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (row[0], row[1], grader_id, *_values(grading), grading.created_at),
+                (set_id, image_id, grader_id, *_values(grading), grading.created_at),
             )
             _audit(conn, self.app_version, grading.grader, "programme.test_answer",
                    {"set": name, "values": list(_values(grading))},
                    image_sha256=grading.image_sha256)  # fmt: skip
             return int(cur.lastrowid or 0)
 
+    def retract_test_answer(self: _Connection, name: str, image_sha256: str, grader: str) -> int:
+        """Append a "no answer" row: the grader's answer to the item is withdrawn (the undo of a
+        first answer); audited. Earlier answers stay in the table.
+
+        Raises:
+            StoreWriteError: as :meth:`add_test_answer`.
+        """
+        with self._write("the test answer") as conn:
+            set_id, image_id, grader_id = _assigned_item(conn, name, image_sha256, grader)
+            cur = conn.execute(
+                "INSERT INTO test_answers (test_set_id, image_id, grader_id, retracted, "
+                "created_at) VALUES (?, ?, ?, 1, ?)",
+                (set_id, image_id, grader_id, utc_now()),
+            )
+            _audit(conn, self.app_version, grader, "programme.test_answer_retracted",
+                   {"set": name}, image_sha256=image_sha256)  # fmt: skip
+            return int(cur.lastrowid or 0)
+
     def test_answers(self: _Connection, name: str | None = None) -> list[tuple[str, Grading]]:
-        """Each grader's current answer per test item: (set name, answer), oldest first."""
+        """Each grader's current answer per test item: (set name, answer), oldest first; an item
+        whose latest row is a retraction has none."""
         sql = (
             "SELECT t.name, im.sha256, g.name, a.created_at, "
             f"{', '.join('a.' + c for c in _VALUES.split(', '))} FROM test_answers AS a "
             "JOIN test_sets AS t ON t.id = a.test_set_id JOIN images AS im ON im.id = a.image_id "
             "JOIN graders AS g ON g.id = a.grader_id WHERE a.id = (SELECT max(b.id) FROM "
             "test_answers AS b WHERE b.test_set_id = a.test_set_id AND b.image_id = a.image_id "
-            "AND b.grader_id = a.grader_id)"
+            "AND b.grader_id = a.grader_id) AND a.retracted = 0"
         )
         params: tuple[str, ...] = ()
         if name is not None:
@@ -242,6 +248,28 @@ class TestSetsRepositoryMixin:
             answer = _grading(str(sha), str(grader), values, str(at))
             out.append((str(set_name), _as_answer(answer)))
         return out
+
+
+def _assigned_item(
+    conn: sqlite3.Connection, name: str, image_sha256: str, grader: str
+) -> tuple[int, int, int]:
+    """(test set id, image id, grader id) of an item of a set assigned to ``grader``."""
+    row = conn.execute(
+        "SELECT t.id, im.id FROM test_sets AS t JOIN test_set_items AS i "
+        "ON i.test_set_id = t.id JOIN images AS im ON im.id = i.image_id "
+        "WHERE t.name = ? AND im.sha256 = ?",
+        (name, image_sha256),
+    ).fetchone()
+    grader_id = _id(conn, "graders", "name", grader)
+    assigned = grader_id is not None and row is not None and conn.execute(
+        "SELECT 1 FROM test_set_assignments WHERE test_set_id = ? AND grader_id = ?",
+        (row[0], grader_id),
+    ).fetchone()  # fmt: skip
+    if row is None or grader_id is None or not assigned:
+        raise StoreWriteError(
+            f"This image is not in a test set assigned to {grader}.", retryable=False
+        )
+    return int(row[0]), int(row[1]), grader_id
 
 
 def _as_answer(grading: Grading) -> Grading:
