@@ -10,6 +10,11 @@ on demand (R4). Nothing is dropped until it is committed or the caller explicitl
 
 Undo and redo are plain data (:class:`GradeCommand`): undoing a grading appends the previous
 grading again, or a retraction when there was none, so the store stays append-only (R8).
+
+A write may instead be a grader's answer to a test item (``test_set``: the set's name): the same
+queue, order, retries and undo, but it is committed to the test answers
+(``store.add_test_answer`` / ``retract_test_answer``) and never to the gradings, so it is never
+routed and never becomes an image's grade.
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ class GradeWrite:
         grading: the row to append; None appends a retraction (the grader has no grading).
         reason: why (goes into the audit trail), e.g. "grade", "undo", "redo".
         record: the image's catalogue record, upserted first so the grading has its image row.
+        test_set: the test set the image is a test item of: the write is the grader's answer
+            (or its retraction) in that set, never a grading ("" for a grading).
     """
 
     sha256: str
@@ -68,6 +75,7 @@ class GradeWrite:
     grading: Grading | None
     reason: str = "grade"
     record: ImageRecord | None = None
+    test_set: str = ""
     write_id: int = field(default_factory=itertools.count(1).__next__)
 
     def __post_init__(self) -> None:
@@ -83,6 +91,7 @@ class GradeCommand:
 
     ``before`` is the grading that was current (None: none), ``after`` the new one (None: a
     retraction). Undo appends ``before`` again with a fresh timestamp, never deletes ``after``.
+    With ``test_set`` both are the grader's answers to a test item of that set.
     """
 
     sha256: str
@@ -90,6 +99,7 @@ class GradeCommand:
     before: Grading | None
     after: Grading | None
     record: ImageRecord | None = None
+    test_set: str = ""
 
     def redo_write(self, *, again: bool = False) -> GradeWrite:
         """The write that applies the change (``again``: a redo after an undo, re-stamped)."""
@@ -97,13 +107,16 @@ class GradeCommand:
         if again and grading is not None:
             grading = replace(grading, created_at=utc_now())
         return GradeWrite(
-            self.sha256, self.grader, grading, "redo" if again else "grade", record=self.record
-        )
+            self.sha256, self.grader, grading, "redo" if again else "grade",
+            record=self.record, test_set=self.test_set,
+        )  # fmt: skip
 
     def undo_write(self) -> GradeWrite:
         """The write that restores ``before``: that grading again, or a retraction."""
         grading = None if self.before is None else replace(self.before, created_at=utc_now())
-        return GradeWrite(self.sha256, self.grader, grading, "undo", record=self.record)
+        return GradeWrite(
+            self.sha256, self.grader, grading, "undo", record=self.record, test_set=self.test_set
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,6 +421,10 @@ class GradingService:
             # The grading alone would register a bare SHA-256; the record adds path and eye.
             store.upsert_image(write.record)
             self._registered.add(write.sha256)
+        if write.test_set:  # a test answer: never a gradings row
+            if write.grading is None:
+                return store.retract_test_answer(write.test_set, write.sha256, write.grader)
+            return store.add_test_answer(write.test_set, write.grading)
         if write.grading is None:
             return store.retract_grading(write.sha256, write.grader, reason=write.reason)
         return store.add_grading(write.grading, reason=write.reason)
