@@ -9,12 +9,13 @@ is audited as a change of mind. Qt-free; the GUI asks it and never decides for i
 A screening programme adds a stronger case to the same rule: some images' model output is
 *withheld* whatever the grader does (second grading is blind: ``services/work_queue.py`` says
 which images). A withheld image's output stays hidden after the grader saves, and is never
-counted as revealed.
+counted as revealed. Test items are withheld too (a test measures the grader, not the model),
+each withheld image with the reason a grader reads for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 CHANGED_AFTER_REVEAL = "changed after model reveal"
 """The audit reason of a grade changed after its image's model output was shown."""
@@ -30,6 +31,7 @@ class BlindFirst:
         self._withhold_all = False
         self.withheld_reason = ""
         """Why the withheld images' output is hidden, in words a grader reads."""
+        self._reasons: dict[str, str] = {}  # images withheld for another reason than that
 
     def shows(self, sha256: str, *, graded: bool) -> bool:
         """May the grader see the model's output for this image (``graded``: they have a saved
@@ -46,13 +48,20 @@ class BlindFirst:
         """Another grader signed in: what the last one saw was not seen by this one."""
         self._seen.clear()
 
-    def withhold(self, images: Iterable[str] | None, reason: str = "") -> bool:
+    def withhold(
+        self,
+        images: Iterable[str] | None,
+        reason: str = "",
+        reasons: Mapping[str, str] | None = None,
+    ) -> bool:
         """Withhold the model's output of ``images`` (None: of every image) whatever is graded;
-        an empty set withholds nothing. True when that changed what may be shown."""
+        an empty set withholds nothing; ``reasons`` gives some images a reason of their own.
+        True when that changed what may be shown (or why)."""
         every = images is None
         chosen = frozenset() if images is None else frozenset(images)
-        changed = (every, chosen) != (self._withhold_all, self._withheld)
-        self._withhold_all, self._withheld = every, chosen
+        own = dict(reasons or {})
+        changed = (every, chosen) != (self._withhold_all, self._withheld) or own != self._reasons
+        self._withhold_all, self._withheld, self._reasons = every, chosen, own
         self.withheld_reason = reason if every or chosen else ""
         return changed
 
@@ -67,7 +76,9 @@ class BlindFirst:
 
     def hidden_reason(self, sha256: str) -> str:
         """Why the image's output is withheld, or "" (blind-first or nothing hides it)."""
-        return self.withheld_reason if self.withholds(sha256) else ""
+        if not self.withholds(sha256):
+            return ""
+        return self._reasons.get(sha256, self.withheld_reason)
 
     def audit_reason(self, *, changed: bool, revealed: bool) -> str:
         """The audit reason of a saved grade: a change of a grade (``changed``) made while the

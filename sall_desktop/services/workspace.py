@@ -2,11 +2,14 @@
 grader's grades and their save states, the active model's outputs, and the grader's filter and
 sort. Qt-free: ``gui.image_model.ImageListModel`` adapts it to Qt's list model, and every change
 returns the entries it touched so the adapter repaints only those rows.
+
+An image that is a test item now (:attr:`Workspace.test_of`, ``services/test_queue.py``) shows
+the grader's answer in its test set instead of their grading: a test answer is kept apart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from sall_desktop.domain.grades import Grading, Laterality
 from sall_desktop.services.blind_first import BlindFirst
@@ -32,9 +35,14 @@ class Workspace:
         self.work: Callable[[ImageEntry], bool] | None = None
         """The grader's chosen work queue (``services/work_queue.py``): None shows every image;
         otherwise only the described entries it accepts, beside the filter."""
-        # The signed-in grader's current gradings by image, also for images described later.
+        # The signed-in grader's current gradings by image, also for images described later,
+        # their answers to test items by (test set, image), and the images whose writes are not
+        # all committed (pending or failed; an image with none is saved).
         self._gradings: dict[str, Grading] = {}
+        self._answers: dict[tuple[str, str], Grading] = {}
         self._states: dict[str, SaveState] = {}
+        self.test_of: Callable[[ImageEntry], str] | None = None
+        """The test set an entry is a test item of now ("" for none): it shows the answer."""
         # The active model's predictions by image; blind-first hides some of them.
         self._predictions: dict[str, PredictionSummary] = {}
         self.blind_rule = BlindFirst()
@@ -44,9 +52,6 @@ class Workspace:
         """Another folder: forget its images; saves still pending or failed are kept."""
         self._entries, self.order, self._row_of = [], [], {}
         self._by_path, self._by_sha, self._by_patient = {}, {}, {}
-        self._states = {
-            sha: state for sha, state in self._states.items() if state is not SaveState.SAVED
-        }
 
     def add_found(self, found: Iterable[FoundFile]) -> list[ImageEntry]:
         """Add newly found files (a path seen before is skipped); return the new entries."""
@@ -85,8 +90,7 @@ class Workspace:
                 self._by_sha.setdefault(sha, []).append(entry)
                 if item.record.patient_id:
                     self._by_patient.setdefault(item.record.patient_id, []).append(entry)
-                entry.grading = self._gradings.get(sha)
-                entry.save_state = self._states.get(sha)
+                self._show(entry)
             entry.version += 1
             updated.append(entry)
         return updated, recorded
@@ -95,50 +99,71 @@ class Workspace:
     def set_gradings(self, gradings: dict[str, Grading]) -> None:
         """Every entry's current grading from the store (a grader signed in)."""
         self._gradings = dict(gradings)
-        self._states = {sha: SaveState.SAVED for sha in gradings}
+        self._states.clear()
         for entry in self._entries:
-            sha = entry.sha256
-            entry.grading = gradings.get(sha) if sha else None
-            entry.save_state = SaveState.SAVED if entry.grading is not None else None
+            self._show(entry)
             entry.version += 1
 
+    def set_test_answers(self, answers: Mapping[tuple[str, str], Grading]) -> list[ImageEntry]:
+        """The grader's answers to test items by (test set, image); return the entries whose
+        shown grading changed."""
+        self._answers = dict(answers)
+        return self.show_gradings()
+
+    def show_gradings(self) -> list[ImageEntry]:
+        """Show each entry's grading or test answer again (which images are test items
+        changed); return the entries that changed."""
+        return [entry for entry in self._entries if self._show(entry)]
+
     def set_grading(
-        self, sha256: str, grading: Grading | None, state: SaveState | None
+        self, sha256: str, grading: Grading | None, state: SaveState | None, test_set: str = ""
     ) -> list[ImageEntry]:
-        """An image's grading changed (``None``: it has none now); return its entries."""
-        if grading is None and state is SaveState.SAVED:
-            state = None  # the undo of a first grade is saved: there is no grade to call saved
-        if grading is None:
+        """An image's grading (with ``test_set``: the answer in that set) changed (``None``: it
+        has none now); return its entries."""
+        if test_set:
+            key = (test_set, sha256)
+            if grading is None:
+                self._answers.pop(key, None)
+            else:
+                self._answers[key] = grading
+        elif grading is None:
             self._gradings.pop(sha256, None)
         else:
             self._gradings[sha256] = grading
-        if state is None:
-            self._states.pop(sha256, None)
-        else:
-            self._states[sha256] = state
+        self._set_state(sha256, state)
         entries = self._by_sha.get(sha256, [])
         for entry in entries:
-            entry.grading, entry.save_state = grading, state
+            self._show(entry)
             entry.version += 1
         return list(entries)
 
     def set_save_state(self, sha256: str, state: SaveState) -> list[ImageEntry]:
         """A write of the image's grading changed state; return the entries whose state changed."""
-        if state is SaveState.SAVED and sha256 not in self._gradings:
-            # A saved write that left no grade (the undo of a first grade): nothing is "saved".
-            self._states.pop(sha256, None)
-            shown: SaveState | None = None
+        self._set_state(sha256, state)
+        return [entry for entry in self._by_sha.get(sha256, ()) if self._show(entry)]
+
+    def _set_state(self, sha256: str, state: SaveState | None) -> None:
+        if state is None or state is SaveState.SAVED:
+            self._states.pop(sha256, None)  # every write of the image is committed
         else:
-            if sha256 in self._states or sha256 in self._gradings:
-                self._states[sha256] = state
-            shown = state
-        changed = []
-        for entry in self._by_sha.get(sha256, ()):
-            if entry.save_state is not shown:
-                entry.save_state = shown
-                entry.version += 1
-                changed.append(entry)
-        return changed
+            self._states[sha256] = state
+
+    def _show(self, entry: ImageEntry) -> bool:
+        """Set the entry's grading (or test answer) and save state; True when they changed."""
+        sha = entry.sha256
+        grading: Grading | None = None
+        if sha:
+            test_set = self.test_of(entry) if self.test_of is not None else ""
+            grading = self._answers.get((test_set, sha)) if test_set else self._gradings.get(sha)
+        state = self._states.get(sha)
+        if state is None and grading is not None:
+            state = SaveState.SAVED
+        # (a saved write that left no grade — the undo of a first grade — is not "saved")
+        if entry.grading is grading and entry.save_state is state:
+            return False
+        entry.grading, entry.save_state = grading, state
+        entry.version += 1
+        return True
 
     # ------------------------------------------------------------------ model output
     def set_predictions(self, predictions: dict[str, PredictionSummary]) -> None:
@@ -170,10 +195,12 @@ class Workspace:
         self._touch_all()
         return True
 
-    def set_withheld(self, images: Iterable[str] | None, reason: str) -> bool:
+    def set_withheld(
+        self, images: Iterable[str] | None, reason: str, reasons: Mapping[str, str] | None = None
+    ) -> bool:
         """Withhold the model's output of ``images`` (None: every image) whatever is graded
         (:meth:`BlindFirst.withhold`); True when that changed what may be shown."""
-        if not self.blind_rule.withhold(images, reason):
+        if not self.blind_rule.withhold(images, reason, reasons):
             return False
         self._touch_all()
         return True
