@@ -7,6 +7,8 @@ with the next completing key, or when the grader leaves the image: typed input i
 
 Every commit is a ``QUndoCommand`` around a :class:`GradeCommand`; undo appends the previous
 grading again (or a retraction), redo appends the new one again, so the store stays append-only.
+A test item's grade (the ``test_set_for`` hook, set by the work controller) is the same command
+carrying its test set: saved, undone and redone as the grader's test answer, never a grading.
 """
 
 from __future__ import annotations
@@ -105,6 +107,7 @@ class GradingController(QObject):
         self.read_only = service.read_only
         self.entry: ImageEntry | None = None
         self.draft = Draft()
+        self._base: Grading | None = None  # what the draft was started from
         self.prefix: Prefix = ""
         self._load_request = 0
         self._loading = False  # grading waits until the grader's gradings are loaded
@@ -114,6 +117,8 @@ class GradingController(QObject):
         self.role_for: Callable[[ImageEntry], GraderRole] = lambda _entry: GraderRole.PRIMARY
         self.beside: Callable[[ImageEntry], str] = lambda _entry: ""
         self.work_ready: Callable[[], bool] = lambda: True
+        # The test set an image is a test item of now ("": none); its grade is a test answer.
+        self.test_set_for: Callable[[ImageEntry], str] = lambda _entry: ""
         bridge.changed.connect(self._on_event)
         tasks.finished.connect(self._on_task_finished)
         tasks.failed.connect(self._on_task_failed)
@@ -174,7 +179,7 @@ class GradingController(QObject):
             self._leave_image()
         self.entry = entry
         self.prefix = ""
-        self.draft = Draft.of(entry.grading if entry is not None else None)
+        self._draft_from(entry)
         if entry is None:
             self.panel.show_image("No image", "")
         else:
@@ -249,7 +254,7 @@ class GradingController(QObject):
         if self.prefix:
             self.prefix = ""
         elif self.entry is not None:
-            self.draft = Draft.of(self.entry.grading)
+            self._draft_from(self.entry)
         self._show()
 
     def _next_ungraded(self) -> None:
@@ -258,26 +263,31 @@ class GradingController(QObject):
     # ------------------------------------------------------------------ commands
     def apply_command(self, command: GradeCommand, *, again: bool, reveal: bool) -> None:
         self._write(
-            command.sha256, command.after, lambda: self.service.apply(command, again=again), reveal
+            command, command.after, lambda: self.service.apply(command, again=again), reveal
         )
 
     def revert_command(self, command: GradeCommand) -> None:
-        self._write(command.sha256, command.before, lambda: self.service.revert(command), True)
+        self._write(command, command.before, lambda: self.service.revert(command), True)
 
-    def _write(self, sha256: str, grading: Grading | None, submit: object, reveal: bool) -> None:
+    def _write(
+        self, command: GradeCommand, grading: Grading | None, submit: object, reveal: bool
+    ) -> None:
+        sha256 = command.sha256
         try:
             submit()  # type: ignore[operator]
         except ReadOnlyError as exc:
             self.error.emit(str(exc))
             return
-        self.model.set_grading(sha256, grading, self.service.state_of(sha256))
+        state = self.service.state_of(sha256)
+        self.model.set_grading(sha256, grading, state, command.test_set)
         self.grading_written.emit(sha256)
         targets = self.model.entries_with_sha(sha256)
         if reveal and targets and self.entry not in targets:
             # Undo/redo of another image: show it, so the grader sees what changed.
             self.navigator.go_to(targets[0])
         if self.entry is not None and self.entry.sha256 == sha256:
-            self.draft = Draft.of(grading)
+            # What the entry shows: a test answer undone in another queue is not its grading.
+            self._draft_from(self.entry)
             self.prefix = ""
             self._show()
 
@@ -300,8 +310,9 @@ class GradingController(QObject):
         if self.annotate is not None:
             after, reason = self.annotate(after, entry.grading)
         command = ReasonedGradeCommand(
-            entry.sha256, grader, entry.grading, after, record=entry.record, reason=reason
-        )
+            entry.sha256, grader, entry.grading, after, record=entry.record,
+            test_set=self.test_set_for(entry), reason=reason,
+        )  # fmt: skip
         self.undo_stack.push(GradeUndoCommand(self, command))
         if advance:
             self.navigator.step(+1)
@@ -330,8 +341,20 @@ class GradingController(QObject):
         self._show()
 
     def refresh(self) -> None:
-        """Show the current image's draft again (the programme was read again)."""
+        """Show the current image's draft again (the programme was read again, or the queue
+        changed). A draft the grader has not changed follows what the image shows now: a test
+        answer in place of a grading, or back; it is never saved across."""
+        entry = self.entry
+        if entry is not None and entry.grading is not self._base:
+            if self.draft == Draft.of(self._base):
+                self.draft = Draft.of(entry.grading)
+            self._base = entry.grading
         self._show()
+
+    def _draft_from(self, entry: ImageEntry | None) -> None:
+        """Start the draft from what ``entry`` shows (its grading, or its test answer)."""
+        self._base = entry.grading if entry is not None else None
+        self.draft = Draft.of(self._base)
 
     def _show(self, *, update_notes: bool = True) -> None:
         self.panel.show_draft(
@@ -367,8 +390,13 @@ class GradingController(QObject):
         if reply.context == "gradings" and reply.request_id == self._load_request:
             self._loading = False
             gradings = dict(reply.value)
-            # Writes not committed yet are newer than what the store returned: keep them.
-            pending = [w for w in self.service.pending_writes() if w.grader == self.grader]
+            # Writes not committed yet are newer than what the store returned: keep them (test
+            # answers are the work controller's, read with the test sets).
+            pending = [
+                w
+                for w in self.service.pending_writes()
+                if w.grader == self.grader and not w.test_set
+            ]
             for write in pending:
                 if write.grading is None:
                     gradings.pop(write.sha256, None)
@@ -378,7 +406,7 @@ class GradingController(QObject):
             for write in pending:
                 self.model.set_save_state(write.sha256, self.service.state_of(write.sha256))
             if self.entry is not None:
-                self.draft = Draft.of(self.entry.grading)
+                self._draft_from(self.entry)
             self._show()
 
     def _on_task_failed(self, failure: Failure) -> None:

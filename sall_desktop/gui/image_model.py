@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt, Signal
@@ -175,10 +175,33 @@ class ImageListModel(QAbstractListModel):
         self._all_rows_changed()
         self.entries_changed.emit()
 
-    def set_grading(self, sha256: str, grading: Grading | None, state: SaveState | None) -> None:
-        for entry in self.workspace.set_grading(sha256, grading, state):
+    def set_grading(
+        self, sha256: str, grading: Grading | None, state: SaveState | None, test_set: str = ""
+    ) -> None:
+        """An image's grading (``test_set``: the grader's answer in that test set) changed."""
+        for entry in self.workspace.set_grading(sha256, grading, state, test_set):
             self._row_changed(entry)
         self.entries_changed.emit()
+
+    def set_test_items(self, test_of: Callable[[ImageEntry], str] | None) -> None:
+        """Which test set an entry is a test item of now (``services/test_queue.py``): such an
+        entry shows the grader's answer in it instead of their grading."""
+        self.workspace.test_of = test_of
+        self.show_gradings()
+
+    def set_test_answers(self, answers: Mapping[tuple[str, str], Grading]) -> None:
+        """The grader's answers to test items, by (test set, image)."""
+        self._rows_changed(self.workspace.set_test_answers(answers))
+
+    def show_gradings(self) -> None:
+        """Show each entry's grading or test answer again (the test items changed)."""
+        self._rows_changed(self.workspace.show_gradings())
+
+    def _rows_changed(self, entries: list[ImageEntry]) -> None:
+        for entry in entries:
+            self._row_changed(entry)
+        if entries:
+            self.entries_changed.emit()
 
     def set_save_state(self, sha256: str, state: SaveState) -> None:
         for entry in self.workspace.set_save_state(sha256, state):
@@ -241,10 +264,13 @@ class ImageListModel(QAbstractListModel):
         if self.workspace.set_blind(blind):
             self._all_rows_changed()
 
-    def set_withheld(self, images: Iterable[str] | None, reason: str) -> bool:
+    def set_withheld(
+        self, images: Iterable[str] | None, reason: str, reasons: Mapping[str, str] | None = None
+    ) -> bool:
         """Withhold the model's output of ``images`` (None: every image) whatever is graded
-        (second grading is blind); True when that changed what may be shown."""
-        if not self.workspace.set_withheld(images, reason):
+        (second grading is blind, test items); ``reasons``: some images' own reason. True when
+        that changed what may be shown."""
+        if not self.workspace.set_withheld(images, reason, reasons):
             return False
         self._all_rows_changed()
         return True

@@ -8,11 +8,17 @@ decides; this object only shows and forwards:
 - the work panel's choices and counts, and the grid's queue filter;
 - the level each save is made at, and the other levels' gradings beside an arbiter's draft
   (hooks on the grading controller);
-- which images' model output is withheld (second grading is blind): the one blind-first rule
-  (``services.blind_first``) that every model view asks, and the status bar says why.
+- which images' model output is withheld (second grading is blind, test items): the one
+  blind-first rule (``services.blind_first``) that every model view asks, and the status bar
+  says why;
+- the grader's test sets, read with the programme (``services.test_queue.load_tests``): which
+  images are test items now (their grade is saved as a test answer) and the grader's answers,
+  shown in place of their gradings.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
@@ -25,7 +31,8 @@ from sall_desktop.gui.status import StatusController
 from sall_desktop.gui.work_panel import WorkPanel
 from sall_desktop.services.grading import GradingEvent, GradingService
 from sall_desktop.services.image_entry import ImageEntry
-from sall_desktop.services.programme import ProgrammeState, load_state
+from sall_desktop.services.programme import ProgrammeState
+from sall_desktop.services.test_queue import TEST_BLIND, TestSetChoice, load_work, with_pending
 from sall_desktop.services.work_queue import NOT_READ_YET, SECONDARY_BLIND, WorkQueue
 
 RELOAD_MS = 100
@@ -68,6 +75,8 @@ class WorkController(QObject):
         grading.role_for = self.work.level_for
         grading.beside = self.work.beside
         grading.work_ready = lambda: self.work.known
+        grading.test_set_for = self.work.test_set_for
+        model.set_test_items(self.work.test_set_for)
         grading.grader_changed.connect(self._grader_changed)
         bridge.changed.connect(self._on_event)
         model.records_added.connect(self._records_added)
@@ -85,15 +94,22 @@ class WorkController(QObject):
         self.reload()
 
     def reload(self) -> None:
-        """Read the programme again on the store thread; an earlier read still out is dropped."""
+        """Read the programme and the grader's test sets again on the store thread; an earlier
+        read still out is dropped."""
         self._reload.stop()
-        self._request = self.tasks.track(self.service.submit(load_state), "programme")
+        read = partial(load_work, grader=self.work.grader)
+        self._request = self.tasks.track(self.service.submit(read), "programme")
 
     def _finished(self, reply: Reply) -> None:
         if reply.context != "programme" or reply.request_id != self._request:
             return  # a stale read
         first = not self.work.known
-        self.work.set_state(reply.value)
+        state, read = reply.value
+        self.work.set_state(state, read)
+        tests = self.work.tests
+        if tests is not None and tests is read:  # the answers, with those not committed yet
+            pending = self.service.pending_writes()
+            self.model.set_test_answers(with_pending(tests.answers(), pending, tests.grader))
         self.refresh()
         if first:
             self.grading.refresh()  # grading may start
@@ -113,22 +129,32 @@ class WorkController(QObject):
         programme as last read and the folder as it is."""
         self._refresh.stop()
         work, entries = self.work, self.model.entries()
-        levels = work.levels()
-        if levels:
-            self.panel.show_choices(work.choices(entries), work.level)
+        if work.selector_shown:
+            self.panel.show_choices(work.choices(entries), work.key)
             self.panel.show_note(work.note())
-        self.panel.setVisible(bool(levels))
+        self.panel.setVisible(work.selector_shown)
+        self.model.show_gradings()  # test answers in place of gradings where the queue says
         self.model.set_work(work.work_filter())
-        reason = SECONDARY_BLIND if work.known else NOT_READ_YET
-        if self.model.set_withheld(work.withheld(entries), reason):
-            self.rule_changed.emit()
+        self._withhold(entries)
         self._show_current()
 
-    def choose(self, level: object) -> None:
-        """The grader chose a queue (None: every image)."""
-        chosen = None if level is None else GraderRole(str(level))
-        if chosen is self.work.level:
+    def _withhold(self, entries: list[ImageEntry]) -> None:
+        reasons = self.work.reasons(entries, every=True) if self.work.known else None
+        withheld = None if reasons is None else frozenset(reasons)
+        reason = SECONDARY_BLIND if withheld is not None else NOT_READ_YET
+        if self.model.set_withheld(withheld, reason, reasons):
+            self.rule_changed.emit()
+
+    def choose(self, key: object) -> None:
+        """The grader chose a queue or an announced test set (None: every image)."""
+        chosen: GraderRole | TestSetChoice | None
+        if key is None or isinstance(key, TestSetChoice):
+            chosen = key
+        else:
+            chosen = GraderRole(str(key))
+        if chosen == self.work.key:
             return
+        self.grading.flush_draft()  # typed input is saved where it was typed (a test or not)
         self.work.choose(chosen)
         self.refresh()
         current = self.navigator.current
@@ -141,12 +167,15 @@ class WorkController(QObject):
         text = rule.hidden_reason(entry.sha256) if entry is not None and entry.sha256 else ""
         if not text and self.work.level is GraderRole.SECONDARY:
             text = SECONDARY_BLIND
+        elif not text and self.work.test_set:
+            text = TEST_BLIND
         self.status.set_withheld(text)
         self.grading.refresh()
 
     # ------------------------------------------------------------------ reactions
     def _grader_changed(self, name: str | None) -> None:
         self.work.set_grader(name)
+        self.model.set_test_answers({})  # the last grader's answers are not this one's to see
         self.refresh()  # at once: the new grader's levels decide what the model may show
         self.reload()
 
@@ -156,14 +185,17 @@ class WorkController(QObject):
 
     def _records_added(self, sha256s: list[str]) -> None:
         # At once for the new images (their model output may be shown before the recount).
-        withheld = self.model.blind_rule.withheld
-        if withheld is not None and self.work.active:
+        rule = self.model.blind_rule
+        withheld = rule.withheld
+        if withheld is not None and self.work.known:
             new: list[ImageEntry] = []
             for sha in sha256s:
                 new.extend(self.model.entries_with_sha(sha))
-            more = self.work.withheld(new) or frozenset()
-            if more - withheld and self.model.set_withheld(withheld | more, SECONDARY_BLIND):
-                self.rule_changed.emit()
+            more = self.work.reasons(new, every=True)
+            if more.keys() - withheld:
+                reasons = {sha: rule.hidden_reason(sha) for sha in withheld} | more
+                if self.model.set_withheld(withheld | more.keys(), SECONDARY_BLIND, reasons):
+                    self.rule_changed.emit()
         self._schedule_refresh()
 
     def _schedule_refresh(self) -> None:

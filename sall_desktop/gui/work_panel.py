@@ -1,20 +1,20 @@
-"""The work panel (a view): the screening programme's work selector — every image, or one of the
-grader's queues with its count — and a line about the chosen queue. Shown only to a grader who
-holds programme roles; :mod:`gui.work_controller` decides what it lists."""
+"""The work panel (a view): the work selector — every image, one of the grader's screening
+programme queues with its count, or an announced test set with its count of images to answer —
+and a line about the chosen queue. Shown only to a grader who holds programme roles or has a test
+set to answer; :mod:`gui.work_controller` decides what it lists."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QLabel, QVBoxLayout, QWidget
 
-from sall_desktop.domain.grades import GraderRole
-from sall_desktop.services.work_queue import WorkChoice
+from sall_desktop.services.work_queue import WorkChoice, WorkKey
 
 
 class WorkPanel(QWidget):
     """Above the folder panel. State comes in through :meth:`show_choices` and :meth:`show_note`."""
 
-    chosen = Signal(object)  # GraderRole | None (every image)
+    chosen = Signal(object)  # a WorkKey: GraderRole, TestSetChoice or None (every image)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -37,16 +37,16 @@ class WorkPanel(QWidget):
         layout.addWidget(self.note)
         self.hide()
 
-    def show_choices(self, choices: list[WorkChoice], current: GraderRole | None) -> None:
+    def show_choices(self, choices: list[WorkChoice], current: WorkKey) -> None:
         """List ``choices`` (rewritten in place when the same queues are listed) and select the
-        one whose level is ``current``."""
+        one whose key is ``current``."""
         combo = self.combo
         combo.blockSignals(True)
-        levels = [c.level for c in choices]
+        levels = [c.key for c in choices]
         if levels != [combo.itemData(i) for i in range(combo.count())]:
             combo.clear()
             for choice in choices:
-                combo.addItem(choice.text, choice.level)
+                combo.addItem(choice.text, choice.key)
         for i, choice in enumerate(choices):
             if combo.itemText(i) != choice.text:
                 combo.setItemText(i, choice.text)
