@@ -347,12 +347,15 @@ class WorkQueue:
 
     def reasons(self, entries: Iterable[ImageEntry], *, every: bool = False) -> dict[str, str]:
         """Why the withheld test images of ``entries`` are withheld, each in words a grader
-        reads: a test (announced), or nothing about a test (unannounced); with ``every``, the
-        other withheld images too (second grading is blind)."""
+        reads: a test (announced), or nothing about a test (unannounced: as any image of the
+        queue it is mixed into); with ``every``, the other withheld images too (second grading
+        is blind)."""
         out: dict[str, str] = {}
         if self.tests is None:
             return out
         announced = self.tests.announced_items()
+        # In a blind queue an unannounced item is hidden for the same reason as its neighbours.
+        mixed = SECONDARY_BLIND if self._host() is GraderRole.SECONDARY else UNANNOUNCED_HIDDEN
         for e in entries:
             if e.record is None:
                 continue
@@ -360,7 +363,7 @@ class WorkQueue:
             if e.sha256 in announced or (test_set and test_set == self.test_set):
                 out[e.sha256] = TEST_BLIND
             elif test_set:
-                out[e.sha256] = UNANNOUNCED_HIDDEN
+                out[e.sha256] = mixed
             elif every and self.active and not self.visibility(e).model:
                 out[e.sha256] = SECONDARY_BLIND
         return out

@@ -161,6 +161,19 @@ def test_without_a_programme_role_unannounced_items_are_in_every_image(
     assert work.reasons([x, y]) == {x.sha256: UNANNOUNCED_HIDDEN}  # says nothing of a test
 
 
+def test_in_a_blind_queue_an_unannounced_item_is_hidden_as_its_neighbours(
+    store: SqliteLabelStore,
+) -> None:
+    store.set_programme_role(T, ProgrammeRole.PRIMARY, actor=QA, granted=False)
+    store.set_programme_role(T, ProgrammeRole.SECONDARY, actor=QA)
+    work = _work(store, T)
+    d = _entry("d")
+    work.choose(GraderRole.SECONDARY)
+    shown = work.work_filter()
+    assert shown is not None and shown(d) and work.test_set_for(d) == SPOT
+    assert work.reasons([d]) == {d.sha256: SECONDARY_BLIND}
+
+
 def test_test_items_withhold_the_model_and_say_why(store: SqliteLabelStore) -> None:
     entries = [_entry(n) for n in "abcdefg"]
     work = _work(store, T)
