@@ -32,7 +32,13 @@ from sall_desktop.gui.work_panel import WorkPanel
 from sall_desktop.services.grading import GradingEvent, GradingService
 from sall_desktop.services.image_entry import ImageEntry
 from sall_desktop.services.programme import ProgrammeState
-from sall_desktop.services.test_queue import TEST_BLIND, TestSetChoice, load_work, with_pending
+from sall_desktop.services.test_queue import (
+    TEST_BLIND,
+    TestSetChoice,
+    load_work,
+    refresh_work,
+    with_pending,
+)
 from sall_desktop.services.work_queue import NOT_READ_YET, SECONDARY_BLIND, WorkQueue
 
 RELOAD_MS = 100
@@ -67,7 +73,9 @@ class WorkController(QObject):
         self.tasks = TaskBridge(self)
         self._request = 0  # the read of the programme still wanted
         self._reload = QTimer(self, singleShot=True, interval=RELOAD_MS)
-        self._reload.timeout.connect(self.reload)
+        self._reload.timeout.connect(self._reload_saved)
+        self._saved: set[str] = set()  # images committed since the last read was asked for
+        self._whole_wanted = False  # a whole read is out: a refresh must not replace it
         self._refresh = QTimer(self, singleShot=True, interval=REFRESH_MS)
         self._refresh.timeout.connect(self.refresh)
         self.tasks.finished.connect(self._finished)
@@ -97,12 +105,26 @@ class WorkController(QObject):
         """Read the programme and the grader's test sets again on the store thread; an earlier
         read still out is dropped."""
         self._reload.stop()
+        self._saved.clear()
+        self._whole_wanted = True
         read = partial(load_work, grader=self.work.grader)
+        self._request = self.tasks.track(self.service.submit(read), "programme")
+
+    def _reload_saved(self) -> None:
+        """After commits: read again only the images saved (a whole read grows with the store),
+        unless a whole read is still out (then that one is asked for again)."""
+        saved, self._saved = frozenset(self._saved), set()
+        state = self.work.state
+        if state is None or self._whole_wanted or not saved:
+            self.reload()
+            return
+        read = partial(refresh_work, state=state, image_sha256s=saved, grader=self.work.grader)
         self._request = self.tasks.track(self.service.submit(read), "programme")
 
     def _finished(self, reply: Reply) -> None:
         if reply.context != "programme" or reply.request_id != self._request:
             return  # a stale read
+        self._whole_wanted = False
         first = not self.work.known
         state, read = reply.value
         self.work.set_state(state, read)
@@ -117,6 +139,7 @@ class WorkController(QObject):
     def _failed(self, failure: Failure) -> None:
         if failure.context != "programme" or failure.request_id != self._request:
             return
+        self._whole_wanted = False
         if not self.work.known:
             self.work.set_state(ProgrammeState(None))  # grade as without a programme
             self.refresh()
@@ -180,8 +203,11 @@ class WorkController(QObject):
         self.reload()
 
     def _on_event(self, event: GradingEvent) -> None:
-        if event.row_id is not None and not self._reload.isActive():
-            self._reload.start()  # a grading committed: the routing it caused is read
+        if event.row_id is not None:  # a grading committed: the routing it caused is read
+            if event.sha256:
+                self._saved.add(event.sha256)
+            if not self._reload.isActive():
+                self._reload.start()
 
     def _records_added(self, sha256s: list[str]) -> None:
         # At once for the new images (their model output may be shown before the recount).

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from sall_desktop.domain.grades import Grading
 from sall_desktop.services.grading import GradeWrite
-from sall_desktop.services.programme import ProgrammeState, load_state
+from sall_desktop.services.programme import ProgrammeState, load_state, refresh_state
 from sall_desktop.store import SqliteLabelStore
 
 TEST_PREFIX = "Test: "
@@ -137,6 +137,14 @@ def load_work(store: SqliteLabelStore, grader: str | None) -> tuple[ProgrammeSta
     return load_state(store), load_tests(store, grader)
 
 
+def refresh_work(
+    store: SqliteLabelStore, state: ProgrammeState, image_sha256s: Iterable[str], grader: str | None
+) -> tuple[ProgrammeState, TestSetsState]:
+    """:func:`load_work` after saves of ``image_sha256s`` only: their levels and routing are
+    read again (``programme.refresh_state``), the rest of ``state`` is kept."""
+    return refresh_state(store, state, image_sha256s), load_tests(store, grader)
+
+
 def with_pending(
     answers: Mapping[tuple[str, str], Grading], pending: Iterable[GradeWrite], grader: str
 ) -> dict[tuple[str, str], Grading]:
@@ -164,5 +172,6 @@ __all__ = [
     "TestSetsState",
     "load_tests",
     "load_work",
+    "refresh_work",
     "with_pending",
 ]
