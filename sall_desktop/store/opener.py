@@ -2,8 +2,10 @@
 
 Order matters: probe the filesystem (R2), take the one-writer lock (R2), read the unclean
 shutdown marker (R7), connect with the R1 PRAGMAs, check integrity when warranted (R7),
-back up and migrate, then verify the audit chain (R8). Any damage found makes the store
-read-only with a reason instead of raising, so the app can still show what it has.
+back up and migrate, then verify the audit chain (R8) and, when one is due, take the periodic
+verified backup (``store/backups.py``). Any damage found makes the store read-only with a
+reason instead of raising, so the app can still show what it has. An empty (0-byte) file is
+refused: it lost its contents, and making it a new database would hide that.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from pathlib import Path
 from typing import Literal
 
 from sall_desktop.store import db, fs_probe, migrations
+from sall_desktop.store.audit import ChainReport
 from sall_desktop.store.backup import integrity
+from sall_desktop.store.backups import BackupPolicy, backup_due, take_periodic_backup
 from sall_desktop.store.errors import StoreError, StoreLockedError, is_corruption
 from sall_desktop.store.sqlite_repository import SqliteLabelStore
 
@@ -30,6 +34,15 @@ SECOND_INSTANCE_WAIT_S = 5.0
 QUICK_CHECK_MAX_BYTES = 256 * 1024 * 1024
 """With ``startup_check="auto"``, databases up to this size get a ``quick_check`` at every open
 (a damaged copy is then caught at once); bigger ones only after an unclean shutdown."""
+
+
+EMPTY_FILE = (
+    "The label database {} is empty (0 bytes), so it was neither opened nor made into a new "
+    "database: restore a backup with `sall-desktop restore --from BACKUP` (`sall-desktop "
+    "backups` lists them), or move the empty file away to start a new database."
+)
+
+NOT_BACKED_UP = "No backup was taken, so the earlier backups are kept."
 
 
 def _backup_before_migration(store: SqliteLabelStore) -> Callable[[int, int], None]:
@@ -60,10 +73,18 @@ def _not_writable(path: Path) -> str | None:
     return None
 
 
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return None
+
+
 def _wait_for_creation(path: Path, seconds: float) -> None:
-    # Two instances started together: the lock holder may still be creating the file.
+    # Two instances started together: the lock holder may still be creating the file, which
+    # is empty between SQLite creating it and writing its first page.
     deadline = time.monotonic() + seconds
-    while not path.exists() and time.monotonic() < deadline:
+    while not _size(path) and time.monotonic() < deadline:
         time.sleep(0.02)
 
 
@@ -82,6 +103,7 @@ def open_store(
     verify_audit: bool = True,
     require_writer: bool = False,
     probe: Callable[[Path], str] | None = None,
+    backups: BackupPolicy | None = BackupPolicy(),  # noqa: B008  (frozen, so shared safely)
 ) -> SqliteLabelStore:
     """Open (creating and migrating if needed) the label database at ``path``.
 
@@ -100,13 +122,16 @@ def open_store(
             another instance writes the database (for command-line imports).
         probe: filesystem probe (tests pass a fake); defaults to
             :func:`~sall_desktop.store.fs_probe.filesystem_type`.
+        backups: when a writable open takes a periodic verified backup and how many are
+            kept (:mod:`~sall_desktop.store.backups`); None takes none. A database created by
+            this open is not backed up: it holds nothing yet.
 
     Returns:
         The store. Close it (or use it as a context manager) to mark a clean shutdown.
 
     Raises:
-        StoreError: no database exists at ``path`` for a read-only open, the file is not a
-            SALL Desktop database, or a migration failed.
+        StoreError: no database exists at ``path`` for a read-only open, the file is empty
+            (0 bytes), the file is not a SALL Desktop database, or a migration failed.
         StoreLockedError: ``require_writer`` and another instance holds the database.
 
     Example:
@@ -147,9 +172,11 @@ def open_store(
                     ),
                 )
                 _wait_for_creation(path, SECOND_INSTANCE_WAIT_S)
-    if read_only and not path.exists():
-        raise StoreError(f"There is no label database at {path}.")
     try:
+        if read_only and not path.exists():
+            raise StoreError(f"There is no label database at {path}.")
+        if _size(path) == 0:
+            raise StoreError(EMPTY_FILE.format(path))
         return _open_locked(
             path,
             lock,
@@ -160,6 +187,7 @@ def open_store(
             app_version,
             startup_check,
             verify_audit,
+            backups,
         )
     except BaseException:
         if lock is not None:
@@ -177,6 +205,7 @@ def _open_locked(
     app_version: str,
     startup_check: StartupCheck,
     verify_audit: bool,
+    backups: BackupPolicy | None,
 ) -> SqliteLabelStore:
     unclean = False
     if lock is not None:
@@ -209,9 +238,12 @@ def _open_locked(
         unclean_shutdown=unclean,
     )
     try:
-        _check_and_migrate(store, conn, startup_check, unclean)
-        if verify_audit and not store.corrupt and conn is not None:
-            _verify_audit(store)
+        created = _check_and_migrate(store, conn, startup_check, unclean)
+        if not store.corrupt and conn is not None:
+            if backups is not None and not created and not store.read_only:
+                _verify_and_back_up(store, backups, verify_audit)
+            elif verify_audit:
+                _verify_audit(store)
     except BaseException:
         store.close()
         raise
@@ -220,10 +252,11 @@ def _open_locked(
 
 def _check_and_migrate(
     store: SqliteLabelStore, conn: sqlite3.Connection | None, check: StartupCheck, unclean: bool
-) -> None:
+) -> bool:
+    """Check and migrate; True when this open created the database (it had no schema)."""
     if conn is None:
         store.mark_corrupt("the file is not a readable SQLite database")
-        return
+        return False
     size = store.path.stat().st_size if store.path.exists() else 0
     mode = check
     if check == "auto":
@@ -236,7 +269,7 @@ def _check_and_migrate(
         if store.startup_check != "ok":
             lines = [ln for ln in store.startup_check.splitlines() if not ln.startswith("***")]
             store.mark_corrupt(lines[0] if lines else store.startup_check)
-            return
+            return False
     if store.read_only:
         version = migrations.schema_version(conn)
         if version < migrations.latest_version():
@@ -244,7 +277,7 @@ def _check_and_migrate(
                 "This label database has an older layout; the window that writes it will "
                 "upgrade it. Some information may be missing here until then."
             )
-        return
+        return False
     version, latest = migrations.schema_version(conn), migrations.latest_version()
     if version > latest:
         store.read_only, store.read_only_reason = (
@@ -255,8 +288,9 @@ def _check_and_migrate(
                 "grade in it."
             ),
         )
-        return
-    migrations.migrate(conn, backup=_backup_before_migration(store))
+        return False
+    before, _ = migrations.migrate(conn, backup=_backup_before_migration(store))
+    return before == 0
 
 
 def _verify_audit(store: SqliteLabelStore) -> None:
@@ -265,3 +299,36 @@ def _verify_audit(store: SqliteLabelStore) -> None:
         store.chain_report = report
         if not report.ok:
             store.warnings.append(report.message)
+
+
+def _verify_and_back_up(store: SqliteLabelStore, policy: BackupPolicy, verify_audit: bool) -> None:
+    """The audit check at open, and the periodic backup when one is due.
+
+    ``verify()`` (the chain and every grading against it) costs about twice the chain check
+    alone, so it runs only when a backup is due, in place of the chain check: a store that
+    verifies is backed up; one that does not keeps its older backups and says why.
+    """
+    if not backup_due(store.path, policy):
+        if verify_audit:
+            _verify_audit(store)
+        return
+    try:
+        report = store.verify()
+    except StoreError:  # a read failure marked the store damaged; its reason says so
+        return
+    if report.ok:
+        if verify_audit:
+            rows = report.audit_rows
+            store.chain_report = ChainReport(True, rows, None, f"{rows} audit rows verified.")
+        take_periodic_backup(store, policy)
+        return
+    if verify_audit:
+        _verify_audit(store)
+    chain = store.chain_report
+    if chain is not None and not chain.ok:  # its warning already says what is wrong
+        store.warnings.append(NOT_BACKED_UP)
+    else:
+        store.warnings.append(
+            f"The label database did not verify ({report.problems[0]}). {NOT_BACKED_UP} "
+            "`sall-desktop verify` lists every problem."
+        )
