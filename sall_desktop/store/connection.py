@@ -77,7 +77,8 @@ class StoreConnection:
         self.read_only = True
         self.read_only_reason = (
             f"The label database is damaged ({detail}). It was opened read-only so nothing more "
-            "is lost; restore the last verified backup."
+            "is lost; restore the last verified backup with `sall-desktop restore --from BACKUP` "
+            "(`sall-desktop backups` lists them)."
         )
 
     @contextlib.contextmanager
