@@ -11,9 +11,12 @@ temporary folder and reads each with default limits in its own ``python`` proces
   imports included (``ru_maxrss`` would not do: Linux carries the parent's over ``fork``);
 * the outcome: the ``LoadError`` reason and message, or the decoded size.
 
-A file still running after ``--timeout`` seconds is stopped and shown as such.
+Then the large legitimate image of ``LEGIT`` (a 10,000² 16-bit RGB PNG, about 200 MB), which
+must decode. A file still running after ``--timeout`` seconds is stopped and shown as such.
+``--repo DIR`` measures another checkout's ``model_zoo`` (say ``git archive <commit> model_zoo | tar
+-x -C DIR``), for before/after figures; the bombs are built by this checkout either way.
 
-Usage: ``.venv/bin/python benchmarks/bench_bombs.py [--only NAME ...] [--timeout S]``
+Usage: ``.venv/bin/python benchmarks/bench_bombs.py [--only NAME ...] [--timeout S] [--repo DIR]``
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.fuzz.hostile import BOMBS  # noqa: E402
+from tests.fuzz.hostile import BOMBS, LEGIT  # noqa: E402
 
 _MEASURE = """
 import json, sys, time
+# The editable install's finder would import this checkout's model_zoo whatever PYTHONPATH says.
+sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
 from model_zoo.io import LoadError, read_image
 
 def status(key):
@@ -56,8 +61,8 @@ print(json.dumps({"s": seconds, "peak_mb": peak, "max_rss_mb": maximum, "outcome
 """
 
 
-def measure(path: Path, timeout: float) -> dict[str, object]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def measure(path: Path, timeout: float, repo: Path) -> dict[str, object]:
+    env = {**os.environ, "PYTHONPATH": str(repo)}
     try:
         run = subprocess.run(
             [sys.executable, "-c", _MEASURE, str(path)],
@@ -65,6 +70,7 @@ def measure(path: Path, timeout: float) -> dict[str, object]:
             text=True,
             timeout=timeout,
             env=env,
+            cwd=repo,  # ``python -c`` puts the working folder first on sys.path
         )
     except subprocess.TimeoutExpired:
         return {"outcome": f"still running after {timeout:.0f} s (stopped)"}
@@ -77,17 +83,19 @@ def measure(path: Path, timeout: float) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="*", choices=sorted(BOMBS), help="these bombs only")
+    parser.add_argument("--only", nargs="*", choices=sorted(BOMBS | LEGIT), help="these files only")
     parser.add_argument("--timeout", type=float, default=180.0)
+    parser.add_argument("--repo", type=Path, default=REPO, help="whose model_zoo to measure")
     args = parser.parse_args(argv)
-    names = args.only or list(BOMBS)
+    files = BOMBS | LEGIT
+    names = args.only or list(files)
     print(f"{'bomb':<26}{'file MB':>9}{'s':>8}{'peak MB':>9}{'max RSS MB':>12}  outcome")
     with tempfile.TemporaryDirectory() as folder:
         for name in names:
-            suffix, build = BOMBS[name]
+            suffix, build = files[name]
             path = build(Path(folder) / f"{name}{suffix}")
             size = path.stat().st_size / 1e6
-            result = measure(path, args.timeout)
+            result = measure(path, args.timeout, args.repo.resolve())
             path.unlink()
             figures = (
                 f"{result['s']:>8.2f}{result['peak_mb']:>9.0f}{result['max_rss_mb']:>12.0f}"

@@ -64,6 +64,8 @@ SUPPORTED_SUFFIXES: frozenset[str] = frozenset(
 """File suffixes a folder scan offers to :func:`read_image` (DICOM files without a suffix are
 found by :func:`sniff_format` on their first 132 bytes)."""
 
+_OPENCV_COPIES = 2.0
+"""``cv2.imdecode``'s peak in units of the array it returns (it decodes, then copies)."""
 _PROBES = {"jpeg": probe_jpeg, "png": probe_png, "tiff": probe_tiff, "bmp": probe_bmp}
 _NAMES = {"jpeg": "JPEG", "png": "PNG", "tiff": "TIFF", "bmp": "BMP"}
 
@@ -130,7 +132,7 @@ def _raster_cost(fmt: str, header: Header, reduce: int, file_bytes: int) -> Deco
         if reduce > 1 and not lossless:  # libjpeg decodes straight to the reduced size
             width, height = math.ceil(width / reduce), math.ceil(height / reduce)
         # Straight to 8-bit RGB: the result is the decoder's output; no expansion check.
-        return DecodeCost(width, height, 3, 8)
+        return DecodeCost(width, height, 3, 8, copies=_OPENCV_COPIES)
     bits = 16 if header.bit_depth == 16 else max(8, header.bit_depth)
     channels = header.channels
     extra = 0
@@ -145,6 +147,7 @@ def _raster_cost(fmt: str, header: Header, reduce: int, file_bytes: int) -> Deco
         height,
         channels,
         bits,
+        copies=_OPENCV_COPIES,
         extra=extra,
         compressed=file_bytes,
         rgb_pixels=width * height,

@@ -52,10 +52,17 @@ _FAST_JPEG = frozenset({uids.JPEGBaseline8Bit, uids.JPEGExtended12Bit})
 _NATIVE = frozenset(
     {uids.ImplicitVRLittleEndian, uids.ExplicitVRLittleEndian, uids.ExplicitVRBigEndian}
 )
-#: Peak memory of pydicom's decoders in units of the frame they return (their own buffers,
-#: de-interleaving, the array): what the decode budget multiplies frame 1's samples by.
-#: benchmarks/bench_bombs.py and docs/limitations.md hold the figures these come from.
-_DECODER_COPIES = {uids.RLELossless: 5.0, "jpeg2000": 3.0, "native": 1.0, "other": 6.0}
+#: Peak memory of pydicom's decoders in units of the frame they return, by bytes per sample
+#: (1, 2): what the decode budget multiplies frame 1's samples by. Native: dcmread's copy of
+#: the Pixel Data and the array; RLE: segment buffers and de-interleaving; JPEG 2000:
+#: openjpeg's 32-bit working samples; other pylibjpeg codecs: their buffers. The measurements
+#: behind these are in docs/limitations.md.
+_DECODER_COPIES: dict[str, tuple[float, float]] = {
+    "native": (2.0, 2.0),
+    uids.RLELossless: (4.0, 4.0),
+    "jpeg2000": (8.0, 6.0),
+    "other": (6.0, 6.0),
+}
 _COLOUR_PHOTOMETRICS = frozenset({"RGB", "YBR_FULL", "YBR_FULL_422"})
 _GREY_PHOTOMETRICS = frozenset({"MONOCHROME1", "MONOCHROME2"})
 _PIXEL_DATA_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10")  # (7FE0,0010) LE, BE
@@ -227,7 +234,8 @@ def _decode_dicom(
     photometric = _text(ds, "PhotometricInterpretation").upper()
     image: np.ndarray | None = None
     if syntax in _FAST_JPEG and bits_allocated == 8:
-        fast = DecodeCost(math.ceil(cols / reduce), math.ceil(rows / reduce), 4, 8)
+        width, height = math.ceil(cols / reduce), math.ceil(rows / reduce)
+        fast = DecodeCost(width, height, 3, 8, copies=2.0, rgb_pixels=width * height)
         check_budget(path, "DICOM", fast, max_decode_bytes)
         image = _first_jpeg_frame(path, ds, (cols, rows, samples, frames), photometric, reduce)
     if image is None:
@@ -280,11 +288,12 @@ def _pydicom_cost(
     bits allocated)``; a compressed frame is also judged by its expansion."""
     rows, cols, samples, bits = geometry
     uid = uids.UID(syntax)
+    wide = 1 if bits > 8 else 0
     if syntax in _NATIVE:
-        copies, compressed = _DECODER_COPIES["native"], None
+        copies, compressed = _DECODER_COPIES["native"][wide], None
     else:
         family = "jpeg2000" if "2000" in uid.name else syntax
-        copies = _DECODER_COPIES.get(family, _DECODER_COPIES["other"])
+        copies = _DECODER_COPIES.get(family, _DECODER_COPIES["other"])[wide]
         pixel_data = ds.get("PixelData")
         compressed = len(pixel_data) if isinstance(pixel_data, bytes | bytearray) else None
     palette = photometric == "PALETTE COLOR"  # the lookup's RGB output, up to 16 bits

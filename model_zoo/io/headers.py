@@ -11,7 +11,12 @@ import re
 import struct
 from dataclasses import dataclass, field
 
-from model_zoo.io.limits import MAX_JPEG_HEADER_BYTES, MAX_JPEG_SEGMENTS
+from model_zoo.io.limits import (
+    MAX_JPEG_HEADER_BYTES,
+    MAX_JPEG_SEGMENTS,
+    MAX_PNG_CHUNKS,
+    MAX_PNG_OTHER_CHUNKS,
+)
 
 
 class HeaderError(ValueError):
@@ -172,7 +177,7 @@ def jpeg_is_complete(data: bytes, header: JpegHeader) -> bool:
 
 
 def probe_png(data: bytes | memoryview) -> Header:
-    """Read the IHDR chunk (it must be the first chunk)."""
+    """Read the IHDR chunk (it must be the first chunk), then count the chunks."""
     if len(data) < 33:
         raise HeaderError("the PNG header ends early", truncated=True)
     if bytes(data[12:16]) != b"IHDR" or int.from_bytes(data[8:12], "big") != 13:
@@ -184,7 +189,32 @@ def probe_png(data: bytes | memoryview) -> Header:
         raise HeaderError(f"the PNG header is damaged (colour type {colour}, depth {depth})")
     if width == 0 or height == 0 or width > 2**31 - 1 or height > 2**31 - 1:
         raise HeaderError("the PNG header declares an impossible size")
+    _walk_png_chunks(data)
     return Header(width=width, height=height, bit_depth=depth, channels=channels)
+
+
+_CHUNK_HEAD = struct.Struct(">I4s")
+
+
+def _walk_png_chunks(data: bytes | memoryview) -> None:
+    """Count the chunks up to IEND; refuse more than the limits (see limits.py).
+
+    libpng keeps every text chunk in an array it regrows as it goes, so 64 MB of empty tEXt
+    chunks is minutes of copying. A damaged structure simply ends the walk: libpng reports it.
+    """
+    pos, chunks, others = 8, 0, 0
+    while pos + 8 <= len(data):
+        length, kind = _CHUNK_HEAD.unpack_from(data, pos)
+        chunks += 1
+        others += kind != b"IDAT"
+        if chunks > MAX_PNG_CHUNKS or others > MAX_PNG_OTHER_CHUNKS:
+            raise HeaderError(
+                f"it has more chunks than the limit of {MAX_PNG_OTHER_CHUNKS} chunks besides "
+                f"image data, or {MAX_PNG_CHUNKS} in all"
+            )
+        if kind == b"IEND":
+            return
+        pos += 12 + length
 
 
 def probe_bmp(data: bytes | memoryview) -> Header:

@@ -7,11 +7,13 @@ from __future__ import annotations
 DEFAULT_MAX_PIXELS = 100_000_000
 
 #: Default cap on the memory one decode may need for its pixel arrays, beyond the file's own
-#: bytes: the decoder's output at the stored bit depth and channel count, the decoder's working
-#: copies, and the 8-bit RGB result. Estimated from the header and checked before decoding, in
-#: every process (the GUI's decode processes, the command line, training). A 100 Mpx 16-bit RGB
-#: PNG or uncompressed DICOM fits; the same image with an alpha channel does not.
-DEFAULT_MAX_DECODE_BYTES = 1 << 30
+#: bytes: the decoder's output at the stored bit depth and channel count, times the copies the
+#: decoder makes (OpenCV holds two), plus the 8-bit RGB result. Estimated from the header and
+#: checked before decoding, in every process (the GUI's decode processes, the command line,
+#: training). 1.75 GiB: a 100 Mpx 16-bit RGB PNG, TIFF or DICOM fits; the same image with an
+#: alpha channel does not; with the largest file read, it stays well inside a decode
+#: process's address-space cap.
+DEFAULT_MAX_DECODE_BYTES = 7 << 28
 
 #: A lossless-compressed image may decode to at most this many times its compressed size ...
 MAX_EXPANSION = 32
@@ -25,6 +27,11 @@ EXPANSION_FLOOR_BYTES = 128 << 20
 MAX_JPEG_SEGMENTS = 2048
 #: ... and bytes before its first scan (fill bytes included).
 MAX_JPEG_HEADER_BYTES = 16 << 20
+
+#: Chunks a PNG may have besides image data (IDAT) ...
+MAX_PNG_OTHER_CHUNKS = 4096
+#: ... and in all: image data in 8 KB chunks (libpng's default) covers more than the file cap.
+MAX_PNG_CHUNKS = 1 << 18
 
 #: Data elements (nested ones and sequence items included) a DICOM data set may have. Checked
 #: by a walk that stops at the limit, before pydicom builds an object per element.

@@ -293,6 +293,37 @@ def jpeg_restarts(path: Path, megabytes: int = 64) -> Path:
     return path
 
 
+def png_text_chunks(path: Path, megabytes: int = 64) -> Path:
+    """A valid 64 × 64 PNG with ``megabytes`` MB of empty tEXt chunks before its image data."""
+    png = _pillow(np.zeros((64, 64, 3), np.uint8), "PNG")
+    text = _png_chunk(b"tEXt", b"")
+    path.write_bytes(png[:33] + text * (megabytes * 2**20 // len(text)) + png[33:])
+    return path
+
+
+def png_rgb16_photo(path: Path) -> Path:
+    """A legitimate 10,000² 16-bit RGB PNG (a gradient with noise in its low bits): 600 MB of
+    samples in a file of a few hundred MB, which the limits must let through."""
+    import cv2
+
+    rng = np.random.default_rng(100)
+    ramp = np.linspace(0, 60000, SIDE, dtype=np.uint16)
+    image = np.empty((SIDE, SIDE, 3), np.uint16)
+    for channel in range(3):
+        image[:, :, channel] = ramp[None, :] if channel != 1 else ramp[:, None]
+    image += rng.integers(0, 64, image.shape, dtype=np.uint16)
+    ok, data = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise RuntimeError("OpenCV could not encode the PNG")
+    data.tofile(path)
+    return path
+
+
+LEGIT: dict[str, tuple[str, Callable[[Path], Path]]] = {
+    "png_rgb16_photo": (".png", png_rgb16_photo),
+}
+"""Large legitimate images the limits must let through: name -> (suffix, builder)."""
+
 BOMBS: dict[str, tuple[str, Callable[[Path], Path]]] = {
     "png_rgba16": (".png", png_rgba16),
     "tiff_rgba16_deflate": (".tif", tiff_rgba16_deflate),
@@ -304,6 +335,7 @@ BOMBS: dict[str, tuple[str, Callable[[Path], Path]]] = {
     "jpeg_comments": (".jpg", jpeg_comments),
     "jpeg_fill": (".jpg", jpeg_fill),
     "jpeg_restarts": (".jpg", jpeg_restarts),
+    "png_text_chunks": (".png", png_text_chunks),  # found while walking PNG chunks, not the issue's
 }
 """name -> (suffix, builder(path) -> path)."""
 

@@ -33,6 +33,7 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "jpeg_comments": ("corrupt", "limit of 2048 marker segments"),
     "jpeg_fill": ("corrupt", "16 MB before the image data"),
     "jpeg_restarts": ("corrupt", "limit of 2048 marker segments"),
+    "png_text_chunks": ("corrupt", "limit of 4096 chunks besides image data"),
 }
 MARGIN_MB = 128
 """Memory a refusal may take beyond the file's bytes (hashing, parsing the header, inflating
