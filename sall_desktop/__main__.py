@@ -1,7 +1,8 @@
 """Entry point: ``sall-desktop`` opens the workstation; sub-commands run the same services headless.
 
 Sub-commands: ``scan``, ``import``, ``export``, ``grade``, ``inspect``, the screening programme's
-``programme``, ``testset`` and ``report graders``, and ``verify`` (and ``gui``, the default).
+``programme``, ``testset`` and ``report graders``, and ``verify``, ``backups`` and ``restore``
+(and ``gui``, the default).
 Imports are deferred into each command so that starting the window never pays for the others.
 Anticipated failures (a missing, damaged or busy database, a missing folder or file, an output
 that cannot be written, a model that cannot be loaded) are one line on stderr and exit 1; usage
@@ -214,7 +215,8 @@ def _refuse_unchecked_damage(store: _Checkable, db: Path) -> None:
     """
     if store.startup_check is None and store.integrity_check(quick=True) != "ok":
         raise CommandError(
-            f"the label database {db} is damaged; nothing was exported (restore a backup)"
+            f"the label database {db} is damaged; nothing was exported (restore a backup: "
+            "`sall-desktop backups` lists them, `sall-desktop restore --from BACKUP`)"
         )
 
 

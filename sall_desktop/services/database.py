@@ -5,18 +5,50 @@ message is one line in a terminal user's words: a missing file or folder, a fold
 database, a file that is not a SALL Desktop database or is damaged, a database another process
 writes, a read-only file or disk, and store errors raised while the command uses the database.
 The store's own ``read_only_reason`` is written for the workstation's window ("you can look
-but not grade"), so it is not shown as it is.
+but not grade"), so it is not shown as it is. The warnings the store found at open (an altered
+audit trail, a network share, a backup that could not be taken) are passed to ``warn``, one
+line each (on stderr by default), once the database has opened.
+
+It also lists the database's backups and restores one (``sall-desktop backups`` / ``restore``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from sall_desktop.store import SqliteLabelStore, StoreError, StoreLockedError, open_store
+from sall_desktop.store.backups import BackupInfo, list_backups
 from sall_desktop.store.db import read_running_marker
+from sall_desktop.store.restore import BackupCheck, RestoreResult, check_backup, restore_database
+
+__all__ = [
+    "BackupCheck",
+    "BackupInfo",
+    "DatabaseError",
+    "DatabaseLockedError",
+    "ReadOnlyDatabaseError",
+    "RestoreResult",
+    "database_backups",
+    "readable_store",
+    "restore_backup",
+    "warn_on_stderr",
+    "writable_store",
+]
+
+RESTORE_HINT = (
+    "restore a backup (`sall-desktop backups` lists them, "
+    "`sall-desktop restore --from BACKUP` puts one back)"
+)
+
+
+def warn_on_stderr(message: str) -> None:
+    """Print one warning as one stderr line, the way the command line reports its failures."""
+    if sys.stderr is not None:
+        print(f"sall-desktop: warning: {' '.join(message.split())}", file=sys.stderr)
 
 
 class DatabaseError(RuntimeError):
@@ -43,7 +75,7 @@ def _clause(message: str) -> str:
 def _damaged(path: Path) -> DatabaseError:
     return DatabaseError(
         f"the label database {path} is damaged or is not a SALL Desktop database; "
-        "restore a backup or give another --db"
+        f"{RESTORE_HINT} or give another --db"
     )
 
 
@@ -54,6 +86,11 @@ def _check_path(path: Path, *, create: bool) -> None:
     if path.exists():
         if not os.access(path, os.R_OK):
             raise DatabaseError(f"cannot read the label database {path} (permission denied)")
+        if path.stat().st_size == 0:  # lost its contents: never made a new, empty database
+            raise DatabaseError(
+                f"the label database {path} is empty (0 bytes), so it was not opened; "
+                f"{RESTORE_HINT}, or move the empty file away to start a new database"
+            )
         return
     if not create:
         raise DatabaseError(
@@ -107,8 +144,13 @@ def _translated(path: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def writable_store(path: Path) -> Iterator[SqliteLabelStore]:
+def writable_store(
+    path: Path, *, warn: Callable[[str], None] = warn_on_stderr
+) -> Iterator[SqliteLabelStore]:
     """Open the label database for writing (creating it in an existing folder) and close it.
+
+    Opening it may take the periodic verified backup (``store/backups.py``); its warnings go to
+    ``warn`` once it is open.
 
     Raises:
         DatabaseLockedError: another process writes the database.
@@ -129,6 +171,8 @@ def writable_store(path: Path) -> Iterator[SqliteLabelStore]:
     try:
         if store.read_only:
             raise _read_only_error(store, path)
+        for message in store.warnings:
+            warn(message)
         with _translated(path):
             yield store
     finally:
@@ -136,8 +180,12 @@ def writable_store(path: Path) -> Iterator[SqliteLabelStore]:
 
 
 @contextlib.contextmanager
-def readable_store(path: Path) -> Iterator[SqliteLabelStore]:
+def readable_store(
+    path: Path, *, warn: Callable[[str], None] = warn_on_stderr
+) -> Iterator[SqliteLabelStore]:
     """Open an existing label database read-only (exports, reports) and close it afterwards.
+
+    The store's warnings from opening go to ``warn`` once it has opened.
 
     Raises:
         DatabaseError: no database at ``path``, a folder, an unreadable or damaged file, a file
@@ -156,7 +204,45 @@ def readable_store(path: Path) -> Iterator[SqliteLabelStore]:
             store.graders()  # a cheap read: another program's SQLite file has no such table
         except StoreError:
             raise _damaged(path) from None
+        for message in store.warnings:
+            warn(message)
         with _translated(path):
             yield store
     finally:
         store.close()
+
+
+def database_backups(
+    path: Path, *, check: bool = False
+) -> list[tuple[BackupInfo, BackupCheck | None]]:
+    """The backups of the label database at ``path``, newest first, each checked if ``check``.
+
+    A check (integrity, schema and ``verify()``, read-only) reads the whole backup: about as
+    long as ``sall-desktop verify`` on the database, per backup.
+    """
+    path = Path(path).absolute()
+    if path.is_dir():
+        raise DatabaseError(f"{path} is a folder; --db needs the label database file")
+    return [(b, check_backup(b.path) if check else None) for b in list_backups(path)]
+
+
+def restore_backup(path: Path, backup: Path) -> RestoreResult:
+    """Put a verified copy of ``backup`` in place of the label database at ``path``.
+
+    The current database is renamed aside (``RestoreResult.replaced``), never deleted.
+
+    Raises:
+        DatabaseLockedError: another SALL Desktop program writes the database.
+        DatabaseError: the backup is missing, damaged, does not verify or is from a newer
+            version (the database is unchanged), or the files could not be renamed.
+    """
+    path = Path(path).absolute()
+    if path.is_dir():
+        raise DatabaseError(f"{path} is a folder; --db needs the label database file")
+    try:
+        return restore_database(path, Path(backup))
+    except StoreLockedError:
+        raise _in_use(path) from None
+    except StoreError as exc:
+        text = " ".join(str(exc).split()).rstrip(".")
+        raise DatabaseError(text[:1].lower() + text[1:]) from exc

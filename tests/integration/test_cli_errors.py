@@ -66,6 +66,7 @@ def world(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> World:
     damaged = bytearray(db.read_bytes())
     damaged[4096:8192] = b"\xa5" * 4096
     (tmp_path / "damaged.sqlite").write_bytes(bytes(damaged))
+    (tmp_path / "empty.sqlite").write_bytes(b"")  # lost its contents: refused, never re-made
     capsys.readouterr()
     return World(tmp_path, images, db, text)
 
@@ -100,6 +101,13 @@ CASES: list[tuple[str, Argv, int]] = [
                                      "--as-grader", "Ann"], 1),
     ("export-db-damaged", lambda w: ["--db", w.p("damaged.sqlite"), "export", "--format",
                                      "eyepacs", "--out", w.p("x.csv")], 1),
+    ("scan-db-empty", lambda w: ["--db", w.p("empty.sqlite"), "scan", str(w.images)], 1),
+    ("export-db-empty", lambda w: ["--db", w.p("empty.sqlite"), "export", "--format",
+                                   "eyepacs", "--out", w.p("x.csv")], 1),
+    ("restore-missing-backup", lambda w: ["--db", str(w.db), "restore", "--from",
+                                          w.p("none.sqlite")], 1),
+    ("restore-not-a-backup", lambda w: ["--db", str(w.db), "restore", "--from",
+                                        str(w.text)], 1),
     # a folder or file that is missing or is the wrong kind
     ("scan-missing-folder", lambda w: ["--db", str(w.db), "scan", w.p("nowhere")], 1),
     ("scan-file-as-folder", lambda w: ["--db", str(w.db), "scan", str(w.text)], 1),
@@ -287,7 +295,10 @@ def test_the_reported_command_prints_no_traceback_in_a_real_process(tmp_path: Pa
     assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stdout
 
 
-@pytest.mark.parametrize("command", ["", "gui", "scan", "import", "export", "grade", "inspect"])
+@pytest.mark.parametrize(
+    "command",
+    ["", "gui", "scan", "import", "export", "grade", "inspect", "verify", "backups", "restore"],
+)
 def test_help_is_in_the_users_words(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert _run([command, "--help"] if command else ["--help"]) == 0
     text = capsys.readouterr().out
