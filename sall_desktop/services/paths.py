@@ -16,6 +16,8 @@ HOME_ENV = "SALL_DESKTOP_HOME"
 """Set this to put every file of the app (database, thumbnails, models, demo) in one folder."""
 DB_SIDECARS = ("-wal", "-shm", "-journal", ".lock", ".running")
 """Files SQLite and the store keep beside the database ("<db>-wal", "<db>.lock", ...)."""
+BACKUPS_SUFFIX = ".backups"
+"""The folder of the database's periodic backups ("<db>.backups", ``store/backups.py``)."""
 
 
 class ProtectedTargetError(PermissionError):
@@ -77,10 +79,12 @@ def refuse_protected_target(path: Path, *, db: Path | None) -> None:
     """Refuse to write ``path`` when it would replace a file the app cannot lose.
 
     Protected: the open label database ``db`` and the files beside it (``-wal``, ``-shm``,
-    ``-journal``, ``.lock``, ``.running``), and anything inside the app's data folder, which
-    holds the default database, the site pseudonym key (losing it breaks every later
-    de-identified export's pseudonyms), the settings and the models. Relative paths, ``..``
-    and symbolic links are resolved first; the target need not exist.
+    ``-journal``, ``.lock``, ``.running``), its backups (the ``<db>.backups`` folder, the
+    pre-migration ``<db>.schema<N>-<time>.bak``) and the databases a restore kept
+    (``<db>.replaced-<time>``), and anything inside the app's data folder, which holds the
+    default database, the site pseudonym key (losing it breaks every later de-identified
+    export's pseudonyms), the settings and the models. Relative paths, ``..`` and symbolic
+    links are resolved first; the target need not exist.
 
     Raises:
         ProtectedTargetError: the target is protected; the message is one line.
@@ -94,11 +98,29 @@ def refuse_protected_target(path: Path, *, db: Path | None) -> None:
                 raise ProtectedTargetError(
                     f"will not write {path}: it is {what} ({db}); choose another file"
                 )
+        _refuse_backup_target(path, target, _real(db))
     folder = _real(_data_folder())
     if target == folder or target.is_relative_to(folder):
         raise ProtectedTargetError(
             f"will not write {path}: it is in the app's data folder {folder}, which holds the "
             "label database and the site key; choose another folder"
+        )
+
+
+def _refuse_backup_target(path: Path, target: Path, db: Path) -> None:
+    backups = db.with_name(db.name + BACKUPS_SUFFIX)
+    if target == backups or target.is_relative_to(backups):
+        raise ProtectedTargetError(
+            f"will not write {path}: it is in the label database's backups folder {backups}; "
+            "choose another folder"
+        )
+    name = target.name
+    kept = name.startswith(f"{db.name}.replaced-") or (
+        name.startswith(f"{db.name}.schema") and name.endswith(".bak")
+    )
+    if target.parent == db.parent and kept:
+        raise ProtectedTargetError(
+            f"will not write {path}: it is a backup of the label database {db}; choose another file"
         )
 
 

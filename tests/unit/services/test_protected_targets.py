@@ -127,3 +127,21 @@ def test_an_import_report_refuses_the_database_it_was_imported_into(
     assert store.path.read_bytes() == before
     report.write_csv(tmp_path / "report.csv")
     assert "404_left" in (tmp_path / "report.csv").read_text()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "labels.sqlite.backups",
+        "labels.sqlite.backups/labels-20260301-090000Z.sqlite",
+        "labels.sqlite.backups/export.csv",
+        "labels.sqlite.schema2-20260301T090000Z.bak",
+        "labels.sqlite.replaced-20260301-090000Z",
+    ],
+)
+def test_the_backups_and_the_replaced_databases_are_refused(
+    name: str, db: Path, home: Path
+) -> None:
+    with pytest.raises(ProtectedTargetError, match="backup"):
+        refuse_protected_target(db.parent / name, db=db)
+    refuse_protected_target(db.parent / "labels.sqlite.backups.csv", db=db)
