@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 from sall_desktop.domain.grades import utc_now
 from sall_desktop.store.errors import StoreWriteError
+from sall_desktop.store.transactions import Transactions
 
 ModelStatus = Literal["candidate", "active", "retired"]
 ModelSource = Literal["", "bundled", "training", "import"]
@@ -158,17 +158,12 @@ def _run(row: Sequence[object]) -> TrainingRunRow:
     )
 
 
-class _Transactions(Protocol):
-    def _write(self, what: str) -> AbstractContextManager[sqlite3.Connection]: ...
-    def _read(self, what: str) -> AbstractContextManager[sqlite3.Connection]: ...
-
-
 class ModelsRepositoryMixin:
     """Model, training-run and hold-out methods of the SQLite store (schema 2)."""
 
     # ------------------------------------------------------------------ models
 
-    def add_model(self: _Transactions, model: ModelRow, *, actor: str) -> ModelRow:
+    def add_model(self: Transactions, model: ModelRow, *, actor: str) -> ModelRow:
         """Register a model version (status as given; ``active`` is refused: promote instead).
 
         Registering an id that exists returns the stored row unchanged (same weights, same
@@ -206,7 +201,7 @@ class ModelsRepositoryMixin:
             ).fetchone()
         return _model(row)
 
-    def get_model(self: _Transactions, model_id: str) -> ModelRow | None:
+    def get_model(self: Transactions, model_id: str) -> ModelRow | None:
         """The model version with this id, or None."""
         with self._read("the model version") as conn:
             row = conn.execute(
@@ -214,7 +209,7 @@ class ModelsRepositoryMixin:
             ).fetchone()
             return None if row is None else _model(row)
 
-    def list_models(self: _Transactions) -> list[ModelRow]:
+    def list_models(self: Transactions) -> list[ModelRow]:
         """Every registered model version, oldest first."""
         with self._read("the model versions") as conn:
             rows = conn.execute(
@@ -222,7 +217,7 @@ class ModelsRepositoryMixin:
             ).fetchall()
             return [_model(r) for r in rows]
 
-    def active_model_row(self: _Transactions) -> ModelRow | None:
+    def active_model_row(self: Transactions) -> ModelRow | None:
         """The active model version, or None when none was ever promoted."""
         with self._read("the active model") as conn:
             row = conn.execute(
@@ -231,7 +226,7 @@ class ModelsRepositoryMixin:
             return None if row is None else _model(row)
 
     def activate_model(
-        self: _Transactions,
+        self: Transactions,
         model_id: str,
         *,
         actor: str,
@@ -272,7 +267,7 @@ class ModelsRepositoryMixin:
             ).fetchone()
         return _model(row)
 
-    def retire_model(self: _Transactions, model_id: str, *, actor: str, reason: str = "") -> None:
+    def retire_model(self: Transactions, model_id: str, *, actor: str, reason: str = "") -> None:
         """Discard a candidate (status ``retired``; the row and its files stay for the record).
 
         Raises:
@@ -291,7 +286,7 @@ class ModelsRepositoryMixin:
             )
             _event(conn, model_id, "discard", actor or "unknown", reason, None, now)
 
-    def model_events(self: _Transactions, model_id: str | None = None) -> list[ModelEvent]:
+    def model_events(self: Transactions, model_id: str | None = None) -> list[ModelEvent]:
         """The model-control history in order (of one model if given)."""
         sql = "SELECT id, model_id, action, actor, reason, previous_id, at_utc FROM model_events"
         with self._read("the model history") as conn:
@@ -303,7 +298,7 @@ class ModelsRepositoryMixin:
 
     # ------------------------------------------------------------------ training runs
 
-    def add_training_run(self: _Transactions, run: TrainingRunRow) -> None:
+    def add_training_run(self: Transactions, run: TrainingRunRow) -> None:
         """Record a new training run (its ``run_id`` must be new)."""
         with self._write("the training run") as conn:
             conn.execute(
@@ -322,7 +317,7 @@ class ModelsRepositoryMixin:
             )
 
     def update_training_run(
-        self: _Transactions,
+        self: Transactions,
         run_id: str,
         *,
         status: RunStatus,
@@ -344,7 +339,7 @@ class ModelsRepositoryMixin:
             if cur.rowcount == 0:
                 raise StoreWriteError(f"Unknown training run {run_id}.", retryable=False)
 
-    def get_training_run(self: _Transactions, run_id: str) -> TrainingRunRow | None:
+    def get_training_run(self: Transactions, run_id: str) -> TrainingRunRow | None:
         """The run with this id, or None."""
         with self._read("the training run") as conn:
             row = conn.execute(
@@ -352,7 +347,7 @@ class ModelsRepositoryMixin:
             ).fetchone()
             return None if row is None else _run(row)
 
-    def training_runs(self: _Transactions) -> list[TrainingRunRow]:
+    def training_runs(self: Transactions) -> list[TrainingRunRow]:
         """Every recorded run, oldest first."""
         with self._read("the training runs") as conn:
             rows = conn.execute(f"SELECT {_RUN_COLUMNS} FROM training_runs ORDER BY id").fetchall()
@@ -361,7 +356,7 @@ class ModelsRepositoryMixin:
     # ------------------------------------------------------------------ hold-out
 
     def add_holdout(
-        self: _Transactions,
+        self: Transactions,
         images: Sequence[tuple[str, str]],
         *,
         source: HoldoutSource,
@@ -385,7 +380,7 @@ class ModelsRepositoryMixin:
                 added += cur.rowcount
         return added
 
-    def holdout_rows(self: _Transactions) -> list[HoldoutRow]:
+    def holdout_rows(self: Transactions) -> list[HoldoutRow]:
         """The locked hold-out in the order it was designated."""
         with self._read("the hold-out") as conn:
             rows = conn.execute(

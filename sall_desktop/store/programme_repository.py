@@ -15,9 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
-from typing import Protocol
 
 from sall_desktop.domain.grades import GraderRole, Grading, GradingSource, utc_now
 from sall_desktop.domain.programme import (
@@ -30,6 +28,7 @@ from sall_desktop.domain.programme import (
 from sall_desktop.store import audit
 from sall_desktop.store.errors import StoreWriteError
 from sall_desktop.store.rows import GRADING_SELECT, grading_from_row, in_parts
+from sall_desktop.store.transactions import Transactions
 
 RULES_KEY = "rules"
 SINGLE = "single"
@@ -55,13 +54,6 @@ class RoutingDecision:
     reason: str
     actor: str
     at_utc: str
-
-
-class _Connection(Protocol):
-    app_version: str
-
-    def _write(self, what: str) -> AbstractContextManager[sqlite3.Connection]: ...
-    def _read(self, what: str) -> AbstractContextManager[sqlite3.Connection]: ...
 
 
 def _audit(
@@ -92,12 +84,12 @@ class ProgrammeRepositoryMixin:
 
     # ------------------------------------------------------------------ rules
 
-    def programme_rules(self: _Connection) -> RoutingRules | None:
+    def programme_rules(self: Transactions) -> RoutingRules | None:
         """The routing rules in force, or None when no programme is set up."""
         with self._read("the programme rules") as conn:
             return _rules(conn)
 
-    def set_programme_rules(self: _Connection, rules: RoutingRules, *, actor: str) -> None:
+    def set_programme_rules(self: Transactions, rules: RoutingRules, *, actor: str) -> None:
         """Set up the programme (or change its rules); audited."""
         text = json.dumps(asdict(rules), sort_keys=True)
         with self._write("the programme rules") as conn:
@@ -112,7 +104,7 @@ class ProgrammeRepositoryMixin:
     # ------------------------------------------------------------------ roles
 
     def set_programme_role(
-        self: _Connection,
+        self: Transactions,
         grader: str,
         role: ProgrammeRole,
         *,
@@ -156,7 +148,7 @@ class ProgrammeRepositoryMixin:
                 action="create" if granted else "delete",
             )
 
-    def programme_roles(self: _Connection) -> list[RoleGrant]:
+    def programme_roles(self: Transactions) -> list[RoleGrant]:
         """Every role held now (the latest grant or revocation of each wins)."""
         with self._read("the programme roles") as conn:
             rows = conn.execute(
@@ -171,7 +163,7 @@ class ProgrammeRepositoryMixin:
     # ------------------------------------------------------------------ routing
 
     def routing_decisions(
-        self: _Connection, image_sha256s: Iterable[str] | None = None
+        self: Transactions, image_sha256s: Iterable[str] | None = None
     ) -> list[RoutingDecision]:
         """Every routing decision (of ``image_sha256s`` if given), oldest first."""
         sql = (
@@ -190,7 +182,7 @@ class ProgrammeRepositoryMixin:
         return [RoutingDecision(*(str(v) for v in r)) for r in rows]
 
     def level_gradings(
-        self: _Connection, image_sha256s: Iterable[str] | None = None
+        self: Transactions, image_sha256s: Iterable[str] | None = None
     ) -> dict[str, dict[GraderRole, Grading]]:
         """Each graded image's current grading per level (the earliest grader per level), of
         ``image_sha256s`` if given (a refresh after a few saves need not read them all)."""
@@ -203,7 +195,7 @@ class ProgrammeRepositoryMixin:
             return out
 
     def _programme_check(
-        self: _Connection, conn: sqlite3.Connection, grading: Grading, previous: Grading | None
+        self: Transactions, conn: sqlite3.Connection, grading: Grading, previous: Grading | None
     ) -> None:
         """Refuse what a programme forbids, before the grading is written."""
         if _rules(conn) is None or grading.role not in _LEVELS:
@@ -216,7 +208,7 @@ class ProgrammeRepositoryMixin:
             )
 
     def _programme_after_grading(
-        self: _Connection, conn: sqlite3.Connection, grading: Grading, grading_id: int
+        self: Transactions, conn: sqlite3.Connection, grading: Grading, grading_id: int
     ) -> None:
         """Route the image after ``grading`` was written, in the same transaction."""
         rules = _rules(conn)

@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
-from typing import Protocol
 
 from sall_desktop.domain.grades import GraderRole, Grading, GradingSource, UngradableReason, utc_now
 from sall_desktop.store import audit
 from sall_desktop.store.errors import StoreWriteError
+from sall_desktop.store.transactions import Transactions
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,13 +31,6 @@ class TestSetRow:
     unannounced: bool
     created_by: str
     created_at: str
-
-
-class _Connection(Protocol):
-    app_version: str
-
-    def _write(self, what: str) -> AbstractContextManager[sqlite3.Connection]: ...
-    def _read(self, what: str) -> AbstractContextManager[sqlite3.Connection]: ...
 
 
 _VALUES = "gradable, ungradable_reason, dr_grade, amd_grade, dme"
@@ -98,7 +90,7 @@ class TestSetsRepositoryMixin:
     __test__ = False
 
     def create_test_set(
-        self: _Connection,
+        self: Transactions,
         name: str,
         answers: Sequence[Grading],
         *,
@@ -141,7 +133,7 @@ class TestSetsRepositoryMixin:
                    {"name": name, "size": len(answers), "source": source})  # fmt: skip
         return len(answers)
 
-    def assign_test_set(self: _Connection, name: str, grader: str, *, actor: str) -> None:
+    def assign_test_set(self: Transactions, name: str, grader: str, *, actor: str) -> None:
         """Assign the test set to ``grader`` (idempotent); audited."""
         with self._write("the test set assignment") as conn:
             set_id = _id(conn, "test_sets", "name", name)
@@ -157,7 +149,7 @@ class TestSetsRepositoryMixin:
                 _audit(conn, self.app_version, actor, "programme.test_assignment",
                        {"name": name, "grader": grader})  # fmt: skip
 
-    def test_sets(self: _Connection) -> list[TestSetRow]:
+    def test_sets(self: Transactions) -> list[TestSetRow]:
         """Every test set, oldest first."""
         with self._read("the test sets") as conn:
             rows = conn.execute(
@@ -177,7 +169,7 @@ class TestSetsRepositoryMixin:
                 )
             return out
 
-    def test_set_answers(self: _Connection, name: str) -> dict[str, Grading]:
+    def test_set_answers(self: Transactions, name: str) -> dict[str, Grading]:
         """The reference answer of each image of the set (grader ``test:<name>``)."""
         with self._read("the test set") as conn:
             rows = conn.execute(
@@ -188,7 +180,7 @@ class TestSetsRepositoryMixin:
             ).fetchall()
         return {str(r[0]): _grading(str(r[0]), f"test:{name}", r[1:]) for r in rows}
 
-    def add_test_answer(self: _Connection, name: str, grading: Grading) -> int:
+    def add_test_answer(self: Transactions, name: str, grading: Grading) -> int:
         """Append ``grading`` as the grader's answer to a test item; audited.
 
         Raises:
@@ -209,7 +201,7 @@ class TestSetsRepositoryMixin:
                    image_sha256=grading.image_sha256)  # fmt: skip
             return int(cur.lastrowid or 0)
 
-    def retract_test_answer(self: _Connection, name: str, image_sha256: str, grader: str) -> int:
+    def retract_test_answer(self: Transactions, name: str, image_sha256: str, grader: str) -> int:
         """Append a "no answer" row: the grader's answer to the item is withdrawn (the undo of a
         first answer); audited. Earlier answers stay in the table.
 
@@ -227,7 +219,7 @@ class TestSetsRepositoryMixin:
                    {"set": name}, image_sha256=image_sha256)  # fmt: skip
             return int(cur.lastrowid or 0)
 
-    def test_answers(self: _Connection, name: str | None = None) -> list[tuple[str, Grading]]:
+    def test_answers(self: Transactions, name: str | None = None) -> list[tuple[str, Grading]]:
         """Each grader's current answer per test item: (set name, answer), oldest first; an item
         whose latest row is a retraction has none."""
         sql = (

@@ -343,3 +343,24 @@ def model_workstation(qtbot, qapp_themed, tmp_path: Path):  # type: ignore[no-un
         ws.window._closing_confirmed = True
         ws.window.close()
         ws.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small untrained student (ResNet-18 at 64 px) in a model folder, once per module."""
+    import torch
+
+    from model_zoo.architectures.student import card_template
+    from model_zoo.cards import SYNTHETIC_INTENDED_USE
+    from model_zoo.checkpoints import save_checkpoint
+    from model_zoo.registry import get_model
+
+    torch.manual_seed(0)
+    card = card_template(
+        name="Tiny demo", version="0", licence="test", intended_use=SYNTHETIC_INTENDED_USE,
+        backbone="resnet18", input_size=64,
+    )  # fmt: skip
+    model = get_model(card.architecture, **card.architecture_kwargs)
+    out = tmp_path_factory.mktemp("model")
+    save_checkpoint(model, card, out)
+    return out

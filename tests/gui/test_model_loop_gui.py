@@ -10,27 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from PySide6.QtWidgets import QAbstractButton, QLabel, QProgressBar, QWidget
 
-from model_zoo.architectures.student import card_template
-from model_zoo.cards import SYNTHETIC_INTENDED_USE
-from model_zoo.checkpoints import save_checkpoint
-from model_zoo.registry import get_model
 from tests.gui.conftest import WAIT_MS, WAIT_S
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    card = card_template(
-        name="Tiny demo", version="0", licence="test", intended_use=SYNTHETIC_INTENDED_USE,
-        backbone="resnet18", input_size=64,
-    )  # fmt: skip
-    model = get_model(card.architecture, **card.architecture_kwargs)
-    out = tmp_path_factory.mktemp("model")
-    save_checkpoint(model, card, out)
-    return out
 
 
 @pytest.fixture()

@@ -11,15 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QAbstractButton, QLabel, QProgressBar, QWidget
 
-from model_zoo.architectures.student import card_template
-from model_zoo.cards import SYNTHETIC_INTENDED_USE
-from model_zoo.checkpoints import save_checkpoint
-from model_zoo.registry import get_model
 from sall_desktop.domain.grades import GraderRole
 from sall_desktop.domain.programme import HowReached, ProgrammeRole, RoutingRules
 from sall_desktop.services.programme import load_state
@@ -33,19 +28,6 @@ PRIMARY, SECONDARY, ARBITER = GraderRole.PRIMARY, GraderRole.SECONDARY, GraderRo
 DR_BY_IMAGE = (0, 1, 0, 3, 0, 0, 2, 0)
 """P's DR grade of each image in grid order (AMD 0): 1, 3 and 2 are abnormal and routed."""
 AMD_Q = "Q"  # AMD 0
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    card = card_template(
-        name="Tiny demo", version="0", licence="test", intended_use=SYNTHETIC_INTENDED_USE,
-        backbone="resnet18", input_size=64,
-    )  # fmt: skip
-    model = get_model(card.architecture, **card.architecture_kwargs)
-    out = tmp_path_factory.mktemp("model")
-    save_checkpoint(model, card, out)
-    return out
 
 
 @pytest.fixture()
