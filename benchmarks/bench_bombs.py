@@ -36,8 +36,6 @@ from tests.fuzz.hostile import BOMBS, LEGIT  # noqa: E402
 
 _MEASURE = """
 import json, sys, time
-# The editable install's finder would import this checkout's model_zoo whatever PYTHONPATH says.
-sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
 from model_zoo.io import LoadError, read_image
 
 def status(key):

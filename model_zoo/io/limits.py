@@ -10,9 +10,9 @@ DEFAULT_MAX_PIXELS = 100_000_000
 #: bytes: the decoder's output at the stored bit depth and channel count, times the copies the
 #: decoder makes (OpenCV holds two), plus the 8-bit RGB result. Estimated from the header and
 #: checked before decoding, in every process (the GUI's decode processes, the command line,
-#: training). 1.75 GiB: a 100 Mpx 16-bit RGB PNG, TIFF or DICOM fits; the same image with an
-#: alpha channel does not; with the largest file read, it stays well inside a decode
-#: process's address-space cap.
+#: training). 1.75 GiB: a 100 Mpx 16-bit RGB PNG, TIFF or uncompressed DICOM fits; the same
+#: image with an alpha channel does not; with the largest file read, it stays well inside a
+#: decode process's address-space cap.
 DEFAULT_MAX_DECODE_BYTES = 7 << 28
 
 #: A lossless-compressed image may decode to at most this many times its compressed size ...
