@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from model_zoo.fileio import remove_stale_temp_files
 from sall_desktop.store.errors import StoreError
 from sall_desktop.store.sqlite_repository import SqliteLabelStore
 
@@ -165,6 +166,8 @@ def take_periodic_backup(store: SqliteLabelStore, policy: BackupPolicy) -> Path 
         The new backup, or None when none was written.
     """
     dest = periodic_backup_path(store.path, policy.now())
+    if dest.parent.is_dir():  # a backup killed half-way left its temporary file (and its -wal)
+        remove_stale_temp_files(dest.parent)
     try:
         store.backup_to(dest)
     except StoreError as err:

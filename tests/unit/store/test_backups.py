@@ -228,3 +228,14 @@ def test_damage_found_by_the_backup_check_keeps_the_old_backups_and_marks_the_st
         assert any("periodic backup could not be written" in w for w in store.warnings)
     assert periodic_backups(filled) == good
     assert not any(p.name.startswith(".sall-tmp-") for p in backups_folder(filled).iterdir())
+
+
+def test_a_backup_killed_half_way_leaves_nothing_behind_the_next_one(
+    filled: Path, clock: Clock
+) -> None:
+    folder = backups_folder(filled)
+    folder.mkdir()
+    for name in (".sall-tmp-labels-20260228-090000Z.sqlite.99", ".sall-tmp-x.sqlite.99-wal"):
+        (folder / name).write_bytes(b"half a copy")
+    _open(filled, clock).close()
+    assert [p.name for p in folder.iterdir()] == ["labels-20260301-090000Z.sqlite"]
