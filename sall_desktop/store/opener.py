@@ -44,6 +44,9 @@ EMPTY_FILE = (
 
 NOT_BACKED_UP = "No backup was taken, so the earlier backups are kept."
 
+DEFAULT_BACKUPS = BackupPolicy()
+"""A periodic backup when the newest is a day old, seven kept (frozen: shared safely)."""
+
 
 def _backup_before_migration(store: SqliteLabelStore) -> Callable[[int, int], None]:
     def backup(old: int, new: int) -> None:
@@ -103,7 +106,7 @@ def open_store(
     verify_audit: bool = True,
     require_writer: bool = False,
     probe: Callable[[Path], str] | None = None,
-    backups: BackupPolicy | None = BackupPolicy(),  # noqa: B008  (frozen, so shared safely)
+    backups: BackupPolicy | None = DEFAULT_BACKUPS,
 ) -> SqliteLabelStore:
     """Open (creating and migrating if needed) the label database at ``path``.
 
