@@ -142,13 +142,18 @@ class SessionController(QObject):
     def _show_open_notices(self) -> None:
         s = self.services
         self.status.set_read_only(s.read_only_reason)
+        # The banner shows one message: warnings (an altered audit trail, a backup not taken)
+        # are added to the read-only or recovery notice, never hidden behind it.
+        warnings = " ".join(s.warnings)
         if s.read_only_reason:
-            self.banner.show_message("read_only", "warning", s.read_only_reason)
+            text = f"{s.read_only_reason} {warnings}".strip()
+            self.banner.show_message("read_only", "warning", text)
         elif s.unclean_shutdown:
             text = (
                 "SALL Desktop did not close cleanly last time. The database was checked and "
                 "every saved grade is kept; it reopens at your last image."
             )
-            self.banner.show_message("recovery", "info", text)
-        elif s.warnings:
-            self.banner.show_message("warning", "warning", " ".join(s.warnings))
+            severity = "warning" if warnings else "info"
+            self.banner.show_message("recovery", severity, f"{text} {warnings}".strip())
+        elif warnings:
+            self.banner.show_message("warning", "warning", warnings)
