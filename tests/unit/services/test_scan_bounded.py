@@ -29,12 +29,13 @@ def test_the_issues_five_bombs_are_refused_and_the_folder_still_scans(tmp_path: 
 
 
 def test_the_scan_decodes_in_processes_with_a_memory_cap(tmp_path: Path) -> None:
-    # 40 MB of 16-bit RGBA samples: fine in this process, too much for a worker capped at 16 MB
-    # of address space. The refusal shows the file was decoded in a capped worker, not here.
-    noise = np.random.default_rng(4).integers(0, 65536, (2000, 2500, 4), dtype=np.uint16)
+    # 60 MB of 16-bit RGBA noise: fine in this process, too much for a worker given 32 MB of
+    # address space beyond its start (the small file fits). The refusal shows the file was read
+    # in a capped worker, not here.
+    noise = np.random.default_rng(4).integers(0, 65536, (2500, 3000, 4), dtype=np.uint16)
     assert cv2.imwrite(str(tmp_path / "big.png"), noise, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     assert cv2.imwrite(str(tmp_path / "small.png"), noise[:32, :32])
-    pool = DecodePool(1, memory_limit=16 << 20)
+    pool = DecodePool(1, memory_limit=32 << 20)
     try:
         summary = scan_folder(tmp_path, decoder=pool)
     finally:
