@@ -296,6 +296,8 @@ def _pydicom_cost(
         copies = _DECODER_COPIES.get(family, _DECODER_COPIES["other"])[wide]
         pixel_data = ds.get("PixelData")
         compressed = len(pixel_data) if isinstance(pixel_data, bytes | bytearray) else None
+        if syntax in _FAST_JPEG:
+            compressed = None  # DCT JPEG: bounded by its pixels, and dark photographs shrink far
     palette = photometric == "PALETTE COLOR"  # the lookup's RGB output, up to 16 bits
     return DecodeCost(
         cols,
