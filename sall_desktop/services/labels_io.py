@@ -87,9 +87,11 @@ def _grader_and_role(
     if not roles:
         store.add_grader(grader, GraderRole.PRIMARY)
         return grader, GraderRole.PRIMARY
-    if GraderRole.PRIMARY in roles:
-        return grader, GraderRole.PRIMARY
-    return grader, sorted(roles)[0]
+    # An import is never an arbiter's word: the arbiter's grade is final, and a file cannot
+    # say who decided. A grader who grades only at the secondary level imports there.
+    if roles & {GraderRole.PRIMARY, GraderRole.SECONDARY} == {GraderRole.SECONDARY}:
+        return grader, GraderRole.SECONDARY
+    return grader, GraderRole.PRIMARY
 
 
 def _resolve(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from sall_desktop.domain.grades import GraderRole, Grading, ImageRecord
+from sall_desktop.domain.grades import GraderRole, Grading, GradingSource, ImageRecord
 from sall_desktop.domain.nhs import nhs_code
 from sall_desktop.domain.programme import FinalGrade, HowReached, Levels
 from sall_desktop.services.adapters.base import Adapter, ExportItem, LabelRecord
@@ -30,11 +30,16 @@ WAITING_SECOND = "waiting for second grading"
 WAITING_ARBITRATION = "waiting for arbitration"
 
 
+def _arbitrated(grading: Grading) -> bool:
+    return grading.role is GraderRole.ARBITER and grading.source is not GradingSource.IMPORT
+
+
 def choose_gradings(store: LabelRepository, grader: str | None) -> dict[str, Grading]:
     """Each image's exported grading: ``grader``'s current one, else the latest human one.
 
-    "Human" means any role but REFERENCE. Among those, an arbiter's grading wins; otherwise
-    the most recent (``created_at``) current grading of any grader.
+    "Human" means any role but REFERENCE. Among those, an arbiter's grading typed in the app
+    wins (an imported row never takes that precedence); otherwise the most recent
+    (``created_at``) current grading of any grader.
     """
     if grader is not None:
         return {g.image_sha256: g for g in store.current_gradings(grader=grader)}
@@ -43,8 +48,8 @@ def choose_gradings(store: LabelRepository, grader: str | None) -> dict[str, Gra
         if grading.role is GraderRole.REFERENCE:
             continue
         held = chosen.get(grading.image_sha256)
-        key = (grading.role is GraderRole.ARBITER, grading.created_at)
-        if held is None or key > (held.role is GraderRole.ARBITER, held.created_at):
+        key = (_arbitrated(grading), grading.created_at)
+        if held is None or key > (_arbitrated(held), held.created_at):
             chosen[grading.image_sha256] = grading
     return chosen
 

@@ -248,3 +248,25 @@ def test_needs_exactly_one_grader(store: SqliteLabelStore, tmp_path: Path) -> No
         import_labels(store, path, "eyepacs", IMAGES, as_grader="A", as_reference="x")
     with pytest.raises(ValueError, match="named grader"):
         import_labels(store, path, "eyepacs", IMAGES, as_grader="  ")
+
+
+def test_an_import_as_an_arbiter_never_takes_the_arbiters_precedence(
+    store: SqliteLabelStore, tmp_path: Path
+) -> None:
+    from sall_desktop.services.adapters.export_rows import choose_gradings
+
+    store.add_grader("Dr Arb", GraderRole.ARBITER)
+    store.add_grading(Grading(sha(1), "Dr Human", dr_grade=3, amd_grade=0))
+    path = write(tmp_path, "image,level\n10_left,0\n")
+    import_labels(store, path, "eyepacs", IMAGES, as_grader="Dr Arb")
+    imported = store.current_grading(sha(1), "Dr Arb")
+    assert imported is not None and imported.source is GradingSource.IMPORT
+    assert imported.role is GraderRole.PRIMARY  # never the arbiter's final word
+    assert choose_gradings(store, None)[sha(1)].grader in ("Dr Human", "Dr Arb")
+    # An imported row written as an arbiter's (an older database) does not win either.
+    store.add_grading(Grading(sha(2), "Dr Human", dr_grade=2, amd_grade=0,
+                              created_at="2026-12-07T10:00:00+00:00"))  # fmt: skip
+    store.add_grading(Grading(sha(2), "Dr Old", dr_grade=0, amd_grade=0, role=GraderRole.ARBITER,
+                              source=GradingSource.IMPORT,
+                              created_at="2026-12-07T09:00:00+00:00"))  # fmt: skip
+    assert choose_gradings(store, None)[sha(2)].grader == "Dr Human"
