@@ -182,8 +182,17 @@ def decode_csv_bytes(data: bytes, *, source: str) -> str:
         raise CsvFormatError(source, line, "contains NUL bytes: this is binary data, not CSV text")
     try:
         return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
+    except UnicodeDecodeError as exc:
+        # A file with real UTF-8 characters and one stray byte (a paste from elsewhere) is not
+        # Windows-1252: read that way, every accented name in it would silently change.
+        if any(ord(c) > 0x7F for c in data.decode("utf-8", errors="ignore")):
+            line = data.count(b"\n", 0, exc.start) + 1
+            raise CsvFormatError(
+                source,
+                line,
+                f"is UTF-8 text with a byte that is not UTF-8 (0x{data[exc.start]:02X}); "
+                "save the file as UTF-8 and import it again",
+            ) from exc
     try:
         return data.decode("cp1252")
     except UnicodeDecodeError as exc:

@@ -113,3 +113,11 @@ def test_parse_int_cell_blank_is_none_never_zero(cell: str, value: int | None) -
 def test_parse_int_cell_rejects_bad_numbers(cell: str) -> None:
     with pytest.raises(ValueError):
         parse_int_cell(cell, (0, 1, 2, 3, 4))
+
+
+def test_utf8_with_one_stray_byte_is_refused_not_read_as_cp1252() -> None:
+    data = "image,grader\nœil_gauche,Dr Müller\n".encode() + b"x\x81y,Dr A\n"
+    with pytest.raises(CsvFormatError, match=r"line 3.*not UTF-8 \(0x81\)"):
+        decode_csv_bytes(data, source="labels.csv")
+    # A whole Windows-1252 file (no UTF-8 character in it) is still read as such.
+    assert decode_csv_bytes("Müller,1\n".encode("cp1252"), source="s") == "Müller,1\n"
