@@ -119,7 +119,9 @@ class ImageFolderAdapter(Adapter):
             raise LabelFileError(f"{out_path} is a file; an ImageFolder export needs a folder")
         if out_path.is_dir() and any(out_path.iterdir()) and not options.overwrite:
             raise LabelFileError(f"{out_path} is not empty; confirm writing into it")
-        out_path.mkdir(parents=True, exist_ok=True)
+        if not out_path.parent.is_dir():  # a mistyped path is reported, never made
+            raise LabelFileError(f"cannot write {out_path}: there is no folder {out_path.parent}")
+        out_path.mkdir(exist_ok=True)
         used: set[tuple[str, str, str]] = set()
         written = 0
         skipped: list[tuple[str, str]] = []

@@ -108,6 +108,14 @@ def test_never_writes_into_a_non_empty_folder_without_consent(tmp_path: Path) ->
     assert tree(out) == ["keep.txt"]
 
 
+def test_a_missing_parent_folder_is_reported_not_made(tmp_path: Path) -> None:
+    a = make(tmp_path / "src", "a.jpg", jpeg_with_exif(1))
+    target = tmp_path / "typo" / "out"
+    with pytest.raises(LabelFileError, match="there is no folder"):
+        get_adapter("imagefolder").export([item(a, dr_grade=1)], target, ExportOptions())
+    assert not (tmp_path / "typo").exists()
+
+
 def test_de_identified_tree_strips_metadata_losslessly(tmp_path: Path) -> None:
     src = tmp_path / "src"
     a = make(src, f"{PHI}.jpg", jpeg_with_exif(1))
