@@ -248,9 +248,12 @@ def cmd_export(args: argparse.Namespace) -> int:
             why = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(exc)
             raise CommandError(f"cannot write {out}: {why}; a previous file is unchanged") from exc
         missing, references = missing_gradings(store, args.grader)
+        head = store.chain_head()
     print(summary.format())
     if missing:
         print(_missing_hint(summary.rows, missing, args.grader, references))
+    # Kept outside the database, the head shows a later rewrite of the history (verify).
+    print(f"audit chain head: {head or '(empty)'}")
     return EXIT_OK
 
 

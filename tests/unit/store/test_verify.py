@@ -79,3 +79,15 @@ def test_each_kind_of_tampering_is_found(
     assert main(["--db", str(db), "verify"]) == 1
     out = capsys.readouterr().out
     assert out.startswith("NOT verified") and report.problems[0] in out
+
+
+def test_every_export_prints_the_chain_head_to_keep(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = open_store(db, app_version="test", read_only=True)
+    head = store.chain_head()
+    store.close()
+    assert len(head) == 64
+    assert main(["--db", str(db), "export", "--format", "canonical", "--out",
+                 str(tmp_path / "labels.csv")]) == 0  # fmt: skip
+    assert f"audit chain head: {head}" in capsys.readouterr().out
