@@ -59,6 +59,8 @@ class ImageListModel(QAbstractListModel):
     """Counts changed (rows found, described or graded): status bars recount."""
     records_added = Signal(list)
     """SHA-256s of images whose records just arrived (the model's stored outputs are read)."""
+    work_changed = Signal()
+    """Another work queue was chosen (the triage queue follows it)."""
 
     def __init__(
         self,
@@ -308,15 +310,23 @@ class ImageListModel(QAbstractListModel):
         reset only when that changes which images are shown."""
         if work is None and self.workspace.work is None:
             return
+        changed = work is not self.workspace.work
         self.workspace.work = work
         shown = {id(e) for e in self.workspace.filtered()}
         if shown != {id(e) for e in self.workspace.order}:
             self.set_view()
+        if changed:
+            self.work_changed.emit()
 
     # ------------------------------------------------------------------ queries
     def entries(self) -> list[ImageEntry]:
         """All entries of the folder, in scan order (not only the filtered ones)."""
         return self.workspace.entries()
+
+    def in_work(self, entry: ImageEntry) -> bool:
+        """The grader's chosen work queue holds ``entry`` (every image when none is chosen)."""
+        work = self.workspace.work
+        return work is None or (entry.record is not None and work(entry))
 
     def visible_count(self) -> int:
         """Rows that pass the filter (fetched or not)."""

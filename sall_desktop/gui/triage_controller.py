@@ -75,6 +75,7 @@ class TriageController(QObject):
         self._slices.timeout.connect(self._next_slice)
         panel.order.currentIndexChanged.connect(lambda _: self.refresh())
         model.modelReset.connect(self._restart)  # another folder: a pass under way is stale
+        model.work_changed.connect(self.refresh)  # another work queue: rank its images
         panel.list.itemActivated.connect(self._open)
         panel.list.itemClicked.connect(self._open)
 
@@ -155,8 +156,8 @@ class TriageController(QObject):
                     spent += now - started
                     yield
                     started = time.perf_counter()
-            if not entry.gradable_image:
-                continue
+            if not entry.gradable_image or not self.model.in_work(entry):
+                continue  # the triage queue keeps to the grader's chosen work queue
             prediction, grading = self.model.shown_prediction(entry), entry.grading
             old = known.get(entry.path)
             if (

@@ -145,6 +145,8 @@ def test_three_graders_take_turns_through_their_queues(
     assert not [t for t in panel.texts() if t.startswith(("Primary", "Arbitration"))]
     choose(window, SECONDARY)
     assert shown_shas(window) == routed
+    window.triage.refresh_now()  # the triage queue keeps to the chosen work queue
+    assert {r.item.sha256 for r in window.triage.ranked} <= set(routed)
     assert window.navigator.current.sha256 in routed  # the queue's first image is shown
     target = next(sha for sha, dr in graded_dr.items() if dr == 3)
     entry = window.model.entries_with_sha(target)[0]
