@@ -43,6 +43,10 @@ ROLE_NAMES: dict[ProgrammeRole, str] = {
 NOT_SIGNED_IN = "Sign in to set up double grading."
 READ_ONLY = "The label database is open read-only, so nothing here can be changed."
 NOT_SET_UP = "No programme is set up yet: apply the routing rules first."
+LAST_QA_LEAD = (
+    "You are the programme's only QA lead: make another grader QA lead before you give the role "
+    "up, or nobody could change the programme."
+)
 
 
 class ProgrammeAdminError(Exception):
@@ -169,10 +173,20 @@ def apply_setup(
     role over in one step.
 
     Raises:
-        ProgrammeAdminError: ``actor`` may not change the programme, or a change is refused.
+        ProgrammeAdminError: ``actor`` may not change the programme, a name is not a grader's,
+            or the programme would be left without a QA lead (checked before anything is
+            written).
         StoreWriteError: the store refused a write.
     """
     actor = actor.strip()
+    current = _allowed(store, actor)
+    changes = [RoleChange(_grader_name(c.grader), c.role, c.granted) for c in changes]
+    leads = {actor} if current is None else set(_qa_leads(store))
+    for change in changes:  # refuse before anything is written
+        if change.role is ProgrammeRole.QA:
+            (leads.add if change.granted else leads.discard)(change.grader)
+    if not leads:
+        raise ProgrammeAdminError(LAST_QA_LEAD)
     apply_rules(store, rules, actor=actor)
     for change in sorted(changes, key=lambda c: not c.granted):
         set_role(store, change, actor=actor)
@@ -209,16 +223,8 @@ def set_role(store: SqliteLabelStore, change: RoleChange, *, actor: str) -> None
     _require_active(store, actor)
     grader = _grader_name(change.grader)
     if change.role is ProgrammeRole.QA and not change.granted and grader == actor:
-        others = {
-            g.grader
-            for g in store.programme_roles()
-            if g.role is ProgrammeRole.QA and not g.scope and g.grader != actor
-        }
-        if not others:
-            raise ProgrammeAdminError(
-                "You are the programme's only QA lead: make another grader QA lead first, "
-                "or nobody could change the programme."
-            )
+        if not set(_qa_leads(store)) - {actor}:
+            raise ProgrammeAdminError(LAST_QA_LEAD)
     store.set_programme_role(grader, change.role, actor=actor, granted=change.granted)
 
 
@@ -292,13 +298,15 @@ def _either(names: Sequence[str]) -> str:
 def _allowed(store: SqliteLabelStore, actor: str) -> RoutingRules | None:
     """The rules in force, after checking that ``actor`` may change the programme."""
     rules = store.programme_rules()
-    leads = [
-        g.grader for g in store.programme_roles() if g.role is ProgrammeRole.QA and not g.scope
-    ]
-    reason = _refusal(store, actor, rules, leads)
+    reason = _refusal(store, actor, rules, _qa_leads(store))
     if reason:
         raise ProgrammeAdminError(reason)
     return rules
+
+
+def _qa_leads(store: SqliteLabelStore) -> list[str]:
+    """The graders who hold the QA role everywhere."""
+    return [g.grader for g in store.programme_roles() if g.role is ProgrammeRole.QA and not g.scope]
 
 
 def _require_active(store: SqliteLabelStore, actor: str) -> RoutingRules:

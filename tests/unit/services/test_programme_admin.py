@@ -135,6 +135,13 @@ def test_the_last_qa_lead_may_not_give_the_role_up(store: SqliteLabelStore) -> N
     with pytest.raises(ProgrammeAdminError, match="only QA lead"):
         set_role(store, RoleChange(LEAD, QA, granted=False), actor=LEAD)
     assert read_setup(store, LEAD).qa_leads == (LEAD,)
+    rows = len(store.audit_log())
+    with pytest.raises(ProgrammeAdminError, match="only QA lead"):  # refused before any write
+        apply_setup(
+            store, RoutingRules(seed=5),
+            [RoleChange(OTHER, SECONDARY), RoleChange(LEAD, QA, granted=False)], actor=LEAD,
+        )  # fmt: skip
+    assert len(store.audit_log()) == rows and store.programme_rules() == RoutingRules()
     # Handing it over in one step: the grant goes first, then the revocation.
     after = apply_setup(
         store, RoutingRules(),
