@@ -52,6 +52,11 @@ def key_text(command: Command, settings: AppSettings) -> list[str]:
     return [native(k) for k in keys] or ["(no key)"]
 
 
+def _first_key(command: Command) -> str:
+    """The default key the editor shows: the first, or none for a command without a key."""
+    return command.keys[0] if command.keys else ""
+
+
 def native(keys: str) -> str:
     """``keys`` as the platform writes them (Ctrl on Windows and Linux, ⌘ on macOS)."""
     return QKeySequence(keys).toString(QKeySequence.SequenceFormat.NativeText) or keys
@@ -135,7 +140,7 @@ class ShortcutsPage(QWidget):
             self.table.setItem(row, 0, self.names[command.id])
             override = settings.shortcut(command.id)
             editor = QKeySequenceEdit(
-                QKeySequence(command.keys[0] if override is None else override)
+                QKeySequence(_first_key(command) if override is None else override)
             )
             editor.setMaximumSequenceLength(1)  # one key, recorded at once (no chord wait)
             editor.setClearButtonEnabled(True)  # an empty key frees it for another command
@@ -145,7 +150,7 @@ class ShortcutsPage(QWidget):
             self.also[command.id] = QTableWidgetItem()
             self.table.setItem(row, 2, self.also[command.id])
             reset = QPushButton("Reset")
-            reset.setToolTip(f"Back to {' or '.join(native(k) for k in command.keys)}")
+            reset.setToolTip(f"Back to {' or '.join(native(k) for k in command.keys) or 'no key'}")
             reset.clicked.connect(partial(self.reset, command.id))
             self.table.setCellWidget(row, 3, reset)
             self.editors[command.id] = editor
@@ -170,14 +175,16 @@ class ShortcutsPage(QWidget):
         out: dict[str, str | None] = {}
         for command in COMMANDS:
             sequence = self.editors[command.id].keySequence()
-            if sequence == QKeySequence(command.keys[0]):
+            if sequence == QKeySequence(_first_key(command)):
                 out[command.id] = None  # the defaults, secondary keys included
             else:
                 out[command.id] = sequence.toString(QKeySequence.SequenceFormat.PortableText)
         return out
 
     def reset(self, command_id: str) -> None:
-        self.editors[command_id].setKeySequence(QKeySequence(COMMANDS_BY_ID[command_id].keys[0]))
+        self.editors[command_id].setKeySequence(
+            QKeySequence(_first_key(COMMANDS_BY_ID[command_id]))
+        )
 
     def restore_defaults(self) -> None:
         for command in COMMANDS:
