@@ -57,6 +57,7 @@ from sall_desktop.services.image_entry import ImageEntry
 from sall_desktop.services.inference import InferenceService
 
 if TYPE_CHECKING:
+    from sall_desktop.gui.programme_dialog import ProgrammeDialog
     from sall_desktop.gui.quality_window import QualityWindow
     from sall_desktop.services.store_executor import StoreExecutor
 
@@ -69,6 +70,7 @@ class MainWindow(QMainWindow):
 
     closed = Signal()
     quality_window: QualityWindow | None = None  # Programme → Grader quality report…, on first use
+    programme_dialog: ProgrammeDialog | None = None  # Programme → Set up double grading…
 
     def __init__(
         self,
@@ -138,8 +140,8 @@ class MainWindow(QMainWindow):
             self.work.rule_changed.connect(self.model_loop.rule_changed)
         self._layout()
         self.actions_by_id = build_actions(self, settings, self._handlers())
-        self.actions_by_id["undo"].setEnabled(False)
-        self.actions_by_id["redo"].setEnabled(False)
+        for disabled in ("undo", "redo", "programme_setup"):  # the last until a grader signs in
+            self.actions_by_id[disabled].setEnabled(False)
         self.grading.undo_stack.canUndoChanged.connect(self.actions_by_id["undo"].setEnabled)
         self.grading.undo_stack.canRedoChanged.connect(self.actions_by_id["redo"].setEnabled)
         if self.model_windows is not None:
@@ -248,6 +250,7 @@ class MainWindow(QMainWindow):
         )  # fmt: skip
         handlers["import"] = self.open_import
         handlers["grader_report"] = self.open_grader_report
+        handlers["programme_setup"] = self.open_programme_setup
         for part in (self.model_loop, self.model_windows):
             if part is not None:
                 handlers.update(part.handlers())
@@ -264,6 +267,24 @@ class MainWindow(QMainWindow):
             self.quality_window.refresh()
         self.quality_window.show()
         self.quality_window.raise_()
+
+    def open_programme_setup(self) -> ProgrammeDialog | None:
+        """Programme → Set up double grading… (one dialog, read again when opened again)."""
+        if not self.grading.grader:
+            return None
+        if self.programme_dialog is None:
+            from sall_desktop.gui.programme_dialog import ProgrammeDialog
+
+            self.programme_dialog = dialog = ProgrammeDialog(
+                self.services.grading, self.grading.grader, self
+            )
+            dialog.changed.connect(self.work.reload)  # rules and roles decide the work queues
+            self.grading.grader_changed.connect(dialog.set_user)
+        else:  # it follows the signed-in grader already; the store may have changed
+            self.programme_dialog.refresh()
+        self.programme_dialog.show()
+        self.programme_dialog.raise_()
+        return self.programme_dialog
 
     def start(self, folder: str | None) -> None:
         """Open ``folder``, else the last folder at the last image, else the demo folder."""
@@ -308,6 +329,8 @@ class MainWindow(QMainWindow):
         self.work.reload()
 
     def _grader_changed(self, name: str | None) -> None:
+        # The programme is changed as the signed-in grader (services/programme_admin.py).
+        self.actions_by_id["programme_setup"].setEnabled(bool(name))
         if name:
             self.grid.setFocus()  # after sign-in the keyboard grades; it types into no field
 

@@ -100,6 +100,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("settings", "Settings…", ("Ctrl+,",), "File"),
     Command("retry", "Retry saving now", ("Ctrl+R",), "File"),
     Command("grader_report", "Grader quality report…", ("Ctrl+Shift+R",), "Programme"),
+    Command("programme_setup", "Set up double grading…", (), "Programme"),
     Command("cheat_sheet", "Keyboard shortcuts", ("F1",), "Help"),
 )
 
