@@ -109,7 +109,12 @@ def _setup(args: argparse.Namespace, cli: CliHelpers) -> int:
         rules = RoutingRules(args.normal_fraction, args.seed, args.dr_step, args.amd_step)
     except ValueError as exc:
         raise cli.error(str(exc)) from exc
+    from sall_desktop.domain.programme import ProgrammeRole
+
     with writable_store(cli.db_path(args)) as store:
+        leads = [g for g in store.programme_roles() if g.role is ProgrammeRole.QA and not g.scope]
+        if not leads:  # who sets a programme up leads it, as in the workstation's dialog
+            store.set_programme_role(args.by, ProgrammeRole.QA, actor=args.by)
         store.set_programme_rules(rules, actor=args.by)
     print(
         f"double grading on: {rules.normal_fraction:.0%} of normals sampled (seed {rules.seed})"

@@ -51,6 +51,9 @@ def test_setup_roles_status_and_report(
     assert _run(db, "programme", "role", "Dr P", "primary", "--by", "QA") == 1
     assert "programme setup" in capsys.readouterr().err
     assert _run(db, "programme", "setup", "--seed", "3", "--by", "QA") == 0
+    store = open_store(db, app_version="test")
+    assert [(g.grader, g.role.value) for g in store.programme_roles()] == [("QA", "qa")]
+    store.close()
     for grader, role in (("Dr P", "primary"), ("Dr S", "secondary"), ("Dr A", "arbiter")):
         assert _run(db, "programme", "role", grader, role, "--by", "QA") == 0
     _grade_programme(db)
