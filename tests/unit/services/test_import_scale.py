@@ -47,3 +47,18 @@ def test_importing_a_big_file_of_unmatched_ids_finishes(tmp_path: Path) -> None:
     assert report.rows_read == ROWS + 1 and report.added == 1
     assert len(report.issues) == ROWS
     assert {issue.kind for issue in report.issues} == {IssueKind.UNMATCHED}
+
+
+@pytest.mark.long
+def test_a_million_rows_of_unmatched_ids_import_in_under_a_minute(tmp_path: Path) -> None:
+    # Issue 22's figure: a full EyePACS-sized file against a partial folder, times 30.
+    rows = 1_000_000
+    labels = tmp_path / "million.csv"
+    with labels.open("w", encoding="utf-8") as handle:
+        handle.write("image,level\n1_left,2\n")
+        handle.writelines(f"missing_{n},{n % 5}\n" for n in range(rows))
+    started = time.monotonic()
+    with open_store(tmp_path / "labels.sqlite") as store:
+        report = import_labels(store, labels, "eyepacs", IMAGES, as_grader="Ann")
+    assert time.monotonic() - started < 60.0  # the issue's bound (make test-long only)
+    assert report.rows_read == rows + 1 and report.added == 1
