@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 import warnings
 from typing import Any
 
@@ -241,6 +242,8 @@ def _decode_dicom(
     if image is None:
         # After inflation the data set is plain Explicit VR LE: decode it as such.
         effective = str(ds.file_meta.get("TransferSyntaxUID", syntax))
+        if "2000" in uids.UID(effective).name:
+            _check_j2k_size(path, ds, (cols, rows, samples))
         cost = _pydicom_cost(ds, effective, (rows, cols, samples, bits_allocated), photometric)
         check_budget(path, "DICOM", cost, max_decode_bytes)
         image = reduce_area(_decode_pydicom(path, ds, effective), reduce)
@@ -309,6 +312,35 @@ def _pydicom_cost(
         compressed=compressed,
         rgb_pixels=rows * cols,
     )
+
+
+_J2K_SIZ = b"\xff\x4f\xff\x51"  # SOC then SIZ: where a JPEG 2000 codestream states its size
+
+
+def _check_j2k_size(
+    path: str | os.PathLike[str], ds: Dataset, expected: tuple[int, int, int]
+) -> None:
+    """Refuse a JPEG 2000 frame whose own size differs from the data set's (cols, rows, samples).
+
+    openjpeg allocates what the codestream's SIZ marker says, not what the DICOM header says:
+    a 17 KB file whose header claims 36 x 40 once cost 1.4 GB. The marker is read first.
+    """
+    pixel_data = ds.get("PixelData")
+    if not isinstance(pixel_data, bytes | bytearray):
+        return
+    at = pixel_data.find(_J2K_SIZ)
+    if at < 0 or len(pixel_data) < at + 4 + 38:
+        raise fail(path, "corrupt", "has JPEG 2000 pixel data without a readable size marker")
+    (xsiz, ysiz, xosiz, yosiz) = struct.unpack_from(">4I", pixel_data, at + 8)
+    (components,) = struct.unpack_from(">H", pixel_data, at + 4 + 36)
+    found = (xsiz - xosiz, ysiz - yosiz, components)
+    if found != expected:
+        raise fail(
+            path,
+            "corrupt",
+            f"has a JPEG 2000 frame of {found[0]}x{found[1]} with {found[2]} components where "
+            f"the header says {expected[0]}x{expected[1]} with {expected[2]}",
+        )
 
 
 def _check_pixel_data(path: str | os.PathLike[str], ds: Dataset, body: bytes) -> None:
