@@ -149,7 +149,8 @@ def _decode_pydicom(path: str | os.PathLike[str], ds: Dataset, syntax: str) -> n
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             decoder = get_decoder(uids.UID(syntax))
-            arr, props = decoder.as_array(ds, index=0, validate=True, **as_pixel_options(ds))
+            with decoder_output_filtered():  # openjpeg's and libjpeg's lines on damaged frames
+                arr, props = decoder.as_array(ds, index=0, validate=True, **as_pixel_options(ds))
             photometric = str(props.get("photometric_interpretation", ""))
             palette = photometric == "PALETTE COLOR"
             if palette:

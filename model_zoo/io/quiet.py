@@ -28,7 +28,9 @@ DECODER_WARNING = re.compile(
     rb"^(?:Corrupt JPEG data|Premature end of JPEG file|Invalid SOS parameters"
     rb"|Inconsistent progression sequence|Application transferred too few scanlines"
     rb"|Warning: |Unsupported marker type|Bogus |JPEG datastream contains no image"
-    rb"|libpng error: |libpng warning: )"
+    rb"|libpng error: |libpng warning: "
+    # pylibjpeg-openjpeg's colour conversion of a damaged frame (the frame is refused anyway).
+    rb"|\tCAN NOT CONVERT|lib/interface/color\.c:)"
 )
 
 _lock = threading.Lock()
