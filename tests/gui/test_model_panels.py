@@ -88,7 +88,11 @@ class _Images(QObject):
     """A stand-in for the image list: many graded-by-the-model images, no window."""
 
     modelReset = Signal()  # noqa: N815 - Qt's name
+    work_changed = Signal()
     blind = False  # blind-first off: the model orders the queue
+
+    def in_work(self, _entry: object) -> bool:
+        return True  # no work queue chosen: every image
 
     def __init__(self, n: int, prefix: str = "img") -> None:
         super().__init__()
