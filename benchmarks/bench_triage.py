@@ -40,6 +40,11 @@ class Images(QObject):
     """The part of the image list the triage controller reads."""
 
     modelReset = Signal()  # noqa: N815 - Qt's name
+    work_changed = Signal()
+    blind = False  # blind-first off: the model orders the queue
+
+    def in_work(self, _entry: object) -> bool:
+        return True  # no work queue chosen: every image
 
     def __init__(self, n: int) -> None:
         super().__init__()
