@@ -12,13 +12,13 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from sall_desktop.domain.grades import Grading, utc_now
+from sall_desktop.store.sql import SqlConnection
 
 GENESIS_HASH = "0" * 64
 """``prev_hash`` of the first audit row."""
@@ -198,7 +198,7 @@ def compute_row_hash(prev_hash: str, content: Sequence[object]) -> str:
 
 
 def append_audit_rows(
-    conn: sqlite3.Connection,
+    conn: SqlConnection,
     changes: Sequence[AuditChange],
     *,
     grader: str,

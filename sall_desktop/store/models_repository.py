@@ -10,13 +10,13 @@ who did it, when and why in the append-only ``model_events`` table.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from sall_desktop.domain.grades import utc_now
 from sall_desktop.store.errors import StoreWriteError
+from sall_desktop.store.sql import SqlConnection
 from sall_desktop.store.transactions import Transactions
 
 ModelStatus = Literal["candidate", "active", "retired"]
@@ -373,8 +373,8 @@ class ModelsRepositoryMixin:
         with self._write("the hold-out") as conn:
             for sha256, patient in images:
                 cur = conn.execute(
-                    "INSERT OR IGNORE INTO holdout_images "
-                    "(sha256, patient_id, source, added_by, added_at) VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO holdout_images (sha256, patient_id, source, added_by, added_at) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                     (sha256, patient, source, actor, now),
                 )
                 added += cur.rowcount
@@ -391,7 +391,7 @@ class ModelsRepositoryMixin:
 
 
 def _event(
-    conn: sqlite3.Connection,
+    conn: SqlConnection,
     model_id: str,
     action: ModelAction,
     actor: str,

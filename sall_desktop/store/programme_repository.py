@@ -13,7 +13,6 @@ Every grant, revocation, rule change and routing decision is also an audit row (
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
@@ -28,6 +27,7 @@ from sall_desktop.domain.programme import (
 from sall_desktop.store import audit
 from sall_desktop.store.errors import StoreWriteError
 from sall_desktop.store.rows import GRADING_SELECT, grading_from_row, in_parts
+from sall_desktop.store.sql import SqlConnection
 from sall_desktop.store.transactions import Transactions
 
 RULES_KEY = "rules"
@@ -57,7 +57,7 @@ class RoutingDecision:
 
 
 def _audit(
-    conn: sqlite3.Connection,
+    conn: SqlConnection,
     app_version: str,
     *,
     actor: str,
@@ -121,9 +121,10 @@ class ProgrammeRepositoryMixin:
             row = conn.execute("SELECT id FROM graders WHERE name = ?", (grader,)).fetchone()
             if row is None:
                 cur = conn.execute(
-                    "INSERT INTO graders (name, created_at) VALUES (?, ?)", (grader, utc_now())
+                    "INSERT INTO graders (name, created_at) VALUES (?, ?) RETURNING id",
+                    (grader, utc_now()),
                 )
-                grader_id = int(cur.lastrowid or 0)
+                grader_id = int(cur.fetchone()[0])
             else:
                 grader_id = int(row[0])
             held = conn.execute(
@@ -195,7 +196,7 @@ class ProgrammeRepositoryMixin:
             return out
 
     def _programme_check(
-        self: Transactions, conn: sqlite3.Connection, grading: Grading, previous: Grading | None
+        self: Transactions, conn: SqlConnection, grading: Grading, previous: Grading | None
     ) -> None:
         """Refuse what a programme forbids, before the grading is written."""
         if _rules(conn) is None or grading.role not in _LEVELS:
@@ -208,7 +209,7 @@ class ProgrammeRepositoryMixin:
             )
 
     def _programme_after_grading(
-        self: Transactions, conn: sqlite3.Connection, grading: Grading, grading_id: int
+        self: Transactions, conn: SqlConnection, grading: Grading, grading_id: int
     ) -> None:
         """Route the image after ``grading`` was written, in the same transaction."""
         rules = _rules(conn)
@@ -269,14 +270,14 @@ def _at_level(grading: Grading) -> bool:
     return grading.role in _LEVELS and grading.source is not GradingSource.IMPORT
 
 
-def _rules(conn: sqlite3.Connection) -> RoutingRules | None:
+def _rules(conn: SqlConnection) -> RoutingRules | None:
     row = conn.execute(
         "SELECT value FROM programme_settings WHERE key = ?", (RULES_KEY,)
     ).fetchone()
     return None if row is None else RoutingRules(**json.loads(row[0]))
 
 
-def _sample_counts(conn: sqlite3.Connection) -> tuple[int, int]:
+def _sample_counts(conn: SqlConnection) -> tuple[int, int]:
     """Normals whose routing was decided so far, and how many of them were sampled."""
     row = conn.execute(
         "SELECT sum(stage = ?), sum(stage = 'secondary' AND reason = ?) FROM routing_decisions",
@@ -286,7 +287,7 @@ def _sample_counts(conn: sqlite3.Connection) -> tuple[int, int]:
     return single + sampled, sampled
 
 
-def _current(conn: sqlite3.Connection, image_id: int) -> Iterator[tuple[int, Grading]]:
+def _current(conn: SqlConnection, image_id: int) -> Iterator[tuple[int, Grading]]:
     """Each grader's current grading of the image, with the id of that grader's first row."""
     rows = conn.execute(
         GRADING_SELECT + " WHERE g.image_id = ? ORDER BY g.id", (image_id,)
@@ -301,7 +302,7 @@ def _current(conn: sqlite3.Connection, image_id: int) -> Iterator[tuple[int, Gra
             yield first, grading
 
 
-def _levels(conn: sqlite3.Connection, image_id: int) -> dict[GraderRole, Grading]:
+def _levels(conn: SqlConnection, image_id: int) -> dict[GraderRole, Grading]:
     """The image's grading at each level: the earliest grader to reach that level counts."""
     found: dict[GraderRole, tuple[int, Grading]] = {}
     for first, grading in _current(conn, image_id):
@@ -312,7 +313,7 @@ def _levels(conn: sqlite3.Connection, image_id: int) -> dict[GraderRole, Grading
 
 
 def all_levels(
-    conn: sqlite3.Connection, where: str = "", params: Sequence[str] = ()
+    conn: SqlConnection, where: str = "", params: Sequence[str] = ()
 ) -> dict[str, dict[GraderRole, Grading]]:
     """:func:`_levels` of every graded image (``where`` narrows them) in one pass."""
     latest: dict[tuple[str, str], tuple[int, Grading | None]] = {}

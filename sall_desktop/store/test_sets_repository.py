@@ -9,13 +9,13 @@ it and every answer are audit rows (field ``programme.test_*``) in the one hash 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from sall_desktop.domain.grades import GraderRole, Grading, GradingSource, UngradableReason, utc_now
 from sall_desktop.store import audit
 from sall_desktop.store.errors import StoreWriteError
+from sall_desktop.store.sql import SqlConnection
 from sall_desktop.store.transactions import Transactions
 
 
@@ -57,20 +57,22 @@ def _grading(sha: str, grader: str, row: Sequence[object], created_at: str = "")
     )
 
 
-def _id(conn: sqlite3.Connection, table: str, column: str, value: str) -> int | None:
+def _id(conn: SqlConnection, table: str, column: str, value: str) -> int | None:
     row = conn.execute(f"SELECT id FROM {table} WHERE {column} = ?", (value,)).fetchone()
     return None if row is None else int(row[0])
 
 
-def _grader_id(conn: sqlite3.Connection, name: str) -> int:
+def _grader_id(conn: SqlConnection, name: str) -> int:
     found = _id(conn, "graders", "name", name)
     if found is not None:
         return found
-    cur = conn.execute("INSERT INTO graders (name, created_at) VALUES (?, ?)", (name, utc_now()))
-    return int(cur.lastrowid or 0)
+    cur = conn.execute(
+        "INSERT INTO graders (name, created_at) VALUES (?, ?) RETURNING id", (name, utc_now())
+    )
+    return int(cur.fetchone()[0])
 
 
-def _audit(conn: sqlite3.Connection, app_version: str, actor: str, field: str, value: object, *,
+def _audit(conn: SqlConnection, app_version: str, actor: str, field: str, value: object, *,
            image_sha256: str | None = None) -> None:  # fmt: skip
     audit.append_audit_rows(
         conn,
@@ -114,10 +116,10 @@ class TestSetsRepositoryMixin:
                 )
             cur = conn.execute(
                 "INSERT INTO test_sets (name, unannounced, created_by, created_at) "
-                "VALUES (?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?) RETURNING id",
                 (name, int(unannounced), actor, utc_now()),
             )
-            set_id = int(cur.lastrowid or 0)
+            set_id = int(cur.fetchone()[0])
             for answer in answers:
                 image_id = _id(conn, "images", "sha256", answer.image_sha256)
                 if image_id is None:
@@ -141,8 +143,8 @@ class TestSetsRepositoryMixin:
                 raise StoreWriteError(f"There is no test set called {name!r}.", retryable=False)
             grader_id = _grader_id(conn, grader)
             cur = conn.execute(
-                "INSERT OR IGNORE INTO test_set_assignments (test_set_id, grader_id, actor, "
-                "at_utc) VALUES (?, ?, ?, ?)",
+                "INSERT INTO test_set_assignments (test_set_id, grader_id, actor, at_utc) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (set_id, grader_id, actor, utc_now()),
             )
             if cur.rowcount:
@@ -193,13 +195,13 @@ class TestSetsRepositoryMixin:
             )
             cur = conn.execute(
                 "INSERT INTO test_answers (test_set_id, image_id, grader_id, "
-                f"{_VALUES}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"{_VALUES}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (set_id, image_id, grader_id, *_values(grading), grading.created_at),
             )
             _audit(conn, self.app_version, grading.grader, "programme.test_answer",
                    {"set": name, "values": list(_values(grading))},
                    image_sha256=grading.image_sha256)  # fmt: skip
-            return int(cur.lastrowid or 0)
+            return int(cur.fetchone()[0])
 
     def retract_test_answer(self: Transactions, name: str, image_sha256: str, grader: str) -> int:
         """Append a "no answer" row: the grader's answer to the item is withdrawn (the undo of a
@@ -212,12 +214,12 @@ class TestSetsRepositoryMixin:
             set_id, image_id, grader_id = _assigned_item(conn, name, image_sha256, grader)
             cur = conn.execute(
                 "INSERT INTO test_answers (test_set_id, image_id, grader_id, retracted, "
-                "created_at) VALUES (?, ?, ?, 1, ?)",
+                "created_at) VALUES (?, ?, ?, 1, ?) RETURNING id",
                 (set_id, image_id, grader_id, utc_now()),
             )
             _audit(conn, self.app_version, grader, "programme.test_answer_retracted",
                    {"set": name}, image_sha256=image_sha256)  # fmt: skip
-            return int(cur.lastrowid or 0)
+            return int(cur.fetchone()[0])
 
     def test_answers(self: Transactions, name: str | None = None) -> list[tuple[str, Grading]]:
         """Each grader's current answer per test item: (set name, answer), oldest first; an item
@@ -243,7 +245,7 @@ class TestSetsRepositoryMixin:
 
 
 def _assigned_item(
-    conn: sqlite3.Connection, name: str, image_sha256: str, grader: str
+    conn: SqlConnection, name: str, image_sha256: str, grader: str
 ) -> tuple[int, int, int]:
     """(test set id, image id, grader id) of an item of a set assigned to ``grader``."""
     row = conn.execute(

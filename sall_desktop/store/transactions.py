@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import sqlite3
 from contextlib import AbstractContextManager
 from typing import Protocol
 
+from sall_desktop.store.sql import SqlConnection
+
 
 class Transactions(Protocol):
-    """The part of ``StoreConnection`` the repository mixins use as their ``self`` type."""
+    """The part of a store connection (SQLite or PostgreSQL) the mixins use as ``self``."""
 
     app_version: str
 
-    def _write(self, what: str) -> AbstractContextManager[sqlite3.Connection]: ...
-    def _read(self, what: str) -> AbstractContextManager[sqlite3.Connection]: ...
+    def _write(self, what: str) -> AbstractContextManager[SqlConnection]: ...
+    def _read(self, what: str) -> AbstractContextManager[SqlConnection]: ...

@@ -17,7 +17,6 @@ What the chain proves).
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
 from sall_desktop.store.audit import (
@@ -28,6 +27,7 @@ from sall_desktop.store.audit import (
     grading_fields,
 )
 from sall_desktop.store.rows import GRADING_SELECT, grading_from_row
+from sall_desktop.store.sql import SqlConnection
 
 MAX_PROBLEMS = 20
 """Problems listed in full; more are counted."""
@@ -65,13 +65,13 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-def chain_head(conn: sqlite3.Connection) -> str:
+def chain_head(conn: SqlConnection) -> str:
     """The hash of the last audit row ("" when the trail is empty)."""
     row = conn.execute("SELECT row_hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
     return "" if row is None else str(row[0])
 
 
-def verify_store(conn: sqlite3.Connection) -> VerifyReport:
+def verify_store(conn: SqlConnection) -> VerifyReport:
     """Check the hash chain, then the gradings against the trail (see the module docstring)."""
     problems: list[str] = []
     verifier = ChainVerifier()
@@ -101,7 +101,7 @@ def verify_store(conn: sqlite3.Connection) -> VerifyReport:
 
 
 def _check_gradings(
-    conn: sqlite3.Connection,
+    conn: SqlConnection,
     by_grading: dict[int, list[tuple[object, ...]]],
     problems: list[str],
 ) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import re
 from datetime import datetime
 
@@ -123,7 +124,7 @@ def test_audit_rows_commit_with_the_grading_or_not_at_all(
 
     def half_then_fail(conn, changes, **kwargs):
         real(conn, changes[:1], **kwargs)  # some audit rows are written ...
-        raise audit_mod.sqlite3.OperationalError("disk I/O error")  # ... then the disk fails
+        raise sqlite3.OperationalError("disk I/O error")  # ... then the disk fails
 
     monkeypatch.setattr(audit_mod, "append_audit_rows", half_then_fail)
     with pytest.raises(StoreWriteError, match="input/output"):

@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from sall_desktop.store import StoreWriteError, db, open_store
-from sall_desktop.store import sqlite_repository as repo_mod
+from sall_desktop.store import label_queries as repo_mod
 
 
 def test_read_only_store_refuses_writes_without_touching_the_file(db_path, grading) -> None:

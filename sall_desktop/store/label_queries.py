@@ -1,0 +1,493 @@
+"""The label store's queries, written once for both backends (ADR 0013).
+
+:class:`LabelQueries` holds every query of :class:`~sall_desktop.store.repository.
+LabelRepository` in the SQL that SQLite and PostgreSQL share; the store classes add a connection:
+``SqliteLabelStore`` (``sqlite_repository.py``) and ``PgLabelStore`` (``pg_repository.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+from sall_desktop.domain.grades import (
+    FieldSource,
+    GraderRole,
+    Grading,
+    ImageRecord,
+    Laterality,
+    utc_now,
+)
+from sall_desktop.domain.predictions import Prediction
+from sall_desktop.store import audit
+from sall_desktop.store.audit import AUDIT_COLUMNS, AuditEntry, ChainReport, ChainVerifier
+from sall_desktop.store.errors import StoreWriteError
+from sall_desktop.store.models_repository import ModelsRepositoryMixin
+from sall_desktop.store.programme_repository import ProgrammeRepositoryMixin
+from sall_desktop.store.repository import GradingRow
+from sall_desktop.store.rows import (
+    CURRENT_SELECT,
+    GRADING_FIELDS,
+    GRADING_SELECT,
+    IMAGE_SELECT,
+    PREDICTION_SELECT,
+    UPSERT_IMAGE,
+    grading_from_row,
+    image_from_row,
+    in_parts,
+    prediction_from_row,
+)
+from sall_desktop.store.sql import SqlConnection
+from sall_desktop.store.test_sets_repository import TestSetsRepositoryMixin
+
+
+class LabelQueries(ModelsRepositoryMixin, ProgrammeRepositoryMixin, TestSetsRepositoryMixin):
+    """Images, graders, gradings, predictions, imports, the audit trail and settings.
+
+    Mixed into a class that provides ``app_version`` and the ``_write``/``_read`` transactions
+    (:class:`~sall_desktop.store.transactions.Transactions`).
+    """
+
+    if TYPE_CHECKING:
+        app_version: str
+
+        def _write(self, what: str) -> AbstractContextManager[SqlConnection, None]: ...
+        def _read(self, what: str) -> AbstractContextManager[SqlConnection, None]: ...
+
+    @staticmethod
+    def _image_id(conn: SqlConnection, sha256: str, *, create: bool) -> int | None:
+        row = conn.execute("SELECT id FROM images WHERE sha256 = ?", (sha256,)).fetchone()
+        if row is not None:
+            return int(row[0])
+        if not create:
+            return None
+        now = utc_now()
+        cur = conn.execute(
+            "INSERT INTO images (sha256, created_at, updated_at) VALUES (?, ?, ?) RETURNING id",
+            (sha256, now, now),
+        )
+        return int(cur.fetchone()[0])
+
+    @staticmethod
+    def _grader_id(conn: SqlConnection, name: str, role: GraderRole | None) -> int | None:
+        row = conn.execute("SELECT id FROM graders WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            if role is None:
+                return None
+            cur = conn.execute(
+                "INSERT INTO graders (name, created_at) VALUES (?, ?) RETURNING id",
+                (name, utc_now()),
+            )
+            grader_id = int(cur.fetchone()[0])
+        else:
+            grader_id = int(row[0])
+        if role is not None:
+            conn.execute(
+                "INSERT INTO grader_roles (grader_id, role) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (grader_id, role.value),
+            )
+        return grader_id
+
+    @staticmethod
+    def _latest_row(conn: SqlConnection, image_id: int, grader_id: int) -> Grading | None:
+        row = conn.execute(
+            f"{GRADING_SELECT} WHERE g.image_id = ? AND g.grader_id = ? ORDER BY g.id DESC LIMIT 1",
+            (image_id, grader_id),
+        ).fetchone()
+        return None if row is None or row[3] else grading_from_row(row)
+
+    # ------------------------------------------------------------------ images
+
+    def upsert_image(self, record: ImageRecord) -> None:
+        """Add or refresh one image by SHA-256; its ``path`` is recorded as seen now."""
+        self.upsert_images([record])
+
+    def upsert_images(self, records: Sequence[ImageRecord]) -> None:
+        """Add or refresh many images in one transaction (one fsync for a whole scan batch)."""
+        now = utc_now()
+        with self._write("the image list") as conn:
+            for record in records:
+                params = {
+                    "sha256": record.sha256,
+                    "sop_instance_uid": record.sop_instance_uid,
+                    "width": record.width,
+                    "height": record.height,
+                    "file_format": record.file_format,
+                    "laterality": Laterality(record.laterality).value,
+                    "laterality_source": FieldSource(record.laterality_source).value,
+                    "patient_id": record.patient_id,
+                    "patient_id_source": FieldSource(record.patient_id_source).value,
+                    "study_date": record.study_date,
+                    "modality": record.modality,
+                    "frames": record.frames,
+                    "now": now,
+                }
+                conn.execute(UPSERT_IMAGE, params)
+                if record.path:
+                    image_id = self._image_id(conn, record.sha256, create=False)
+                    conn.execute(
+                        "INSERT INTO image_locations (image_id, path, first_seen, last_seen) "
+                        "VALUES (?, ?, ?, ?) ON CONFLICT (image_id, path) "
+                        "DO UPDATE SET last_seen = excluded.last_seen",
+                        (image_id, record.path, now, now),
+                    )
+
+    def get_image(self, sha256: str) -> ImageRecord | None:
+        """The image with this SHA-256 (``path``: the most recently seen one), or None."""
+        with self._read("the image") as conn:
+            row = conn.execute(f"{IMAGE_SELECT} WHERE i.sha256 = ?", (sha256,)).fetchone()
+            return None if row is None else image_from_row(row)
+
+    def list_images(self) -> list[ImageRecord]:
+        """Every known image, in the order first added."""
+        with self._read("the image list") as conn:
+            rows = conn.execute(f"{IMAGE_SELECT} ORDER BY i.id").fetchall()
+            return [image_from_row(r) for r in rows]
+
+    def image_paths(self, sha256: str) -> list[str]:
+        """Every path the image was seen at, most recent first."""
+        with self._read("the image paths") as conn:
+            rows = conn.execute(
+                "SELECT l.path FROM image_locations AS l JOIN images AS i ON i.id = l.image_id "
+                "WHERE i.sha256 = ? ORDER BY l.last_seen DESC, l.id DESC",
+                (sha256,),
+            ).fetchall()
+            return [str(r[0]) for r in rows]
+
+    # ------------------------------------------------------------------ graders
+
+    def add_grader(self, name: str, role: GraderRole = GraderRole.PRIMARY) -> None:
+        """Register a named grader, or add ``role`` to an existing one. Names are exact."""
+        if not name.strip():
+            raise StoreWriteError("A grader needs a name.", retryable=False)
+        with self._write("the grader") as conn:
+            self._grader_id(conn, name, GraderRole(role))
+
+    def graders(self) -> list[str]:
+        """Grader names in registration order."""
+        with self._read("the graders") as conn:
+            return [str(r[0]) for r in conn.execute("SELECT name FROM graders ORDER BY id")]
+
+    def grader_roles(self, name: str) -> set[GraderRole]:
+        """The roles the grader holds (empty for an unknown name)."""
+        with self._read("the grader roles") as conn:
+            rows = conn.execute(
+                "SELECT r.role FROM grader_roles AS r JOIN graders AS g ON g.id = r.grader_id "
+                "WHERE g.name = ?",
+                (name,),
+            ).fetchall()
+            return {GraderRole(r[0]) for r in rows}
+
+    # ------------------------------------------------------------------ gradings
+
+    def add_grading(
+        self, grading: Grading, *, reason: str = "", prediction_id: int | None = None
+    ) -> int:
+        """Append ``grading`` and its audit rows in one transaction.
+
+        Unknown images and graders are registered in the same transaction.
+
+        Args:
+            grading: the grading; its grader, role and model version shown are stored with it.
+            reason: why (required by the caller for changes after sign-off); audited.
+            prediction_id: the predictions row the grader was shown, if any.
+
+        Returns:
+            The new gradings row id, only after the commit returned (R1: then show "saved").
+
+        Raises:
+            StoreWriteError: nothing was written; keep the grading pending (R4).
+        """
+        with self._write("the grade") as conn:
+            image_id = self._image_id(conn, grading.image_sha256, create=True)
+            grader_id = self._grader_id(conn, grading.grader, grading.role)
+            assert image_id is not None and grader_id is not None
+            previous = self._latest_row(conn, image_id, grader_id)
+            self._programme_check(conn, grading, previous)
+            cur = conn.execute(
+                "INSERT INTO gradings (image_id, grader_id, retracted, prediction_id, "
+                f"{GRADING_FIELDS}) VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (
+                    image_id,
+                    grader_id,
+                    prediction_id,
+                    grading.role.value,
+                    grading.source.value,
+                    int(grading.gradable),
+                    grading.ungradable_reason.value if grading.ungradable_reason else None,
+                    grading.dr_grade,
+                    grading.amd_grade,
+                    grading.dme,
+                    grading.notes,
+                    grading.model_version,
+                    grading.created_at,
+                ),
+            )
+            grading_id = int(cur.fetchone()[0])
+            audit.append_audit_rows(
+                conn,
+                audit.grading_changes(previous, grading),
+                grader=grading.grader,
+                image_sha256=grading.image_sha256,
+                grading_id=grading_id,
+                reason=reason,
+                app_version=self.app_version,
+                model_version=grading.model_version,
+            )
+            self._programme_after_grading(conn, grading, grading_id)
+        return grading_id
+
+    def retract_grading(self, image_sha256: str, grader: str, *, reason: str = "") -> int:
+        """Withdraw the grader's current grading of the image with an append-only retraction.
+
+        Used by undo when there was no earlier grading, and to delete a grade. Audited as a
+        "delete" of every field.
+
+        Returns:
+            The retraction's row id, after commit.
+
+        Raises:
+            StoreWriteError: the grader has no current grading of this image (not retryable),
+                or the write failed.
+        """
+        with self._write("the removal of the grade") as conn:
+            image_id = self._image_id(conn, image_sha256, create=False)
+            grader_id = self._grader_id(conn, grader, None)
+            previous = (
+                self._latest_row(conn, image_id, grader_id)
+                if image_id is not None and grader_id is not None
+                else None
+            )
+            if previous is None:
+                raise StoreWriteError(
+                    f"{grader} has no grade on this image to remove.", retryable=False
+                )
+            cur = conn.execute(
+                "INSERT INTO gradings (image_id, grader_id, retracted, role, source, notes, "
+                "created_at) VALUES (?, ?, 1, ?, ?, '', ?) RETURNING id",
+                (image_id, grader_id, previous.role.value, previous.source.value, utc_now()),
+            )
+            row_id = int(cur.fetchone()[0])
+            audit.append_audit_rows(
+                conn,
+                audit.retraction_changes(previous),
+                grader=grader,
+                image_sha256=image_sha256,
+                grading_id=row_id,
+                reason=reason,
+                app_version=self.app_version,
+                model_version=previous.model_version,
+            )
+        return row_id
+
+    def current_grading(self, image_sha256: str, grader: str) -> Grading | None:
+        """The grader's current grading of the image, or None."""
+        with self._read("the grade") as conn:
+            row = conn.execute(
+                f"{CURRENT_SELECT} WHERE image_sha256 = ? AND grader = ?", (image_sha256, grader)
+            ).fetchone()
+            return None if row is None else grading_from_row(row)
+
+    def current_gradings(self, *, grader: str | None = None) -> list[Grading]:
+        """Latest non-retracted grading per (image, grader), from the ``current_gradings`` view."""
+        with self._read("the grades") as conn:
+            if grader is None:
+                rows = conn.execute(f"{CURRENT_SELECT} ORDER BY id").fetchall()
+            else:
+                rows = conn.execute(
+                    f"{CURRENT_SELECT} WHERE grader = ? ORDER BY id", (grader,)
+                ).fetchall()
+            return [grading_from_row(r) for r in rows]
+
+    def grading_rows(self, image_sha256: str) -> list[GradingRow]:
+        """Every gradings row of the image, oldest first, retractions included."""
+        with self._read("the grade history") as conn:
+            rows = conn.execute(
+                f"{GRADING_SELECT} WHERE i.sha256 = ? ORDER BY g.id", (image_sha256,)
+            ).fetchall()
+            return [
+                GradingRow(
+                    id=int(r[0]),
+                    image_sha256=r[1],
+                    grader=r[2],
+                    retracted=bool(r[3]),
+                    grading=None if r[3] else grading_from_row(r),
+                    created_at=r[13],
+                )
+                for r in rows
+            ]
+
+    def grading_history(self, image_sha256: str) -> list[Grading]:
+        """Every grading saved for the image, oldest first; retractions left out."""
+        return [r.grading for r in self.grading_rows(image_sha256) if r.grading is not None]
+
+    # ------------------------------------------------------------------ predictions
+
+    def add_prediction(self, prediction: Prediction) -> int:
+        """Append one prediction; return its row id after commit."""
+        with self._write("the model output") as conn:
+            return self._insert_prediction(conn, prediction)
+
+    def add_predictions(self, predictions: Sequence[Prediction]) -> int:
+        """Append many predictions in one transaction; return how many were written."""
+        with self._write("the model outputs") as conn:
+            for prediction in predictions:
+                self._insert_prediction(conn, prediction)
+        return len(predictions)
+
+    def _insert_prediction(self, conn: SqlConnection, prediction: Prediction) -> int:
+        image_id = self._image_id(conn, prediction.image_sha256, create=True)
+        probabilities = {head: list(p) for head, p in prediction.probabilities.items()}
+        cur = conn.execute(
+            "INSERT INTO predictions (image_id, model_id, probabilities, gradable_probability, "
+            "created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+            (
+                image_id,
+                prediction.model_id,
+                json.dumps(probabilities, sort_keys=True),
+                prediction.gradable_probability,
+                prediction.created_at,
+            ),
+        )
+        return int(cur.fetchone()[0])
+
+    def latest_prediction(
+        self, image_sha256: str, model_id: str | None = None
+    ) -> Prediction | None:
+        """The most recent prediction for the image (of ``model_id`` if given), or None."""
+        sql = f"{PREDICTION_SELECT} WHERE i.sha256 = ?"
+        params: tuple[str, ...] = (image_sha256,)
+        if model_id is not None:
+            sql, params = sql + " AND p.model_id = ?", (image_sha256, model_id)
+        with self._read("the model output") as conn:
+            row = conn.execute(sql + " ORDER BY p.id DESC LIMIT 1", params).fetchone()
+            return None if row is None else prediction_from_row(row)
+
+    def predictions(self, *, model_id: str | None = None) -> list[Prediction]:
+        """Every stored prediction (of ``model_id`` if given), oldest first."""
+        with self._read("the model outputs") as conn:
+            if model_id is None:
+                rows = conn.execute(f"{PREDICTION_SELECT} ORDER BY p.id").fetchall()
+            else:
+                rows = conn.execute(
+                    f"{PREDICTION_SELECT} WHERE p.model_id = ? ORDER BY p.id", (model_id,)
+                ).fetchall()
+            return [prediction_from_row(r) for r in rows]
+
+    def latest_predictions(
+        self, model_id: str, image_sha256s: Iterable[str]
+    ) -> dict[str, Prediction]:
+        """The newest prediction of ``model_id`` for each of ``image_sha256s`` that has one.
+
+        Through the indexes, like :meth:`graded_images`: the window asks for the open folder's
+        images, not for every prediction the model ever made, so the cost follows the folder,
+        not the store (see docs/benchmarks.md, "Figures formerly in docstrings").
+        """
+        sql = PREDICTION_SELECT + " WHERE i.sha256 IN ({marks}) AND p.model_id = ? ORDER BY p.id"
+        latest: dict[str, Prediction] = {}
+        for row in self._rows_of_images(sql, image_sha256s, model_id):
+            latest[row[0]] = prediction_from_row(row)  # oldest first: the newest stays
+        return latest
+
+    def graded_images(self, model_id: str, image_sha256s: Iterable[str]) -> set[str]:
+        """Those of ``image_sha256s`` that ``model_id`` has a prediction for.
+
+        Looked up image by image through the indexes, so the cost follows the folder asked
+        about, not the store: reading every prediction of the model instead (to skip graded
+        images when a grading run starts) grows with every prediction ever stored (see
+        docs/benchmarks.md, "Figures formerly in docstrings").
+        """
+        sql = (
+            "SELECT i.sha256 FROM images AS i WHERE i.sha256 IN ({marks}) AND EXISTS "
+            "(SELECT 1 FROM predictions AS p WHERE p.image_id = i.id AND p.model_id = ?)"
+        )
+        return {sha256 for (sha256,) in self._rows_of_images(sql, image_sha256s, model_id)}
+
+    def _rows_of_images(self, sql: str, image_sha256s: Iterable[str], model_id: str) -> list[Any]:
+        """The rows ``sql`` gives for ``image_sha256s`` (its ``{marks}``) and ``model_id`` (its
+        last parameter), asked :data:`~sall_desktop.store.rows.IN_VALUES` images at a time;
+        an image asked twice is asked once."""
+        rows: list[Any] = []
+        with self._read("the model outputs") as conn:
+            for marks, part in in_parts(image_sha256s):
+                rows.extend(conn.execute(sql.format(marks=marks), (*part, model_id)))
+        return rows
+
+    # ------------------------------------------------------------------ import extras
+
+    def add_import_extras(self, import_id: str, extras: Mapping[str, Mapping[str, str]]) -> int:
+        """Keep the unknown columns of one import (image SHA-256 -> {column: value}).
+
+        Returns:
+            The number of (image, column) values stored; a repeated one replaces its value.
+        """
+        count = 0
+        with self._write("the imported columns") as conn:
+            for sha256, columns in extras.items():
+                image_id = self._image_id(conn, sha256, create=True)
+                for column, value in columns.items():
+                    conn.execute(
+                        "INSERT INTO import_extras (import_id, image_id, column_name, value) "
+                        "VALUES (?, ?, ?, ?) ON CONFLICT (import_id, image_id, column_name) "
+                        "DO UPDATE SET value = excluded.value",
+                        (import_id, image_id, column, value),
+                    )
+                    count += 1
+        return count
+
+    def import_extras(self, image_sha256: str) -> dict[str, dict[str, str]]:
+        """Unknown imported columns of the image: import id -> {column: value}."""
+        with self._read("the imported columns") as conn:
+            rows = conn.execute(
+                "SELECT x.import_id, x.column_name, x.value FROM import_extras AS x "
+                "JOIN images AS i ON i.id = x.image_id WHERE i.sha256 = ? ORDER BY x.id",
+                (image_sha256,),
+            ).fetchall()
+        out: dict[str, dict[str, str]] = {}
+        for import_id, column, value in rows:
+            out.setdefault(import_id, {})[column] = value
+        return out
+
+    # ------------------------------------------------------------------ audit and checks
+
+    def _audit_rows(self, conn: SqlConnection, image_sha256: str | None) -> Iterator[Any]:
+        sql = f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_log"
+        if image_sha256 is None:
+            return iter(conn.execute(sql + " ORDER BY id"))
+        return iter(conn.execute(sql + " WHERE image_sha256 = ? ORDER BY id", (image_sha256,)))
+
+    def audit_log(self, *, image_sha256: str | None = None) -> list[AuditEntry]:
+        """The audit trail in id order (only the rows of ``image_sha256`` if given)."""
+        with self._read("the audit trail") as conn:
+            return [AuditEntry(*row) for row in self._audit_rows(conn, image_sha256)]
+
+    def verify_chain(self) -> ChainReport:
+        """Check the whole hash chain, streaming rows (memory does not grow with the trail)."""
+        verifier = ChainVerifier()
+        with self._read("the audit trail") as conn:
+            for row in self._audit_rows(conn, None):
+                if not verifier.feed_row(row):
+                    break
+        return verifier.report()
+
+    # ------------------------------------------------------------------ settings
+
+    def get_setting(self, key: str) -> str | None:
+        """A UI setting such as the last image shown (not audited), or None."""
+        with self._read("the setting") as conn:
+            row = conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+            return None if row is None else str(row[0])
+
+    def set_setting(self, key: str, value: str) -> None:
+        """Store a UI setting (not audited)."""
+        with self._write("the setting") as conn:
+            conn.execute(
+                "INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+                "updated_at = excluded.updated_at",
+                (key, value, utc_now()),
+            )
+
+    # ------------------------------------------------------------------ backup and close
