@@ -55,6 +55,7 @@ AUDIT_COLUMNS: tuple[str, ...] = (
     "app_version",
     "model_version",
     "grading_id",
+    "client_at_utc",
     "prev_hash",
     "row_hash",
 )
@@ -79,6 +80,8 @@ class AuditEntry:
         app_version: version of SALL Desktop that wrote the row.
         model_version: id of the model whose output the grader was shown, if any.
         grading_id: the gradings row this change wrote.
+        client_at_utc: on a team store, the workstation's own clock when the change was made
+            (``at_utc`` is then the server's); None on a workstation's own SQLite store.
         prev_hash / row_hash: the hash chain (64 lowercase hex characters each).
     """
 
@@ -95,6 +98,7 @@ class AuditEntry:
     app_version: str
     model_version: str | None
     grading_id: int | None
+    client_at_utc: str | None
     prev_hash: str
     row_hash: str
 
@@ -193,8 +197,13 @@ def compute_row_hash(prev_hash: str, content: Sequence[object]) -> str:
         content: the row's values in :data:`AUDIT_COLUMNS` order, without the two hashes.
     """
     # An array, not an object: the column order is fixed, and an array encodes faster, which
-    # matters when the whole trail is verified at start-up.
-    return hashlib.sha256(f"{prev_hash}\n{_CANONICAL.encode(list(content))}".encode()).hexdigest()
+    # matters when the whole trail is verified at start-up. A blank client time (the last
+    # content column, added with the team store) is left out, so rows written before it
+    # existed keep their hashes.
+    values = list(content)
+    if values and values[-1] is None and len(values) == len(_CONTENT_COLUMNS):
+        values.pop()
+    return hashlib.sha256(f"{prev_hash}\n{_CANONICAL.encode(values)}".encode()).hexdigest()
 
 
 def append_audit_rows(
@@ -207,15 +216,23 @@ def append_audit_rows(
     reason: str,
     app_version: str,
     model_version: str | None,
+    client_at_utc: str | None = None,
 ) -> list[AuditEntry]:
     """Insert ``changes`` as chained audit rows. Call inside the write transaction of the change.
 
-    The caller holds the write lock (BEGIN IMMEDIATE), so the last row read here stays the last
-    row until commit and the chain cannot fork.
+    The caller holds the write lock (BEGIN IMMEDIATE on SQLite, the advisory write lock on a
+    team store), so the last row read here stays the last row until commit and the chain
+    cannot fork. On a team store ``at_utc`` is the server's clock and ``client_at_utc`` the
+    workstation's (the moment the grade was made, even when it was sent later from the outbox).
     """
     last = conn.execute("SELECT id, row_hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
     next_id, prev_hash = (1, GENESIS_HASH) if last is None else (int(last[0]) + 1, str(last[1]))
-    at_utc, offset = utc_now(), local_offset()
+    offset = local_offset()
+    server_now = getattr(conn, "server_now", None)
+    if callable(server_now):
+        at_utc, client_at_utc = str(server_now()), client_at_utc or utc_now()
+    else:
+        at_utc = utc_now()
     entries: list[AuditEntry] = []
     for change in changes:
         draft = AuditEntry(
@@ -232,6 +249,7 @@ def append_audit_rows(
             app_version=app_version,
             model_version=model_version,
             grading_id=grading_id,
+            client_at_utc=client_at_utc,
             prev_hash=prev_hash,
             row_hash="",
         )

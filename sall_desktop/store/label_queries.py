@@ -183,7 +183,13 @@ class LabelQueries(ModelsRepositoryMixin, ProgrammeRepositoryMixin, TestSetsRepo
     # ------------------------------------------------------------------ gradings
 
     def add_grading(
-        self, grading: Grading, *, reason: str = "", prediction_id: int | None = None
+        self,
+        grading: Grading,
+        *,
+        reason: str = "",
+        prediction_id: int | None = None,
+        client_uuid: str | None = None,
+        client_at_utc: str | None = None,
     ) -> int:
         """Append ``grading`` and its audit rows in one transaction.
 
@@ -193,6 +199,9 @@ class LabelQueries(ModelsRepositoryMixin, ProgrammeRepositoryMixin, TestSetsRepo
             grading: the grading; its grader, role and model version shown are stored with it.
             reason: why (required by the caller for changes after sign-off); audited.
             prediction_id: the predictions row the grader was shown, if any.
+            client_uuid: the workstation's name for this save; a second call with the same
+                UUID writes nothing and returns the first row's id (an outbox resending).
+            client_at_utc: when the workstation made it, if earlier than now (the outbox).
 
         Returns:
             The new gradings row id, only after the commit returned (R1: then show "saved").
@@ -201,6 +210,12 @@ class LabelQueries(ModelsRepositoryMixin, ProgrammeRepositoryMixin, TestSetsRepo
             StoreWriteError: nothing was written; keep the grading pending (R4).
         """
         with self._write("the grade") as conn:
+            if client_uuid is not None:
+                sent = conn.execute(
+                    "SELECT id FROM gradings WHERE client_uuid = ?", (client_uuid,)
+                ).fetchone()
+                if sent is not None:
+                    return int(sent[0])
             image_id = self._image_id(conn, grading.image_sha256, create=True)
             grader_id = self._grader_id(conn, grading.grader, grading.role)
             assert image_id is not None and grader_id is not None
@@ -208,11 +223,13 @@ class LabelQueries(ModelsRepositoryMixin, ProgrammeRepositoryMixin, TestSetsRepo
             self._programme_check(conn, grading, previous)
             cur = conn.execute(
                 "INSERT INTO gradings (image_id, grader_id, retracted, prediction_id, "
-                f"{GRADING_FIELDS}) VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                f"client_uuid, {GRADING_FIELDS}) "
+                "VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     image_id,
                     grader_id,
                     prediction_id,
+                    client_uuid,
                     grading.role.value,
                     grading.source.value,
                     int(grading.gradable),
@@ -235,6 +252,7 @@ class LabelQueries(ModelsRepositoryMixin, ProgrammeRepositoryMixin, TestSetsRepo
                 reason=reason,
                 app_version=self.app_version,
                 model_version=grading.model_version,
+                client_at_utc=client_at_utc,
             )
             self._programme_after_grading(conn, grading, grading_id)
         return grading_id

@@ -57,6 +57,15 @@ class PgSql:
         params: Sequence[Any] | Mapping[str, Any] = parameters if named else tuple(parameters)
         return self._conn.execute(to_psycopg(sql, named), params)
 
+    def server_now(self) -> str:
+        """The server's clock, as ``utc_now()`` writes times (the audit trail's ``at_utc``)."""
+        row = self._conn.execute(
+            "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', "
+            '\'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\')'
+        ).fetchone()
+        assert row is not None
+        return str(row[0])
+
     def executemany(self, sql: str, parameters: Iterable[Any], /) -> Cursor:
         rows = [p if isinstance(p, Mapping) else tuple(p) for p in parameters]
         cur = self._conn.cursor()

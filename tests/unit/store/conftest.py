@@ -39,6 +39,22 @@ def store(db_path: Path) -> Iterator[SqliteLabelStore]:
     s.close()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request: pytest.FixtureRequest, db_path: Path) -> Iterator[Any]:
+    """The store on each backend in turn: a SQLite file, then a fresh team-store database.
+
+    Contract-test modules rebind ``store`` to it, so one test body checks both (ADR 0013).
+    """
+    if request.param == "sqlite":
+        s: Any = open_store(db_path, app_version="9.9.9-test")
+    else:
+        from sall_desktop.store.pg_repository import open_team_store
+
+        s = open_team_store(request.getfixturevalue("pg_url"), app_version="9.9.9-test")
+    yield s
+    s.close()
+
+
 @pytest.fixture
 def grading() -> Callable[..., Grading]:
     """Grading builder with test defaults: grading(1, "Dr A", dr_grade=2)."""

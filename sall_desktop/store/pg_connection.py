@@ -1,0 +1,176 @@
+"""The connection half of the PostgreSQL team store: a pool, serialised writes, errors.
+
+Every write transaction first takes one transaction-scoped advisory lock, so writes from all
+workstations commit one at a time: the audit chain stays one line (each row links to the row
+committed before it), and ids grow in commit order, as on SQLite. Reads take no lock. The
+pool hands out autocommit connections; a write opens its own transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Self
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from sall_desktop.store.audit import ChainReport
+from sall_desktop.store.errors import StoreError, StoreWriteError
+from sall_desktop.store.sql import PgSql, SqlConnection
+from sall_desktop.store.verify import VerifyReport, chain_head, verify_store
+
+WRITE_LOCK = 0x5A11_0001
+"""The advisory lock key every write transaction holds until it commits (one per database)."""
+
+
+def describe_url(url: str) -> str:
+    """``host:port/dbname`` of a connection URL, never its password (for messages and titles)."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "the team store (the address could not be read)"
+    host = str(info.get("host") or "localhost")
+    port = str(info.get("port") or "5432")
+    return f"{host}:{port}/{info.get('dbname') or info.get('user') or ''}"
+
+
+def _problem(err: BaseException) -> tuple[str, bool]:
+    """A psycopg error as (grader-readable cause, retryable)."""
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if isinstance(err, PoolTimeout | psycopg.OperationalError):
+        return f"the team store cannot be reached ({first})", True
+    if isinstance(err, pg_errors.InsufficientPrivilege):
+        return f"the team store refused: this account may not do that ({first})", False
+    if isinstance(err, pg_errors.RaiseException):
+        return f"the team store refused the change ({first})", False
+    if isinstance(err, psycopg.IntegrityError):
+        return f"the database refused an invalid value ({first})", False
+    if isinstance(err, psycopg.DataError):
+        return f"the text or a value cannot be stored ({first})", False
+    if isinstance(err, pg_errors.SerializationFailure | pg_errors.DeadlockDetected):
+        return "another workstation was saving at the same moment", True
+    return f"the team store reported an error ({first})", True
+
+
+class PgStoreConnection:
+    """A connection pool to one team-store database; the base of ``PgLabelStore``.
+
+    Attributes:
+        url: the connection URL as given (libpq finds the password: environment, ~/.pgpass).
+        where: ``host:port/dbname``, for messages.
+        read_only / read_only_reason / warnings: as for the SQLite store.
+        app_version: written into every audit row.
+    """
+
+    path: Path | None = None
+    corrupt = False
+    unclean_shutdown = False
+    startup_check: str | None = None
+    chain_report: ChainReport | None = None
+    journal_mode = "server"
+
+    def __init__(
+        self,
+        url: str,
+        pool: ConnectionPool[Any],
+        *,
+        app_version: str,
+        read_only: bool = False,
+        read_only_reason: str = "",
+    ) -> None:
+        self.url = url
+        self.where = describe_url(url)
+        self._pool = pool
+        self.app_version = app_version
+        self.read_only = read_only
+        self.read_only_reason = read_only_reason
+        self.warnings: list[str] = []
+        self._closed = False
+
+    @contextlib.contextmanager
+    def _connection(self, what: str, *, write: bool) -> Iterator[psycopg.Connection[Any]]:
+        if self._closed:
+            raise (StoreWriteError if write else StoreError)(
+                f"Could not {'save' if write else 'read'} {what}: the store is closed"
+            )
+        with self._pool.connection() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _write(self, what: str) -> Iterator[SqlConnection]:
+        """One write transaction holding :data:`WRITE_LOCK`, rolled back whole on failure."""
+        if self.read_only or self._closed:
+            why = "the store is closed" if self._closed else self.read_only_reason
+            raise StoreWriteError(f"Could not save {what}: {why}", retryable=False)
+        try:
+            with self._connection(what, write=True) as conn, conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                yield PgSql(conn)
+        except (psycopg.Error, PoolTimeout) as err:
+            cause, retryable = _problem(err)
+            hint = " It is kept as pending; it will be retried." if retryable else ""
+            raise StoreWriteError(
+                f"Could not save {what}: {cause}.{hint}", retryable=retryable
+            ) from err
+
+    @contextlib.contextmanager
+    def _read(self, what: str) -> Iterator[SqlConnection]:
+        try:
+            with self._connection(what, write=False) as conn:
+                yield PgSql(conn)
+        except (psycopg.Error, PoolTimeout) as err:
+            cause, _ = _problem(err)
+            raise StoreError(f"Could not read {what}: {cause}.") from err
+        except ValueError as err:  # a stored value the domain types refuse
+            raise StoreError(
+                f"Could not read {what}: the database holds an invalid value ({err})."
+            ) from err
+
+    def integrity_check(self, *, quick: bool = False) -> str:
+        """ "ok" when the server answers; the server keeps its own pages consistent."""
+        try:
+            with self._read("the database") as conn:
+                conn.execute("SELECT 1").fetchone()
+        except StoreError as err:
+            return str(err)
+        return "ok"
+
+    def verify(self) -> VerifyReport:
+        """Check the audit chain and every grading against it (``store/verify.py``)."""
+        with self._read("the audit trail") as conn:
+            return verify_store(conn)
+
+    def chain_head(self) -> str:
+        """The last audit row's hash ("" for an empty trail): what an export records."""
+        with self._read("the audit trail") as conn:
+            return chain_head(conn)
+
+    def connection_settings(self) -> dict[str, str]:
+        """The server's durability settings that matter for acknowledged grades."""
+        with self._read("the settings") as conn:
+            names = ("synchronous_commit", "fsync", "server_version")
+            return {n: str(conn.execute(f"SHOW {n}").fetchone()[0]) for n in names}
+
+    def backup_to(self, dest: Path) -> None:
+        """Refused: a team store is backed up on its server (``pg_dump``), not by one client."""
+        raise StoreWriteError(
+            f"The team store {self.where} is backed up on its server (pg_dump), "
+            "not by a workstation.",
+            retryable=False,
+        )
+
+    def close(self) -> None:
+        """Close the pool (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._pool.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
