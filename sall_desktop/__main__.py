@@ -74,10 +74,19 @@ def _fail(message: str, code: int = EXIT_FAILED) -> int:
     return code
 
 
-def _db_path(args: argparse.Namespace) -> Path:
+def _db_path(args: argparse.Namespace) -> Path | str:
+    """``--db``: a team store's ``postgresql://`` URL as given, else the SQLite file's path."""
     from sall_desktop.services.paths import default_db_path
+    from sall_desktop.store import is_team_url
 
+    if is_team_url(args.db):
+        return str(args.db)
     return Path(args.db) if args.db else default_db_path()
+
+
+def _db_file(db: Path | str) -> Path | None:
+    """The SQLite file ``--db`` names, or None for a team store (it has no file to protect)."""
+    return db if isinstance(db, Path) else None
 
 
 def _input_file(value: str, what: str) -> Path:
@@ -92,7 +101,7 @@ def _input_file(value: str, what: str) -> Path:
     return path
 
 
-def _output(value: str, db: Path, *, folder: bool = False) -> Path:
+def _output(value: str, db: Path | str | None, *, folder: bool = False) -> Path:
     """``value`` as a path that can be written: its folder exists and is writable, and it is
     neither the database ``db`` (nor one of its files) nor in the app's data folder.
 
@@ -102,7 +111,7 @@ def _output(value: str, db: Path, *, folder: bool = False) -> Path:
     from sall_desktop.services.paths import refuse_protected_target
 
     path = Path(value)
-    refuse_protected_target(path, db=db)
+    refuse_protected_target(path, db=db if isinstance(db, Path) else None)
     parent = path.absolute().parent
     if path.is_dir() and not folder:
         raise CommandError(f"cannot write {path}: it is a folder")
@@ -183,7 +192,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         )
     print(report.format_report())
     if report_path is not None:
-        report.write_csv(report_path, db=db)
+        report.write_csv(report_path, db=_db_file(db))
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
@@ -207,7 +216,7 @@ class _Checkable(Protocol):
     def integrity_check(self, *, quick: bool = False) -> str: ...
 
 
-def _refuse_unchecked_damage(store: _Checkable, db: Path) -> None:
+def _refuse_unchecked_damage(store: _Checkable, db: Path | str) -> None:
     """Check a database the store opened without checking it (a big one, after a clean exit).
 
     An export copies labels out to be trusted elsewhere: damage must stop it, not pass into
@@ -241,7 +250,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                 include_notes=args.include_notes,
                 accept_lossy=args.accept_lossy,
                 task=args.task,
-                db=db,
+                db=_db_file(db),
             )
         except ExportError as exc:
             cause = exc.__cause__

@@ -17,8 +17,8 @@ from pathlib import Path
 class CliHelpers:
     """What the programme commands borrow from the entry point."""
 
-    db_path: Callable[[argparse.Namespace], Path]
-    output: Callable[[str, Path], Path]
+    db_path: Callable[[argparse.Namespace], Path | str]
+    output: Callable[[str, Path | str], Path]
     error: type[Exception]
 
 

@@ -83,10 +83,23 @@ def _state(info: BackupInfo, check: BackupCheck | None) -> str:
     return f"NOT USABLE: {check.problem}"
 
 
+def _sqlite_only(db: object, what: str, cli: CliHelpers) -> None:
+    """Refuse ``what`` for a team store: its server keeps its backups (pg_dump, WAL archive)."""
+    if isinstance(db, str):
+        raise cli.error(
+            f"{what} is for a workstation's SQLite file; a team store is backed up and "
+            "restored on its server (pg_dump / pg_restore)"
+        )
+
+
 def _backups(args: argparse.Namespace, cli: CliHelpers) -> int:
+    from pathlib import Path
+
     from sall_desktop.services.database import database_backups
 
     db = cli.db_path(args)
+    _sqlite_only(db, "`backups`", cli)
+    assert isinstance(db, Path)
     found = database_backups(db, check=args.check)
     if not found:
         print(
@@ -109,6 +122,8 @@ def _restore(args: argparse.Namespace, cli: CliHelpers) -> int:
     from sall_desktop.services.database import restore_backup
 
     db = cli.db_path(args)
+    _sqlite_only(db, "`restore`", cli)
+    assert isinstance(db, Path)
     result = restore_backup(db, Path(args.source))
     check = result.check
     upgraded = f", upgraded from schema {result.migrated_from}" if result.migrated_from else ""

@@ -20,15 +20,25 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from sall_desktop.store import SqliteLabelStore, StoreError, StoreLockedError, open_store
+from sall_desktop.store import (
+    LabelStore,
+    SqliteLabelStore,
+    StoreError,
+    StoreLockedError,
+    open_store,
+)
 from sall_desktop.store.backups import BackupInfo, list_backups
 from sall_desktop.store.db import read_running_marker
+from sall_desktop.store.pg_connection import describe_url
+from sall_desktop.store.pg_repository import PgLabelStore, is_team_url, open_team_store
 from sall_desktop.store.restore import BackupCheck, RestoreResult, check_backup, restore_database
 
 __all__ = [
     "BackupCheck",
     "BackupInfo",
     "DatabaseError",
+    "LabelStore",
+    "StoreTarget",
     "DatabaseLockedError",
     "ReadOnlyDatabaseError",
     "RestoreResult",
@@ -43,6 +53,10 @@ RESTORE_HINT = (
     "restore a backup (`sall-desktop backups` lists them, "
     "`sall-desktop restore --from BACKUP` puts one back)"
 )
+
+
+StoreTarget = Path | str
+"""What ``--db`` names: a SQLite file, or a team store's ``postgresql://`` URL."""
 
 
 def warn_on_stderr(message: str) -> None:
@@ -144,9 +158,30 @@ def _translated(path: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _team_store(
+    url: str, *, read_only: bool, warn: Callable[[str], None]
+) -> Iterator[PgLabelStore]:
+    """Open a team store for a command; its problems become one-line :class:`DatabaseError`."""
+    where = describe_url(url)
+    try:
+        store = open_team_store(url, read_only=read_only)
+    except StoreError as exc:
+        raise DatabaseError(_clause(str(exc))) from exc
+    try:
+        for message in store.warnings:
+            warn(message)
+        try:
+            yield store
+        except StoreError as exc:
+            raise DatabaseError(f"team store {where}: {_clause(str(exc))}") from exc
+    finally:
+        store.close()
+
+
+@contextlib.contextmanager
 def writable_store(
-    path: Path, *, warn: Callable[[str], None] = warn_on_stderr
-) -> Iterator[SqliteLabelStore]:
+    path: StoreTarget, *, warn: Callable[[str], None] = warn_on_stderr
+) -> Iterator[LabelStore]:
     """Open the label database for writing (creating it in an existing folder) and close it.
 
     Opening it may take the periodic verified backup (``store/backups.py``); its warnings go to
@@ -159,6 +194,10 @@ def writable_store(
         DatabaseError: no folder for a new database, a folder given as the database, a file
             that is not a SALL Desktop database, or a store error while in use.
     """
+    if is_team_url(path):
+        with _team_store(str(path), read_only=False, warn=warn) as team:
+            yield team
+        return
     path = Path(path).absolute()
     _check_path(path, create=True)
     _check_writable(path)
@@ -181,8 +220,8 @@ def writable_store(
 
 @contextlib.contextmanager
 def readable_store(
-    path: Path, *, warn: Callable[[str], None] = warn_on_stderr
-) -> Iterator[SqliteLabelStore]:
+    path: StoreTarget, *, warn: Callable[[str], None] = warn_on_stderr
+) -> Iterator[LabelStore]:
     """Open an existing label database read-only (exports, reports) and close it afterwards.
 
     The store's warnings from opening go to ``warn`` once it has opened.
@@ -191,6 +230,10 @@ def readable_store(
         DatabaseError: no database at ``path``, a folder, an unreadable or damaged file, a file
             that is not a SALL Desktop database, or a store error while in use.
     """
+    if is_team_url(path):
+        with _team_store(str(path), read_only=True, warn=warn) as team:
+            yield team
+        return
     path = Path(path).absolute()
     _check_path(path, create=False)
     try:

@@ -38,7 +38,7 @@ from sall_desktop.services.training_jobs import FrozenRun, RunOutcome
 from training.protocol.events import Event
 
 if TYPE_CHECKING:
-    from sall_desktop.store.sqlite_repository import SqliteLabelStore
+    from sall_desktop.store import LabelStore
 
 
 class RunState(enum.StrEnum):
@@ -201,7 +201,7 @@ class FinetuneRun:
         """Lock a hold-out sample (the number of images locked; a notice says it too)."""
         actor = self.approver or "grader"
 
-        def sample(store: SqliteLabelStore) -> int:
+        def sample(store: LabelStore) -> int:
             return len(holdout_service.sample_holdout(store, actor=actor))
 
         future = self._store.submit(sample)
@@ -311,7 +311,7 @@ class FinetuneRun:
         actor = self.approver or "training"
 
         def record(
-            store: SqliteLabelStore,
+            store: LabelStore,
         ) -> tuple[RunOutcome, models.ModelVersion | None]:
             outcome = jobs.outcome_from_events(events, (), run_dir)
             if outcome.status == "running":  # no final event: killed or crashed

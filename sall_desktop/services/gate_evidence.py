@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sall_desktop.store.sqlite_repository import SqliteLabelStore
+from sall_desktop.store import LabelStore
 from training.protocol.gate_rules import is_interval_verdict, recheck_verdict
 from training.protocol.report import (
     GateCheck,
@@ -180,7 +180,7 @@ def promotion_refusal(
     return refusal(status, verdict)
 
 
-def stored_verdict(store: SqliteLabelStore, run_id: str) -> GateVerdict | None:
+def stored_verdict(store: LabelStore, run_id: str) -> GateVerdict | None:
     """The gate verdict in the stored report of training run ``run_id`` (None without one).
 
     An interval verdict is re-derived from its own intervals and margins, as when the run

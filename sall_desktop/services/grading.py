@@ -30,7 +30,7 @@ from typing import TypeVar
 
 from sall_desktop.domain.grades import GraderRole, Grading, ImageRecord, utc_now
 from sall_desktop.services.store_executor import StoreExecutor
-from sall_desktop.store import SqliteLabelStore, StoreError, StoreWriteError
+from sall_desktop.store import LabelStore, StoreError, StoreWriteError
 
 T = TypeVar("T")
 
@@ -282,7 +282,7 @@ class GradingService:
         self._kick()
 
     # ------------------------------------------------------------------ store jobs
-    def submit(self, fn: Callable[[SqliteLabelStore], T]) -> Future[T]:
+    def submit(self, fn: Callable[[LabelStore], T]) -> Future[T]:
         """Run ``fn(store)`` on the store thread (reads, settings); writes of gradings use
         :meth:`write` so they are ordered and retried."""
         return self._store.submit(fn)
@@ -290,7 +290,7 @@ class GradingService:
     def current_gradings(self, grader: str) -> Future[dict[str, Grading]]:
         """The grader's current grading of every image, keyed by SHA-256."""
 
-        def job(store: SqliteLabelStore) -> dict[str, Grading]:
+        def job(store: LabelStore) -> dict[str, Grading]:
             return {g.image_sha256: g for g in store.current_gradings(grader=grader)}
 
         return self._store.submit(job)
@@ -304,7 +304,7 @@ class GradingService:
         if not name.strip():
             raise ValueError("a grader needs a name")
 
-        def job(store: SqliteLabelStore) -> None:
+        def job(store: LabelStore) -> None:
             if not store.read_only and role not in store.grader_roles(name):
                 store.add_grader(name, role)
 
@@ -314,7 +314,7 @@ class GradingService:
         """Upsert catalogue records (identity by SHA-256, path as metadata); skipped read-only."""
         batch = list(records)
 
-        def job(store: SqliteLabelStore) -> int:
+        def job(store: LabelStore) -> int:
             if store.read_only:
                 return 0
             store.upsert_images(batch)
@@ -326,7 +326,7 @@ class GradingService:
         """Persist small settings in the database (last image and folder, for restart, R7)."""
         items = dict(values)
 
-        def job(store: SqliteLabelStore) -> None:
+        def job(store: LabelStore) -> None:
             if store.read_only:
                 return
             for key, value in items.items():
@@ -337,7 +337,7 @@ class GradingService:
     def recall(self, *keys: str) -> Future[dict[str, str | None]]:
         """Read settings stored with :meth:`remember`."""
 
-        def job(store: SqliteLabelStore) -> dict[str, str | None]:
+        def job(store: LabelStore) -> dict[str, str | None]:
             return {key: store.get_setting(key) for key in keys}
 
         return self._store.submit(job)
@@ -393,7 +393,7 @@ class GradingService:
                 self._blocked = True
                 self._last_error = f"Could not save: the database is closed ({exc})."
 
-    def _drain(self, store: SqliteLabelStore) -> None:
+    def _drain(self, store: LabelStore) -> None:
         """Store-thread job: commit queued writes in order until empty or one fails."""
         with self._lock:
             self._drain_scheduled = False
@@ -416,7 +416,7 @@ class GradingService:
                 continue
             self._finish(item, row_id=row_id)
 
-    def _commit(self, store: SqliteLabelStore, write: GradeWrite) -> int:
+    def _commit(self, store: LabelStore, write: GradeWrite) -> int:
         if write.record is not None and write.sha256 not in self._registered:
             # The grading alone would register a bare SHA-256; the record adds path and eye.
             store.upsert_image(write.record)

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sall_desktop.domain.grades import GraderRole, Grading, GradingSource
+from sall_desktop.store import LabelStore
 from sall_desktop.store.models_repository import HoldoutRow
-from sall_desktop.store.sqlite_repository import SqliteLabelStore
 
 DEFAULT_FRACTION = 0.2
 """Share of the graded images a sampled hold-out takes (by patient groups)."""
@@ -52,7 +52,7 @@ class HoldoutSet:
 
 
 def reference_gradings(
-    store: SqliteLabelStore,
+    store: LabelStore,
     *,
     sources: frozenset[GradingSource] = frozenset({GradingSource.HUMAN, GradingSource.IMPORT}),
 ) -> dict[str, Grading]:
@@ -72,7 +72,7 @@ def reference_gradings(
     return best
 
 
-def load_holdout(store: SqliteLabelStore) -> HoldoutSet:
+def load_holdout(store: LabelStore) -> HoldoutSet:
     """The stored hold-out (empty when none was designated)."""
     rows = store.holdout_rows()
     return HoldoutSet(
@@ -81,17 +81,17 @@ def load_holdout(store: SqliteLabelStore) -> HoldoutSet:
     )
 
 
-def holdout_rows(store: SqliteLabelStore) -> list[HoldoutRow]:
+def holdout_rows(store: LabelStore) -> list[HoldoutRow]:
     """The stored hold-out rows (who added each image, when, designated or sampled)."""
     return store.holdout_rows()
 
 
-def _patient(store: SqliteLabelStore, sha256: str) -> str:
+def _patient(store: LabelStore, sha256: str) -> str:
     record = store.get_image(sha256)
     return record.patient_id if record is not None else ""
 
 
-def designate_holdout(store: SqliteLabelStore, sha256s: Iterable[str], *, actor: str) -> int:
+def designate_holdout(store: LabelStore, sha256s: Iterable[str], *, actor: str) -> int:
     """Lock the given images into the hold-out; return how many were new.
 
     Raises:
@@ -108,7 +108,7 @@ def designate_holdout(store: SqliteLabelStore, sha256s: Iterable[str], *, actor:
 
 
 def sample_holdout(
-    store: SqliteLabelStore,
+    store: LabelStore,
     *,
     actor: str,
     fraction: float = DEFAULT_FRACTION,

@@ -13,7 +13,7 @@ from sall_desktop.services.store_executor import StoreExecutor
 
 if TYPE_CHECKING:
     from model_zoo.predictor import Predictor
-    from sall_desktop.store.sqlite_repository import SqliteLabelStore
+    from sall_desktop.store import LabelStore
 
 
 def load_predictor(model: Path, *, device: str | None = None) -> Predictor:
@@ -72,7 +72,7 @@ class StoreAppender:
         rows = list(predictions)
         sink = self._sink
 
-        def commit(store: SqliteLabelStore) -> int:
+        def commit(store: LabelStore) -> int:
             count = store.add_predictions(rows)
             if sink is not None:  # shown only once stored, and before the commit resolves
                 sink(rows)

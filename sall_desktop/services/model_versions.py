@@ -20,7 +20,7 @@ from sall_desktop.services.store_executor import StoreExecutor
 from training.protocol.report import GateVerdict
 
 if TYPE_CHECKING:
-    from sall_desktop.store.sqlite_repository import SqliteLabelStore
+    from sall_desktop.store import LabelStore
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class ModelListing:
         )
 
 
-def _listing(store: SqliteLabelStore) -> ModelListing:
+def _listing(store: LabelStore) -> ModelListing:
     # The active model is resolved first: on first use that registers the bundled demo model.
     models.active_model(store, verify=False)
     versions = models.list_models(store)

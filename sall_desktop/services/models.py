@@ -36,8 +36,8 @@ from sall_desktop.services.model_folders import (
     models_dir,
     verify_model_folder,
 )
+from sall_desktop.store import LabelStore
 from sall_desktop.store.models_repository import ModelEvent, ModelRow, ModelSource
-from sall_desktop.store.sqlite_repository import SqliteLabelStore
 
 BUNDLED_APPROVER = "SALL Desktop (bundled model)"
 """Recorded as the approver when the bundled demo model becomes active on first use."""
@@ -160,7 +160,7 @@ def _version(row: ModelRow) -> ModelVersion:
 
 
 def register_model(
-    store: SqliteLabelStore,
+    store: LabelStore,
     folder: Path,
     *,
     source: ModelSource,
@@ -189,19 +189,19 @@ def register_model(
     return _version(store.add_model(row, actor=actor))
 
 
-def list_models(store: SqliteLabelStore) -> list[ModelVersion]:
+def list_models(store: LabelStore) -> list[ModelVersion]:
     """Every registered version, newest first."""
     rows = store.list_models()
     return [_version(r) for r in reversed(rows)]
 
 
-def get_model(store: SqliteLabelStore, model_id: str) -> ModelVersion | None:
+def get_model(store: LabelStore, model_id: str) -> ModelVersion | None:
     """The registered version with this id, or None."""
     row = store.get_model(model_id)
     return None if row is None else _version(row)
 
 
-def lineage(store: SqliteLabelStore, model_id: str) -> list[ModelVersion]:
+def lineage(store: LabelStore, model_id: str) -> list[ModelVersion]:
     """The version and its registered ancestors, newest first (stops at an unknown parent)."""
     chain: list[ModelVersion] = []
     seen: set[str] = set()
@@ -216,7 +216,7 @@ def lineage(store: SqliteLabelStore, model_id: str) -> list[ModelVersion]:
     return chain
 
 
-def model_history(store: SqliteLabelStore, model_id: str | None = None) -> list[ModelEvent]:
+def model_history(store: LabelStore, model_id: str | None = None) -> list[ModelEvent]:
     """Who registered, promoted, rolled back or discarded which version, and when."""
     return store.model_events(model_id)
 
@@ -230,7 +230,7 @@ def _bundled_demo_dir() -> Path | None:
         return None
 
 
-def active_model(store: SqliteLabelStore, *, verify: bool = True) -> ModelVersion | None:
+def active_model(store: LabelStore, *, verify: bool = True) -> ModelVersion | None:
     """The active version; on first use the bundled demo model is registered and activated.
 
     Args:
@@ -281,7 +281,7 @@ def active_model(store: SqliteLabelStore, *, verify: bool = True) -> ModelVersio
     return version
 
 
-def promote(store: SqliteLabelStore, model_id: str, *, approver: str) -> ModelVersion:
+def promote(store: LabelStore, model_id: str, *, approver: str) -> ModelVersion:
     """Make a candidate the active version; the approver and time are recorded.
 
     Args:
@@ -312,9 +312,7 @@ def promote(store: SqliteLabelStore, model_id: str, *, approver: str) -> ModelVe
     )
 
 
-def rollback(
-    store: SqliteLabelStore, model_id: str, *, approver: str, reason: str = ""
-) -> ModelVersion:
+def rollback(store: LabelStore, model_id: str, *, approver: str, reason: str = "") -> ModelVersion:
     """Re-activate a version that was active before (a pointer change; nothing is deleted).
 
     Old predictions and gradings keep the model ids they were made with.
@@ -339,13 +337,13 @@ def rollback(
     )
 
 
-def discard(store: SqliteLabelStore, model_id: str, *, actor: str, reason: str = "") -> None:
+def discard(store: LabelStore, model_id: str, *, actor: str, reason: str = "") -> None:
     """Retire a candidate without promoting it (kept on record; never shown to graders)."""
     store.retire_model(model_id, actor=actor, reason=reason)
 
 
 def import_model(
-    store: SqliteLabelStore, source: Path, *, actor: str, device: str = "cpu"
+    store: LabelStore, source: Path, *, actor: str, device: str = "cpu"
 ) -> ModelVersion:
     """Import a model (``card.json`` + ``weights.safetensors``, and ``sets/``) as an ungated
     candidate (it can become active only while no model is; ``gate_evidence``).

@@ -32,7 +32,7 @@ from sall_desktop.domain.programme import (
     Stage,
     final_grade,
 )
-from sall_desktop.store import SqliteLabelStore
+from sall_desktop.store import LabelStore
 from sall_desktop.store.programme_repository import RoleGrant, RoutingDecision
 
 LEVEL_OF_ROLE: dict[ProgrammeRole, GraderRole] = {
@@ -167,7 +167,7 @@ def _in_scope(path: str, scope: str) -> bool:
     return PurePath(path).is_relative_to(PurePath(scope))
 
 
-def load_state(store: SqliteLabelStore) -> ProgrammeState:
+def load_state(store: LabelStore) -> ProgrammeState:
     """Read the programme in one go (call on the store's thread)."""
     decisions = tuple(store.routing_decisions())
     levels = _levels(decisions, store.level_gradings())
@@ -177,7 +177,7 @@ def load_state(store: SqliteLabelStore) -> ProgrammeState:
 
 
 def refresh_state(
-    store: SqliteLabelStore, state: ProgrammeState, image_sha256s: Iterable[str]
+    store: LabelStore, state: ProgrammeState, image_sha256s: Iterable[str]
 ) -> ProgrammeState:
     """``state`` with the images ``image_sha256s`` read again (after saves of them).
 

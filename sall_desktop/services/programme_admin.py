@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from sall_desktop.domain.programme import ProgrammeRole, RoutingRules
 from sall_desktop.services.labels_io import REFERENCE_PREFIX
 from sall_desktop.services.programme_report import build_test_set_from_finals
-from sall_desktop.store import SqliteLabelStore
+from sall_desktop.store import LabelStore
 
 ROLE_ORDER: tuple[ProgrammeRole, ...] = (
     ProgrammeRole.PRIMARY,
@@ -129,7 +129,7 @@ class ProgrammeSetup:
         return tuple(g.name for g in self.graders if ProgrammeRole.QA in g.roles)
 
 
-def read_setup(store: SqliteLabelStore, user: str | None) -> ProgrammeSetup:
+def read_setup(store: LabelStore, user: str | None) -> ProgrammeSetup:
     """The programme as ``user`` (the signed-in grader, None when nobody is) sees it."""
     rules = store.programme_rules()
     everywhere: dict[str, set[ProgrammeRole]] = {}
@@ -160,7 +160,7 @@ def read_setup(store: SqliteLabelStore, user: str | None) -> ProgrammeSetup:
 
 
 def apply_setup(
-    store: SqliteLabelStore,
+    store: LabelStore,
     rules: RoutingRules,
     changes: Iterable[RoleChange] = (),
     *,
@@ -193,7 +193,7 @@ def apply_setup(
     return read_setup(store, actor)
 
 
-def apply_rules(store: SqliteLabelStore, rules: RoutingRules, *, actor: str) -> bool:
+def apply_rules(store: LabelStore, rules: RoutingRules, *, actor: str) -> bool:
     """Set up the programme with ``rules`` or change them; return whether anything was written.
 
     The first setup also makes ``actor`` the programme's first QA lead. Unchanged rules write
@@ -212,7 +212,7 @@ def apply_rules(store: SqliteLabelStore, rules: RoutingRules, *, actor: str) -> 
     return True
 
 
-def set_role(store: SqliteLabelStore, change: RoleChange, *, actor: str) -> None:
+def set_role(store: LabelStore, change: RoleChange, *, actor: str) -> None:
     """Grant or revoke a role everywhere (idempotent: a role already so writes nothing).
 
     Raises:
@@ -229,7 +229,7 @@ def set_role(store: SqliteLabelStore, change: RoleChange, *, actor: str) -> None
 
 
 def create_test_set(
-    store: SqliteLabelStore,
+    store: LabelStore,
     name: str,
     *,
     actor: str,
@@ -255,7 +255,7 @@ def create_test_set(
     )
 
 
-def assign_test_set(store: SqliteLabelStore, name: str, grader: str, *, actor: str) -> None:
+def assign_test_set(store: LabelStore, name: str, grader: str, *, actor: str) -> None:
     """Assign the test set ``name`` to ``grader`` (idempotent).
 
     Raises:
@@ -271,9 +271,7 @@ def assign_test_set(store: SqliteLabelStore, name: str, grader: str, *, actor: s
 # ---------------------------------------------------------------------- the rule
 
 
-def _refusal(
-    store: SqliteLabelStore, user: str, rules: RoutingRules | None, leads: Sequence[str]
-) -> str:
+def _refusal(store: LabelStore, user: str, rules: RoutingRules | None, leads: Sequence[str]) -> str:
     """Why ``user`` may not change the programme, or "" when they may."""
     if not user:
         return NOT_SIGNED_IN
@@ -295,7 +293,7 @@ def _either(names: Sequence[str]) -> str:
     return ", ".join(names[:-1]) + " or " + names[-1]
 
 
-def _allowed(store: SqliteLabelStore, actor: str) -> RoutingRules | None:
+def _allowed(store: LabelStore, actor: str) -> RoutingRules | None:
     """The rules in force, after checking that ``actor`` may change the programme."""
     rules = store.programme_rules()
     reason = _refusal(store, actor, rules, _qa_leads(store))
@@ -304,12 +302,12 @@ def _allowed(store: SqliteLabelStore, actor: str) -> RoutingRules | None:
     return rules
 
 
-def _qa_leads(store: SqliteLabelStore) -> list[str]:
+def _qa_leads(store: LabelStore) -> list[str]:
     """The graders who hold the QA role everywhere."""
     return [g.grader for g in store.programme_roles() if g.role is ProgrammeRole.QA and not g.scope]
 
 
-def _require_active(store: SqliteLabelStore, actor: str) -> RoutingRules:
+def _require_active(store: LabelStore, actor: str) -> RoutingRules:
     rules = _allowed(store, actor)
     if rules is None:
         raise ProgrammeAdminError(NOT_SET_UP)

@@ -18,7 +18,7 @@ from sall_desktop.services.paths import refuse_protected_target, store_file
 from sall_desktop.services.programme import load_state
 from sall_desktop.services.quality import QualityReport, ReportRow, Standards, grader_quality
 from sall_desktop.services.quality_report import write_report
-from sall_desktop.store import SqliteLabelStore, StoreWriteError
+from sall_desktop.store import LabelStore, StoreWriteError
 
 _LEVEL_NAMES = {
     GraderRole.PRIMARY: "primary",
@@ -27,7 +27,7 @@ _LEVEL_NAMES = {
 }
 
 
-def report_rows(store: SqliteLabelStore) -> list[ReportRow]:
+def report_rows(store: LabelStore) -> list[ReportRow]:
     """Every level grading beside its image's final grade, then every test answer.
 
     Images whose final grade is pending are left out: there is nothing to measure against yet.
@@ -58,7 +58,7 @@ def report_rows(store: SqliteLabelStore) -> list[ReportRow]:
 
 
 def build_report(
-    store: SqliteLabelStore, standards: Standards | None = None, *, seed: int = 0
+    store: LabelStore, standards: Standards | None = None, *, seed: int = 0
 ) -> QualityReport:
     """The grader quality report of the programme in ``store`` as of now."""
     return grader_quality(
@@ -66,7 +66,7 @@ def build_report(
     )
 
 
-def save_report(store: SqliteLabelStore, report: QualityReport, out: Path) -> None:
+def save_report(store: LabelStore, report: QualityReport, out: Path) -> None:
     """Write ``report`` to ``out`` (.html, .pdf, .png), never over the store or its data folder.
 
     Raises:
@@ -78,7 +78,7 @@ def save_report(store: SqliteLabelStore, report: QualityReport, out: Path) -> No
 
 
 def build_test_set_from_finals(
-    store: SqliteLabelStore,
+    store: LabelStore,
     name: str,
     *,
     actor: str,
@@ -111,7 +111,7 @@ def build_test_set_from_finals(
 
 
 def build_test_set_from_reference(
-    store: SqliteLabelStore, name: str, reference: str, *, actor: str, unannounced: bool = False
+    store: LabelStore, name: str, reference: str, *, actor: str, unannounced: bool = False
 ) -> int:
     """Create a test set from imported reference labels (``sall-desktop import --as-reference``).
 

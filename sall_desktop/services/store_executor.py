@@ -11,7 +11,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from sall_desktop.store.sqlite_repository import SqliteLabelStore
+    from sall_desktop.store import LabelStore
 
 T = TypeVar("T")
 
@@ -24,7 +24,7 @@ class StoreExecutor(Protocol):
         """True when the store refuses writes."""
         ...
 
-    def submit(self, fn: Callable[[SqliteLabelStore], T]) -> Future[T]:
+    def submit(self, fn: Callable[[LabelStore], T]) -> Future[T]:
         """Run ``fn(store)`` on the store thread, after everything submitted before it."""
         ...
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from sall_desktop.domain.grades import Grading
 from sall_desktop.services.grading import GradeWrite
 from sall_desktop.services.programme import ProgrammeState, load_state, refresh_state
-from sall_desktop.store import SqliteLabelStore
+from sall_desktop.store import LabelStore
 
 TEST_PREFIX = "Test: "
 """An announced set's entry in the work selector: "Test: induction — 8 to answer"."""
@@ -111,7 +111,7 @@ class TestSetsState:
         return {(s.name, sha): g for s in self.sets for sha, g in s.answers.items()}
 
 
-def load_tests(store: SqliteLabelStore, grader: str | None) -> TestSetsState:
+def load_tests(store: LabelStore, grader: str | None) -> TestSetsState:
     """Read the test sets assigned to ``grader`` and their answers (call on the store thread)."""
     if not grader:
         return TestSetsState("")
@@ -132,13 +132,13 @@ def load_tests(store: SqliteLabelStore, grader: str | None) -> TestSetsState:
     return TestSetsState(grader, tuple(sets), frozenset(graded))
 
 
-def load_work(store: SqliteLabelStore, grader: str | None) -> tuple[ProgrammeState, TestSetsState]:
+def load_work(store: LabelStore, grader: str | None) -> tuple[ProgrammeState, TestSetsState]:
     """The programme and ``grader``'s test sets in one go (call on the store thread)."""
     return load_state(store), load_tests(store, grader)
 
 
 def refresh_work(
-    store: SqliteLabelStore, state: ProgrammeState, image_sha256s: Iterable[str], grader: str | None
+    store: LabelStore, state: ProgrammeState, image_sha256s: Iterable[str], grader: str | None
 ) -> tuple[ProgrammeState, TestSetsState]:
     """:func:`load_work` after saves of ``image_sha256s`` only: their levels and routing are
     read again (``programme.refresh_state``), the rest of ``state`` is kept."""

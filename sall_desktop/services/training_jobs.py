@@ -31,8 +31,8 @@ from sall_desktop.services.holdout import (
     split_by_patient,
 )
 from sall_desktop.services.paths import data_dir
+from sall_desktop.store import LabelStore
 from sall_desktop.store.models_repository import TrainingRunRow
-from sall_desktop.store.sqlite_repository import SqliteLabelStore
 from training.protocol.events import (
     Event,
     RunCancelled,
@@ -179,7 +179,7 @@ def runs_dir() -> Path:
     return folder
 
 
-def _path(store: SqliteLabelStore, sha256: str) -> str:
+def _path(store: LabelStore, sha256: str) -> str:
     # The most recently seen path that still exists; training re-hashes it anyway.
     paths = store.image_paths(sha256)
     for path in paths:
@@ -189,7 +189,7 @@ def _path(store: SqliteLabelStore, sha256: str) -> str:
 
 
 def _row(
-    store: SqliteLabelStore, sha256: str, grading_split: str, graded: dict[str, Grading]
+    store: LabelStore, sha256: str, grading_split: str, graded: dict[str, Grading]
 ) -> ManifestRow | None:
     grading = graded[sha256]
     record = store.get_image(sha256)
@@ -209,7 +209,7 @@ def _row(
 
 
 def freeze_finetune(
-    store: SqliteLabelStore,
+    store: LabelStore,
     *,
     run_dir: Path | None = None,
     overrides: tuple[str, ...] = (),
@@ -410,13 +410,13 @@ def read_outcome(run_dir: Path) -> RunOutcome:
     return outcome_from_events(tuple(events), tuple(errors), run_dir)
 
 
-def mark_started(store: SqliteLabelStore, run_id: str) -> None:
+def mark_started(store: LabelStore, run_id: str) -> None:
     """Record that the run's process started."""
     store.update_training_run(run_id, status="running", started=True)
 
 
 def record_outcome(
-    store: SqliteLabelStore, run_id: str, run_dir: Path, outcome: RunOutcome, *, actor: str
+    store: LabelStore, run_id: str, run_dir: Path, outcome: RunOutcome, *, actor: str
 ) -> model_versions.ModelVersion | None:
     """Store how the run ended; register a finished run's model as a (gated) candidate.
 

@@ -1,4 +1,5 @@
-"""The only SQL in the app: the SQLite label store, its migrations and repositories.
+"""The only SQL in the app: the label store (SQLite, or a team's PostgreSQL), its migrations
+and repositories.
 
 Open a database with :func:`open_store` (synchronous, one thread) or :class:`StoreThread` (the
 app: all SQL on one dedicated thread, results as futures).
@@ -15,9 +16,13 @@ from sall_desktop.store.audit import (
 from sall_desktop.store.errors import StoreError, StoreLockedError, StoreWriteError
 from sall_desktop.store.fs_probe import JournalPolicy, filesystem_type, journal_policy
 from sall_desktop.store.opener import open_store
+from sall_desktop.store.pg_repository import PgLabelStore, is_team_url, open_team_store
 from sall_desktop.store.repository import GradingRow, LabelRepository
 from sall_desktop.store.sqlite_repository import SqliteLabelStore
 from sall_desktop.store.thread import StoreThread
+
+LabelStore = SqliteLabelStore | PgLabelStore
+"""Either backend's store: a workstation's SQLite file or the team's PostgreSQL (ADR 0013)."""
 
 __all__ = [
     "AUDITED_FIELDS",
@@ -26,6 +31,8 @@ __all__ = [
     "GradingRow",
     "JournalPolicy",
     "LabelRepository",
+    "LabelStore",
+    "PgLabelStore",
     "SqliteLabelStore",
     "StoreError",
     "StoreLockedError",
@@ -33,8 +40,10 @@ __all__ = [
     "StoreWriteError",
     "filesystem_type",
     "grading_fields",
+    "is_team_url",
     "journal_policy",
     "open_store",
+    "open_team_store",
     "replay_audit",
     "verify_entries",
 ]

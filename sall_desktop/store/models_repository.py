@@ -213,7 +213,7 @@ class ModelsRepositoryMixin:
         """Every registered model version, oldest first."""
         with self._read("the model versions") as conn:
             rows = conn.execute(
-                f"SELECT {_MODEL_COLUMNS} FROM models ORDER BY created_at, rowid"
+                f"SELECT {_MODEL_COLUMNS} FROM models ORDER BY created_at, id"
             ).fetchall()
             return [_model(r) for r in rows]
 

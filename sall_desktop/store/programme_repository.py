@@ -280,7 +280,8 @@ def _rules(conn: SqlConnection) -> RoutingRules | None:
 def _sample_counts(conn: SqlConnection) -> tuple[int, int]:
     """Normals whose routing was decided so far, and how many of them were sampled."""
     row = conn.execute(
-        "SELECT sum(stage = ?), sum(stage = 'secondary' AND reason = ?) FROM routing_decisions",
+        "SELECT count(*) FILTER (WHERE stage = ?), "
+        "count(*) FILTER (WHERE stage = 'secondary' AND reason = ?) FROM routing_decisions",
         (SINGLE, SAMPLE_REASON),
     ).fetchone()
     single, sampled = int(row[0] or 0), int(row[1] or 0)

@@ -21,7 +21,7 @@ from sall_desktop.services.adapters.derived import DerivedColumns
 from sall_desktop.services.adapters.privacy import pseudonym
 from sall_desktop.services.adapters.resolve import file_name, file_stem
 from sall_desktop.services.programme import ProgrammeState, load_state, visit_outcomes
-from sall_desktop.store import SqliteLabelStore
+from sall_desktop.store import PgLabelStore, SqliteLabelStore
 from sall_desktop.store.repository import LabelRepository
 
 LATEST_RULE = "latest human grading per image"
@@ -121,7 +121,7 @@ def choose_export(
         images: the exported images; given, programme exports also get the visit outcomes
             (visits are grouped over these and every stored image).
     """
-    if grader is None and isinstance(store, SqliteLabelStore):
+    if grader is None and isinstance(store, SqliteLabelStore | PgLabelStore):
         state = load_state(store)
         if state.active:
             choice = choose_final_gradings(state)

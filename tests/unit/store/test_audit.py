@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
 import re
+import sqlite3
 from datetime import datetime
 
 import pytest
@@ -19,6 +19,12 @@ from sall_desktop.store import (
 )
 from sall_desktop.store import audit as audit_mod
 from sall_desktop.store.audit import GENESIS_HASH, AuditEntry
+
+
+@pytest.fixture
+def store(any_store):
+    """Every test here runs on SQLite and on the team store (tests/unit/store/conftest.py)."""
+    return any_store
 
 
 def test_first_grading_audits_every_field_with_its_context(store, grading, sha) -> None:
@@ -117,8 +123,9 @@ def test_replay_refuses_a_trail_that_edits_a_grading_never_created(store, gradin
 
 
 def test_audit_rows_commit_with_the_grading_or_not_at_all(
-    store, grading, monkeypatch: pytest.MonkeyPatch
+    sqlite_store, grading, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    store = sqlite_store
     store.add_grading(grading(1))
     real = audit_mod.append_audit_rows
 

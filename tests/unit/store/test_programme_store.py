@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import hashlib
-import sqlite3
-from pathlib import Path
 
 import pytest
 
 from sall_desktop.domain.grades import GraderRole, Grading, GradingSource
 from sall_desktop.domain.programme import ProgrammeRole, RoutingRules
 from sall_desktop.services.programme import load_state
-from sall_desktop.store import SqliteLabelStore, grading_fields, open_store, replay_audit
+from sall_desktop.store import SqliteLabelStore, grading_fields, replay_audit
+from tests.unit.store.conftest import Refused
 
 SHA = [hashlib.sha256(f"p{i}".encode()).hexdigest() for i in range(6)]
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SqliteLabelStore:
-    return open_store(tmp_path / "labels.sqlite", app_version="test")
+def store(any_store):
+    """Every test here runs on SQLite and on the team store (tests/unit/store/conftest.py)."""
+    return any_store
 
 
 def test_without_a_programme_nothing_is_routed_and_the_trail_is_unchanged(
@@ -77,21 +77,18 @@ def test_programme_rows_leave_the_replay_of_gradings_intact(store: SqliteLabelSt
     assert replayed == current
 
 
-def test_programme_tables_are_append_only(store: SqliteLabelStore, tmp_path: Path) -> None:
+def test_programme_tables_are_append_only(store: SqliteLabelStore, raw_execute) -> None:
     store.set_programme_rules(RoutingRules(normal_fraction=1.0), actor="QA")
     store.set_programme_role("Dr P", ProgrammeRole.PRIMARY, actor="QA")
     store.add_grading(Grading(SHA[2], "Dr P", dr_grade=0, amd_grade=0))
-    store.close()
-    conn = sqlite3.connect(tmp_path / "labels.sqlite")
     for sql in (
         "UPDATE routing_decisions SET reason = 'x'",
         "DELETE FROM routing_decisions",
         "UPDATE programme_roles SET granted = 0",
         "DELETE FROM programme_roles",
     ):
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            conn.execute(sql)
-    conn.close()
+        with pytest.raises(Refused, match="append-only"):
+            raw_execute(sql)
 
 
 def test_a_refresh_of_saved_images_equals_a_whole_read(store: SqliteLabelStore) -> None:

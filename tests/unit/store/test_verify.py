@@ -1,5 +1,5 @@
 """``verify``: every kind of tampering with gradings is found (issue 22: edit, insert, delete,
-truncate, rename), and an untouched store verifies."""
+truncate, rename), and an untouched store verifies, on a SQLite file and on a team store."""
 
 from __future__ import annotations
 
@@ -7,30 +7,47 @@ import hashlib
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sall_desktop.__main__ import main
 from sall_desktop.domain.grades import Grading
-from sall_desktop.store import open_store
+from sall_desktop.store import is_team_url, open_store, open_team_store
 
 SHA = [hashlib.sha256(f"v{i}".encode()).hexdigest() for i in range(4)]
 
 
+def _open(db: str, **kwargs: object) -> Any:
+    if is_team_url(db):
+        return open_team_store(db, app_version="test", read_only=bool(kwargs.get("read_only")))
+    return open_store(Path(db), app_version="test", **kwargs)  # type: ignore[arg-type]
+
+
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    path = tmp_path / "labels.sqlite"
-    store = open_store(path, app_version="test")
+def db(backend: tuple[str, str]) -> str:
+    """The ``--db`` value of a store with 7 gradings: a SQLite path or a team store's URL."""
+    where = backend[1]
+    store = _open(where)
     for i, sha in enumerate(SHA):
         store.add_grading(Grading(sha, "Dr A", dr_grade=i, amd_grade=0))
     store.add_grading(Grading(SHA[0], "Dr A", dr_grade=4, amd_grade=1))  # a change
     store.add_grading(Grading(SHA[1], "Dr B", dr_grade=1, amd_grade=0))
     store.retract_grading(SHA[1], "Dr B")
     store.close()
-    return path
+    return where
 
 
-def _tamper(db: Path, *sql: str) -> None:
+def _tamper(db: str, *sql: str) -> None:
+    """What someone with the database owner's rights could do, past the append-only guards."""
+    if is_team_url(db):
+        import psycopg
+
+        with psycopg.connect(db, autocommit=True) as pg:
+            pg.execute("SET session_replication_role = replica")  # triggers off (superuser)
+            for statement in sql:
+                pg.execute(statement.encode())
+        return
     conn = sqlite3.connect(db)
     conn.execute("DROP TRIGGER gradings_no_update")
     conn.execute("DROP TRIGGER gradings_no_delete")
@@ -41,8 +58,8 @@ def _tamper(db: Path, *sql: str) -> None:
     conn.close()
 
 
-def test_an_untouched_store_verifies(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    store = open_store(db, app_version="test", read_only=True)
+def test_an_untouched_store_verifies(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    store = _open(db, read_only=True)
     report = store.verify()
     assert report.ok and report.gradings == 7 and report.chain_head == store.chain_head()
     store.close()
@@ -50,7 +67,7 @@ def test_an_untouched_store_verifies(db: Path, capsys: pytest.CaptureFixture[str
     assert "verified: 7 gradings" in capsys.readouterr().out
 
 
-TAMPERING: dict[str, Callable[[Path], None]] = {
+TAMPERING: dict[str, Callable[[str], None]] = {
     "edit": lambda db: _tamper(db, "UPDATE gradings SET dr_grade = 0 WHERE id = 5"),
     "insert": lambda db: _tamper(
         db,
@@ -69,10 +86,10 @@ TAMPERING: dict[str, Callable[[Path], None]] = {
 
 @pytest.mark.parametrize("kind", sorted(TAMPERING))
 def test_each_kind_of_tampering_is_found(
-    db: Path, kind: str, capsys: pytest.CaptureFixture[str]
+    db: str, kind: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     TAMPERING[kind](db)
-    store = open_store(db, app_version="test", read_only=True)
+    store = _open(db, read_only=True)
     report = store.verify()
     store.close()
     assert not report.ok and report.problems
@@ -82,9 +99,9 @@ def test_each_kind_of_tampering_is_found(
 
 
 def test_every_export_prints_the_chain_head_to_keep(
-    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    store = open_store(db, app_version="test", read_only=True)
+    store = _open(db, read_only=True)
     head = store.chain_head()
     store.close()
     assert len(head) == 64

@@ -1,9 +1,9 @@
-"""Behaviour of the SQLite label store: images, graders, gradings, predictions, settings."""
+"""The repository contract: images, graders, gradings, predictions, settings, on both backends.
+
+Every test taking ``store`` runs on a SQLite file and on a team-store (PostgreSQL) database.
+"""
 
 from __future__ import annotations
-
-import sqlite3
-from pathlib import Path
 
 import pytest
 
@@ -17,6 +17,13 @@ from sall_desktop.domain.grades import (
 )
 from sall_desktop.domain.predictions import Prediction
 from sall_desktop.store import LabelRepository, SqliteLabelStore, StoreWriteError, open_store
+from tests.unit.store.conftest import Refused
+
+
+@pytest.fixture
+def store(any_store):
+    """The contract runs on each backend (tests/unit/store/conftest.py)."""
+    return any_store
 
 
 def test_store_satisfies_the_repository_protocol(store: SqliteLabelStore) -> None:
@@ -29,7 +36,7 @@ def test_store_satisfies_the_repository_protocol(store: SqliteLabelStore) -> Non
 def test_fresh_store_is_writable_and_empty(store: SqliteLabelStore) -> None:
     assert not store.read_only and store.read_only_reason == ""
     assert store.warnings == []
-    assert store.startup_check == "ok"
+    assert store.integrity_check() == "ok"
     assert store.list_images() == [] and store.current_gradings() == [] and store.audit_log() == []
 
 
@@ -105,14 +112,16 @@ def test_the_stored_grading_round_trips_every_field(store, grading, sha) -> None
     assert store.current_grading(sha(7), "Dr Ünïcode") == g
 
 
-def test_ungradable_is_stored_as_blank_grades_never_zero(store, grading, sha, db_path) -> None:
+def test_ungradable_is_stored_as_blank_grades_never_zero(store, grading, sha, raw_execute) -> None:
     store.add_grading(grading(1, gradable=False, ungradable_reason=UngradableReason.BLUR))
     g = store.current_grading(sha(1), "Dr A")
     assert g is not None and not g.gradable and g.dr_grade is None and g.amd_grade is None
-    raw = sqlite3.connect(db_path)
-    row = raw.execute("SELECT gradable, dr_grade, amd_grade, dme FROM gradings").fetchone()
-    raw.close()
-    assert row == (0, None, None, None)
+    # Blank, not zero, in the table itself: a 0 in any disease column is refused.
+    for column in ("dr_grade", "amd_grade", "dme"):
+        with pytest.raises(Refused):
+            raw_execute(f"INSERT INTO gradings (image_id, grader_id, role, source, gradable, "
+                        f"ungradable_reason, {column}, created_at) "
+                        "VALUES (1, 1, 'primary', 'human', 0, 'blur', 0, 't')")  # fmt: skip
 
 
 def test_retraction_removes_the_current_grading_but_keeps_history(store, grading, sha) -> None:
@@ -131,12 +140,6 @@ def test_retraction_removes_the_current_grading_but_keeps_history(store, grading
     assert current is not None and current.dr_grade == 4
 
 
-def _raw(db_path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(db_path, isolation_level=None)
-    conn.execute("PRAGMA foreign_keys = ON")
-    return conn
-
-
 @pytest.mark.parametrize(
     "sql",
     [
@@ -148,15 +151,13 @@ def _raw(db_path: Path) -> sqlite3.Connection:
         "DELETE FROM audit_log",
     ],
 )
-def test_append_only_tables_refuse_update_and_delete(store, grading, sha, db_path, sql) -> None:
+def test_append_only_tables_refuse_update_and_delete(store, grading, sha, raw_execute, sql) -> None:
     store.add_grading(grading(1))
     store.add_prediction(
         Prediction(image_sha256=sha(1), model_id="m", probabilities={"dr": (1.0,)})
     )
-    conn = _raw(db_path)
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        conn.execute(sql)
-    conn.close()
+    with pytest.raises(Refused, match="append-only"):
+        raw_execute(sql)
 
 
 @pytest.mark.parametrize(
@@ -202,19 +203,17 @@ def test_append_only_tables_refuse_update_and_delete(store, grading, sha, db_pat
         ),
     ],
 )
-def test_the_schema_refuses_invalid_gradings(store, grading, db_path, columns, values) -> None:
+def test_the_schema_refuses_invalid_gradings(store, grading, raw_execute, columns, values) -> None:
     store.add_grading(grading(1))  # image 1 and grader 1 exist
-    conn = _raw(db_path)
-    with pytest.raises(sqlite3.IntegrityError):
-        conn.execute(f"INSERT INTO gradings ({columns}) VALUES ({values})")
-    conn.close()
+    raw_execute("INSERT INTO gradings (image_id, grader_id, role, source, gradable, created_at) "
+                "VALUES (1, 1, 'primary', 'human', 1, 't')")  # fmt: skip
+    with pytest.raises(Refused):
+        raw_execute(f"INSERT INTO gradings ({columns}) VALUES ({values})")
 
 
-def test_the_schema_refuses_an_empty_grader_name(store, db_path) -> None:
-    conn = _raw(db_path)
-    with pytest.raises(sqlite3.IntegrityError):
-        conn.execute("INSERT INTO graders (name, created_at) VALUES ('  ', 't')")
-    conn.close()
+def test_the_schema_refuses_an_empty_grader_name(store, raw_execute) -> None:
+    with pytest.raises(Refused):
+        raw_execute("INSERT INTO graders (name, created_at) VALUES ('  ', 't')")
 
 
 def test_predictions_are_appended_and_the_latest_is_returned(store, sha) -> None:
@@ -285,7 +284,8 @@ def test_settings_and_import_extras(store, sha) -> None:
     assert store.import_extras(sha(2)) == {}
 
 
-def test_backup_is_a_verified_standalone_database(store, grading, tmp_path) -> None:
+def test_backup_is_a_verified_standalone_database(sqlite_store, grading, tmp_path) -> None:
+    store = sqlite_store
     store.add_grading(grading(1))
     dest = tmp_path / "backups" / "labels-backup.sqlite3"
     store.backup_to(dest)
@@ -298,8 +298,8 @@ def test_backup_is_a_verified_standalone_database(store, grading, tmp_path) -> N
     assert not list(dest.parent.glob(".sall-tmp-*"))
 
 
-def test_closed_store_refuses_work_with_a_clear_error(db_path, grading) -> None:
-    s = open_store(db_path)
+def test_closed_store_refuses_work_with_a_clear_error(store, grading) -> None:
+    s = store
     s.close()
     s.close()  # idempotent
     with pytest.raises(StoreWriteError, match="closed"):
