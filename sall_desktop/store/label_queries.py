@@ -257,7 +257,15 @@ class LabelQueries(ModelsRepositoryMixin, ProgrammeRepositoryMixin, TestSetsRepo
             self._programme_after_grading(conn, grading, grading_id)
         return grading_id
 
-    def retract_grading(self, image_sha256: str, grader: str, *, reason: str = "") -> int:
+    def retract_grading(
+        self,
+        image_sha256: str,
+        grader: str,
+        *,
+        reason: str = "",
+        client_uuid: str | None = None,
+        client_at_utc: str | None = None,
+    ) -> int:
         """Withdraw the grader's current grading of the image with an append-only retraction.
 
         Used by undo when there was no earlier grading, and to delete a grade. Audited as a
@@ -271,6 +279,12 @@ class LabelQueries(ModelsRepositoryMixin, ProgrammeRepositoryMixin, TestSetsRepo
                 or the write failed.
         """
         with self._write("the removal of the grade") as conn:
+            if client_uuid is not None:
+                sent = conn.execute(
+                    "SELECT id FROM gradings WHERE client_uuid = ?", (client_uuid,)
+                ).fetchone()
+                if sent is not None:
+                    return int(sent[0])  # resent by an outbox: already done
             image_id = self._image_id(conn, image_sha256, create=False)
             grader_id = self._grader_id(conn, grader, None)
             previous = (
@@ -284,8 +298,15 @@ class LabelQueries(ModelsRepositoryMixin, ProgrammeRepositoryMixin, TestSetsRepo
                 )
             cur = conn.execute(
                 "INSERT INTO gradings (image_id, grader_id, retracted, role, source, notes, "
-                "created_at) VALUES (?, ?, 1, ?, ?, '', ?) RETURNING id",
-                (image_id, grader_id, previous.role.value, previous.source.value, utc_now()),
+                "client_uuid, created_at) VALUES (?, ?, 1, ?, ?, '', ?, ?) RETURNING id",
+                (
+                    image_id,
+                    grader_id,
+                    previous.role.value,
+                    previous.source.value,
+                    client_uuid,
+                    utc_now(),
+                ),
             )
             row_id = int(cur.fetchone()[0])
             audit.append_audit_rows(
@@ -297,6 +318,7 @@ class LabelQueries(ModelsRepositoryMixin, ProgrammeRepositoryMixin, TestSetsRepo
                 reason=reason,
                 app_version=self.app_version,
                 model_version=previous.model_version,
+                client_at_utc=client_at_utc,
             )
         return row_id
 

@@ -1,7 +1,7 @@
-"""The storage interface the services code against; SQLite is its first implementation.
+"""The storage interface the services code against: SQLite, or a team's PostgreSQL.
 
-A second backend (e.g. a server database) implements :class:`LabelRepository` and passes the
-same contract tests. Values in and out are the frozen domain types, never rows or cursors.
+Both backends implement :class:`LabelRepository` with the same queries (``label_queries.py``)
+and pass the same contract tests (``tests/unit/store/test_store_contract.py``). Values in and out are the frozen domain types, never rows or cursors.
 """
 
 from __future__ import annotations
@@ -86,12 +86,29 @@ class LabelRepository(Protocol):
         ...
 
     def add_grading(
-        self, grading: Grading, *, reason: str = "", prediction_id: int | None = None
+        self,
+        grading: Grading,
+        *,
+        reason: str = "",
+        prediction_id: int | None = None,
+        client_uuid: str | None = None,
+        client_at_utc: str | None = None,
     ) -> int:
-        """Append a grading and its audit rows; return the new row id after commit."""
+        """Append a grading and its audit rows; return the new row id after commit.
+
+        A ``client_uuid`` already stored writes nothing and returns that row's id (a resend).
+        """
         ...
 
-    def retract_grading(self, image_sha256: str, grader: str, *, reason: str = "") -> int:
+    def retract_grading(
+        self,
+        image_sha256: str,
+        grader: str,
+        *,
+        reason: str = "",
+        client_uuid: str | None = None,
+        client_at_utc: str | None = None,
+    ) -> int:
         """Withdraw the grader's current grading of the image (append-only); return the row id."""
         ...
 

@@ -304,3 +304,18 @@ def test_closed_store_refuses_work_with_a_clear_error(store, grading) -> None:
     s.close()  # idempotent
     with pytest.raises(StoreWriteError, match="closed"):
         s.add_grading(grading(1))
+
+
+def test_a_grading_resent_with_its_client_uuid_is_stored_once(store, grading, sha) -> None:
+    uuid = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+    made = "2026-12-01T09:00:00.000000+00:00"
+    first = store.add_grading(grading(1, dr_grade=3), client_uuid=uuid, client_at_utc=made)
+    again = store.add_grading(grading(1, dr_grade=3), client_uuid=uuid, client_at_utc=made)
+    assert again == first and len(store.grading_rows(sha(1))) == 1
+    rows = store.audit_log()
+    assert {r.grading_id for r in rows} == {first} and {r.client_at_utc for r in rows} == {made}
+    undo = "6fa459ea-ee8a-3ca4-894e-db77e160355e"
+    gone = store.retract_grading(sha(1), "Dr A", client_uuid=undo)
+    assert store.retract_grading(sha(1), "Dr A", client_uuid=undo) == gone
+    assert [r.retracted for r in store.grading_rows(sha(1))] == [False, True]
+    assert store.verify_chain().ok and store.verify().ok
