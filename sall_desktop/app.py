@@ -30,7 +30,7 @@ from sall_desktop.services.images import ImageService
 from sall_desktop.services.inference import InferenceService, active_model_dir
 from sall_desktop.services.paths import data_dir, default_db_path
 from sall_desktop.services.thumbnails import ThumbnailService
-from sall_desktop.store import StoreError, StoreThread
+from sall_desktop.store import StoreError, StoreThread, is_team_url
 from sall_desktop.store.input_cache import prune_inputs
 
 APP_VERSION = "0.1.0"
@@ -105,7 +105,9 @@ def create_workstation(
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     home = data_dir()
     remove_stale_temp_files(home)
-    db_path = Path(db) if db is not None else default_db_path()
+    db_path: Path | str = default_db_path() if db is None else Path(db)
+    if db is not None and is_team_url(str(db)):
+        db_path = str(db)
     store = StoreThread(db_path, app_version=APP_VERSION)
     try:
         opened = store.wait_open()

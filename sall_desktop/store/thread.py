@@ -14,17 +14,25 @@ from typing import Any, TypeVar
 
 from sall_desktop.store.errors import StoreError
 from sall_desktop.store.opener import open_store
+from sall_desktop.store.pg_repository import PgLabelStore, is_team_url, open_team_store
 from sall_desktop.store.sqlite_repository import SqliteLabelStore
 
 T = TypeVar("T")
 
 
+def _open(path: Path | str, **open_kwargs: Any) -> SqliteLabelStore | PgLabelStore:
+    if is_team_url(path):
+        return open_team_store(str(path), **open_kwargs)
+    return open_store(Path(path), **open_kwargs)
+
+
 class StoreThread:
-    """Owns a :class:`SqliteLabelStore` on one dedicated thread; every call goes through it.
+    """Owns the store on one dedicated thread; every call goes through it.
 
     Args:
-        path: the database file.
-        **open_kwargs: passed to :func:`~sall_desktop.store.opener.open_store`.
+        path: the SQLite database file, or a team store's ``postgresql://`` URL.
+        **open_kwargs: passed to :func:`~sall_desktop.store.opener.open_store` (or
+            ``open_team_store``).
 
     Example:
         >>> thread = StoreThread(Path("labels.sqlite3"), app_version="0.1.0")
@@ -33,16 +41,16 @@ class StoreThread:
         >>> thread.close()
     """
 
-    def __init__(self, path: Path, **open_kwargs: Any) -> None:
+    def __init__(self, path: Path | str, **open_kwargs: Any) -> None:
         # One worker, never more: the executor keeps its single thread for its whole life, so
         # the connection is created and used on the same thread.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sall-store")
-        self._opened: Future[SqliteLabelStore] = self._executor.submit(
-            open_store, path, **open_kwargs
+        self._opened: Future[SqliteLabelStore | PgLabelStore] = self._executor.submit(
+            _open, path, **open_kwargs
         )
         self._closed = False
 
-    def wait_open(self, timeout: float | None = None) -> SqliteLabelStore:
+    def wait_open(self, timeout: float | None = None) -> SqliteLabelStore | PgLabelStore:
         """Block until the store is open; raise what opening raised.
 
         The returned object may be inspected (attributes) from any thread, but its methods must
@@ -70,7 +78,7 @@ class StoreThread:
         """True when the previous session did not close cleanly; waits for the open."""
         return self.wait_open().unclean_shutdown
 
-    def submit(self, fn: Callable[[SqliteLabelStore], T]) -> Future[T]:
+    def submit(self, fn: Callable[[SqliteLabelStore | PgLabelStore], T]) -> Future[T]:
         """Run ``fn(store)`` on the store thread, after everything submitted before it.
 
         Returns:
