@@ -43,6 +43,7 @@ __all__ = [
     "ReadOnlyDatabaseError",
     "RestoreResult",
     "database_backups",
+    "is_team_url",
     "readable_store",
     "restore_backup",
     "warn_on_stderr",
