@@ -76,8 +76,8 @@ def _fail(message: str, code: int = EXIT_FAILED) -> int:
 
 def _db_path(args: argparse.Namespace) -> Path | str:
     """``--db``: a team store's ``postgresql://`` URL as given, else the SQLite file's path."""
-    from sall_desktop.services.paths import default_db_path
     from sall_desktop.services.database import is_team_url
+    from sall_desktop.services.paths import default_db_path
 
     if is_team_url(args.db):
         return str(args.db)

@@ -1,7 +1,8 @@
 """The storage interface the services code against: SQLite, or a team's PostgreSQL.
 
 Both backends implement :class:`LabelRepository` with the same queries (``label_queries.py``)
-and pass the same contract tests (``tests/unit/store/test_store_contract.py``). Values in and out are the frozen domain types, never rows or cursors.
+and pass the same contract tests (``tests/unit/store/test_store_contract.py``). Values in and
+out are the frozen domain types, never rows or cursors.
 """
 
 from __future__ import annotations
