@@ -7,8 +7,7 @@ LabelRepository` in the SQL that SQLite and PostgreSQL share; the store classes 
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -20,11 +19,12 @@ from sall_desktop.domain.grades import (
     Laterality,
     utc_now,
 )
-from sall_desktop.domain.predictions import Prediction
 from sall_desktop.store import audit
 from sall_desktop.store.audit import AUDIT_COLUMNS, AuditEntry, ChainReport, ChainVerifier
 from sall_desktop.store.errors import StoreWriteError
+from sall_desktop.store.leases_repository import LeasesRepositoryMixin
 from sall_desktop.store.models_repository import ModelsRepositoryMixin
+from sall_desktop.store.predictions_repository import PredictionsRepositoryMixin
 from sall_desktop.store.programme_repository import ProgrammeRepositoryMixin
 from sall_desktop.store.repository import GradingRow
 from sall_desktop.store.rows import (
@@ -32,18 +32,22 @@ from sall_desktop.store.rows import (
     GRADING_FIELDS,
     GRADING_SELECT,
     IMAGE_SELECT,
-    PREDICTION_SELECT,
     UPSERT_IMAGE,
     grading_from_row,
     image_from_row,
-    in_parts,
-    prediction_from_row,
+    image_row_id,
 )
 from sall_desktop.store.sql import SqlConnection
 from sall_desktop.store.test_sets_repository import TestSetsRepositoryMixin
 
 
-class LabelQueries(ModelsRepositoryMixin, ProgrammeRepositoryMixin, TestSetsRepositoryMixin):
+class LabelQueries(
+    LeasesRepositoryMixin,
+    ModelsRepositoryMixin,
+    PredictionsRepositoryMixin,
+    ProgrammeRepositoryMixin,
+    TestSetsRepositoryMixin,
+):
     """Images, graders, gradings, predictions, imports, the audit trail and settings.
 
     Mixed into a class that provides ``app_version`` and the ``_write``/``_read`` transactions
@@ -56,19 +60,7 @@ class LabelQueries(ModelsRepositoryMixin, ProgrammeRepositoryMixin, TestSetsRepo
         def _write(self, what: str) -> AbstractContextManager[SqlConnection, None]: ...
         def _read(self, what: str) -> AbstractContextManager[SqlConnection, None]: ...
 
-    @staticmethod
-    def _image_id(conn: SqlConnection, sha256: str, *, create: bool) -> int | None:
-        row = conn.execute("SELECT id FROM images WHERE sha256 = ?", (sha256,)).fetchone()
-        if row is not None:
-            return int(row[0])
-        if not create:
-            return None
-        now = utc_now()
-        cur = conn.execute(
-            "INSERT INTO images (sha256, created_at, updated_at) VALUES (?, ?, ?) RETURNING id",
-            (sha256, now, now),
-        )
-        return int(cur.fetchone()[0])
+    _image_id = staticmethod(image_row_id)
 
     @staticmethod
     def _grader_id(conn: SqlConnection, name: str, role: GraderRole | None) -> int | None:
@@ -347,113 +339,29 @@ class LabelQueries(ModelsRepositoryMixin, ProgrammeRepositoryMixin, TestSetsRepo
             rows = conn.execute(
                 f"{GRADING_SELECT} WHERE i.sha256 = ? ORDER BY g.id", (image_sha256,)
             ).fetchall()
-            return [
-                GradingRow(
-                    id=int(r[0]),
-                    image_sha256=r[1],
-                    grader=r[2],
-                    retracted=bool(r[3]),
-                    grading=None if r[3] else grading_from_row(r),
-                    created_at=r[13],
-                )
-                for r in rows
-            ]
+            return [_grading_row(r) for r in rows]
+
+    def gradings_since(self, after_id: int, *, limit: int = 1000) -> list[GradingRow]:
+        """Gradings rows with an id above ``after_id``, oldest first, at most ``limit``.
+
+        How a workstation on a team store learns of other graders' saves: ids grow in commit
+        order on both backends (writes are serialised), so the last id seen is a cursor.
+        """
+        with self._read("the new grades") as conn:
+            rows = conn.execute(
+                f"{GRADING_SELECT} WHERE g.id > ? ORDER BY g.id LIMIT ?", (after_id, limit)
+            ).fetchall()
+            return [_grading_row(r) for r in rows]
+
+    def last_grading_id(self) -> int:
+        """The newest gradings row id (0 when there is none): where to start watching."""
+        with self._read("the grades") as conn:
+            row = conn.execute("SELECT max(id) FROM gradings").fetchone()
+            return int(row[0] or 0)
 
     def grading_history(self, image_sha256: str) -> list[Grading]:
         """Every grading saved for the image, oldest first; retractions left out."""
         return [r.grading for r in self.grading_rows(image_sha256) if r.grading is not None]
-
-    # ------------------------------------------------------------------ predictions
-
-    def add_prediction(self, prediction: Prediction) -> int:
-        """Append one prediction; return its row id after commit."""
-        with self._write("the model output") as conn:
-            return self._insert_prediction(conn, prediction)
-
-    def add_predictions(self, predictions: Sequence[Prediction]) -> int:
-        """Append many predictions in one transaction; return how many were written."""
-        with self._write("the model outputs") as conn:
-            for prediction in predictions:
-                self._insert_prediction(conn, prediction)
-        return len(predictions)
-
-    def _insert_prediction(self, conn: SqlConnection, prediction: Prediction) -> int:
-        image_id = self._image_id(conn, prediction.image_sha256, create=True)
-        probabilities = {head: list(p) for head, p in prediction.probabilities.items()}
-        cur = conn.execute(
-            "INSERT INTO predictions (image_id, model_id, probabilities, gradable_probability, "
-            "created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
-            (
-                image_id,
-                prediction.model_id,
-                json.dumps(probabilities, sort_keys=True),
-                prediction.gradable_probability,
-                prediction.created_at,
-            ),
-        )
-        return int(cur.fetchone()[0])
-
-    def latest_prediction(
-        self, image_sha256: str, model_id: str | None = None
-    ) -> Prediction | None:
-        """The most recent prediction for the image (of ``model_id`` if given), or None."""
-        sql = f"{PREDICTION_SELECT} WHERE i.sha256 = ?"
-        params: tuple[str, ...] = (image_sha256,)
-        if model_id is not None:
-            sql, params = sql + " AND p.model_id = ?", (image_sha256, model_id)
-        with self._read("the model output") as conn:
-            row = conn.execute(sql + " ORDER BY p.id DESC LIMIT 1", params).fetchone()
-            return None if row is None else prediction_from_row(row)
-
-    def predictions(self, *, model_id: str | None = None) -> list[Prediction]:
-        """Every stored prediction (of ``model_id`` if given), oldest first."""
-        with self._read("the model outputs") as conn:
-            if model_id is None:
-                rows = conn.execute(f"{PREDICTION_SELECT} ORDER BY p.id").fetchall()
-            else:
-                rows = conn.execute(
-                    f"{PREDICTION_SELECT} WHERE p.model_id = ? ORDER BY p.id", (model_id,)
-                ).fetchall()
-            return [prediction_from_row(r) for r in rows]
-
-    def latest_predictions(
-        self, model_id: str, image_sha256s: Iterable[str]
-    ) -> dict[str, Prediction]:
-        """The newest prediction of ``model_id`` for each of ``image_sha256s`` that has one.
-
-        Through the indexes, like :meth:`graded_images`: the window asks for the open folder's
-        images, not for every prediction the model ever made, so the cost follows the folder,
-        not the store (see docs/benchmarks.md, "Figures formerly in docstrings").
-        """
-        sql = PREDICTION_SELECT + " WHERE i.sha256 IN ({marks}) AND p.model_id = ? ORDER BY p.id"
-        latest: dict[str, Prediction] = {}
-        for row in self._rows_of_images(sql, image_sha256s, model_id):
-            latest[row[0]] = prediction_from_row(row)  # oldest first: the newest stays
-        return latest
-
-    def graded_images(self, model_id: str, image_sha256s: Iterable[str]) -> set[str]:
-        """Those of ``image_sha256s`` that ``model_id`` has a prediction for.
-
-        Looked up image by image through the indexes, so the cost follows the folder asked
-        about, not the store: reading every prediction of the model instead (to skip graded
-        images when a grading run starts) grows with every prediction ever stored (see
-        docs/benchmarks.md, "Figures formerly in docstrings").
-        """
-        sql = (
-            "SELECT i.sha256 FROM images AS i WHERE i.sha256 IN ({marks}) AND EXISTS "
-            "(SELECT 1 FROM predictions AS p WHERE p.image_id = i.id AND p.model_id = ?)"
-        )
-        return {sha256 for (sha256,) in self._rows_of_images(sql, image_sha256s, model_id)}
-
-    def _rows_of_images(self, sql: str, image_sha256s: Iterable[str], model_id: str) -> list[Any]:
-        """The rows ``sql`` gives for ``image_sha256s`` (its ``{marks}``) and ``model_id`` (its
-        last parameter), asked :data:`~sall_desktop.store.rows.IN_VALUES` images at a time;
-        an image asked twice is asked once."""
-        rows: list[Any] = []
-        with self._read("the model outputs") as conn:
-            for marks, part in in_parts(image_sha256s):
-                rows.extend(conn.execute(sql.format(marks=marks), (*part, model_id)))
-        return rows
 
     # ------------------------------------------------------------------ import extras
 
@@ -530,4 +438,13 @@ class LabelQueries(ModelsRepositoryMixin, ProgrammeRepositoryMixin, TestSetsRepo
                 (key, value, utc_now()),
             )
 
-    # ------------------------------------------------------------------ backup and close
+
+def _grading_row(r: Any) -> GradingRow:
+    return GradingRow(
+        id=int(r[0]),
+        image_sha256=r[1],
+        grader=r[2],
+        retracted=bool(r[3]),
+        grading=None if r[3] else grading_from_row(r),
+        created_at=r[13],
+    )

@@ -14,8 +14,10 @@ from sall_desktop.domain.grades import (
     ImageRecord,
     Laterality,
     UngradableReason,
+    utc_now,
 )
 from sall_desktop.domain.predictions import Prediction
+from sall_desktop.store.sql import SqlConnection
 
 GRADING_FIELDS = (
     "role, source, gradable, ungradable_reason, dr_grade, amd_grade, dme, notes, model_version,"
@@ -131,3 +133,18 @@ PREDICTION_SELECT = (
     "SELECT i.sha256, p.model_id, p.probabilities, p.gradable_probability, p.created_at "
     "FROM predictions AS p JOIN images AS i ON i.id = p.image_id"
 )
+
+
+def image_row_id(conn: SqlConnection, sha256: str, *, create: bool) -> int | None:
+    """The ``images`` row id of ``sha256``; with ``create``, a bare row is added when missing."""
+    row = conn.execute("SELECT id FROM images WHERE sha256 = ?", (sha256,)).fetchone()
+    if row is not None:
+        return int(row[0])
+    if not create:
+        return None
+    now = utc_now()
+    cur = conn.execute(
+        "INSERT INTO images (sha256, created_at, updated_at) VALUES (?, ?, ?) RETURNING id",
+        (sha256, now, now),
+    )
+    return int(cur.fetchone()[0])

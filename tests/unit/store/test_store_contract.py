@@ -319,3 +319,19 @@ def test_a_grading_resent_with_its_client_uuid_is_stored_once(store, grading, sh
     assert store.retract_grading(sha(1), "Dr A", client_uuid=undo) == gone
     assert [r.retracted for r in store.grading_rows(sha(1))] == [False, True]
     assert store.verify_chain().ok and store.verify().ok
+
+
+def test_other_graders_saves_are_read_after_the_last_id_seen(store, grading, sha) -> None:
+    assert store.last_grading_id() == 0 and store.gradings_since(0) == []
+    store.add_grading(grading(1, "Dr A"))
+    seen = store.last_grading_id()
+    store.add_grading(grading(2, "Dr B", dr_grade=3))
+    store.retract_grading(sha(1), "Dr A")
+    new = store.gradings_since(seen)
+    assert [(r.image_sha256, r.grader, r.retracted) for r in new] == [
+        (sha(2), "Dr B", False),
+        (sha(1), "Dr A", True),
+    ]
+    assert new[0].grading is not None and new[0].grading.dr_grade == 3
+    assert store.gradings_since(seen, limit=1) == new[:1]
+    assert store.gradings_since(store.last_grading_id()) == []
