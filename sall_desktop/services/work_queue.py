@@ -5,7 +5,8 @@ keeps what the grader at this workstation chose and answers what the views ask:
 
 - the work selector's choices: every image, or one level's queue with its count (:meth:`choices`);
 - which images of the open folder the grid shows (:meth:`in_work`): only the chosen queue's, so
-  "next ungraded" stays in it;
+  "next ungraded" stays in it, less the images another grader holds a lease of at that level
+  (:meth:`set_leased`: on a team store, two graders are not handed one image at once);
 - the level a save is made at (:meth:`level_for`): the level the grader already graded the image
   at (the store refuses a second level), else the chosen queue's, else the first of the grader's
   queues that holds the image, else primary (as without a programme);
@@ -116,6 +117,7 @@ class WorkQueue:
         self._graded: dict[str, GraderRole | None] = {}  # the level the grader graded each at
         self._item_sets: dict[str, frozenset[str]] = {}  # each test set's images
         self._served: dict[str, str] | None = None  # unannounced images not graded, by set
+        self._leased: dict[GraderRole, frozenset[str]] = {}  # others' leases, by level
 
     # ------------------------------------------------------------------ what is known
     @property
@@ -173,9 +175,21 @@ class WorkQueue:
         """Another grader signed in: their last choice at this workstation comes back."""
         self.grader = grader
         self.tests = None  # theirs are read with the programme
+        self._leased = {}  # "others" were the others of the previous grader
         self._set_key(self._chosen.get(grader) if grader else None)
         self._forget()
         self._update()
+
+    def set_leased(self, level: GraderRole, leased: frozenset[str]) -> None:
+        """The images other graders hold a lease of at ``level`` now (``services.leases``:
+        ``LeaseKeeper.skip_set``). They leave the grader's queue at that level — the grid and
+        its count — until the lease ends and a new set comes; an image the grader graded at
+        that level stays (it is their work, done). Every image and test items are unchanged."""
+        self._leased[level] = leased
+
+    def _taken(self, level: GraderRole, sha256: str) -> bool:
+        """Another grader is on the image at ``level`` and it is not the grader's own work."""
+        return sha256 in self._leased.get(level, ()) and self._graded_at(sha256) is not level
 
     def _forget(self) -> None:
         self._memo.clear()
@@ -267,7 +281,7 @@ class WorkQueue:
         if level is None:
             return self._in_set(self.test_set, record.sha256)
         if self._in_queue(level, record):
-            return True
+            return not self._taken(level, record.sha256)
         return level is self._host() and bool(self._unannounced(record))
 
     def work_filter(self) -> Callable[[ImageEntry], bool] | None:
@@ -382,7 +396,11 @@ class WorkQueue:
             if entry.record is not None:
                 records.setdefault(entry.sha256, entry.record)
         for level in self._levels:  # ProgrammeState.counts, through the memo
-            queued = [sha for sha, record in records.items() if self._in_queue(level, record)]
+            queued = [
+                sha
+                for sha, record in records.items()
+                if self._in_queue(level, record) and not self._taken(level, sha)
+            ]
             done = sum(1 for sha in queued if self._graded_at(sha) is level)
             if level is self._host():  # the unannounced test items served here
                 served = [(sha, self._unannounced(record)) for sha, record in records.items()]
