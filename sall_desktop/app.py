@@ -143,6 +143,7 @@ def create_workstation(
         demo_folder=ensure_demo_folder,
         decode=decode,
         model_inputs=inference.input_cache if inputs_root is not None else None,
+        team_store=str(getattr(opened, "where", "")),
     )
     if inputs_root is not None:  # last session's folders may have left more than the cap
         services.jobs.submit(prune_inputs, inputs_root, int(settings.input_cache_gb * 1e9))

@@ -44,6 +44,7 @@ from sall_desktop.gui.patient_model import PatientListModel
 from sall_desktop.gui.session import SessionController, WorkstationServices
 from sall_desktop.gui.settings import AppSettings
 from sall_desktop.gui.status import Banner, StatusController
+from sall_desktop.gui.team_controller import TeamController
 from sall_desktop.gui.theme import apply_theme, current_theme
 from sall_desktop.gui.thumbnail_grid import ThumbnailGrid
 from sall_desktop.gui.transfer_dialogs import ExportDialog, ImportDialog
@@ -136,6 +137,7 @@ class MainWindow(QMainWindow):
             self.navigator, self.grading, self.status,
         )  # fmt: skip
         self.work.error.connect(lambda message: self.show_error("programme", message))
+        self.team = self._build_team(services)
         if self.model_loop is not None:
             self.work.rule_changed.connect(self.model_loop.rule_changed)
         self._layout()
@@ -177,6 +179,14 @@ class MainWindow(QMainWindow):
         self.catalogue_bridge.finished.connect(lambda _: loop.folder_ready())
         if store is not None:  # Model → Models… / Fine-tune…; a new active version reloads
             self.model_windows = ModelWindows(store, self, self.grading, loop.reload_model)
+
+    def _build_team(self, services: WorkstationServices) -> TeamController | None:
+        """On a team store: follow the other workstations' saves (``gui/team_controller.py``)."""
+        if not services.team_store:
+            return None
+        team = TeamController(services.grading, self.model, self.work, self.grading)
+        self.setWindowTitle(f"SALL Desktop — fundus grading — team store {services.team_store}")
+        return team
 
     # ------------------------------------------------------------------ layout
     def _layout(self) -> None:
@@ -292,6 +302,8 @@ class MainWindow(QMainWindow):
         self.session.start(folder)
         if self.model_loop is not None:
             self.model_loop.start()
+        if self.team is not None:
+            self.team.start()
 
     # ------------------------------------------------------------------ reactions
     def show_error(self, kind: str, message: str) -> None:
@@ -324,7 +336,8 @@ class MainWindow(QMainWindow):
 
     def _folder_opened(self, folder: str) -> None:
         self.status.set_folder(Path(folder).name)
-        self.setWindowTitle(f"{Path(folder).name} — SALL Desktop")
+        team = f" — team store {self.services.team_store}" if self.services.team_store else ""
+        self.setWindowTitle(f"{Path(folder).name} — SALL Desktop{team}")
         self.grading.reload_gradings()
         self.work.reload()
 

@@ -47,6 +47,9 @@ class WorkstationServices:
     """Where catalogue and thumbnail decoding runs (the app passes its process pool)."""
     model_inputs: Callable[[], InputCache | None] | None = None
     """Where a folder's first read leaves the active model's prepared inputs (None: nowhere)."""
+    team_store: str = ""
+    """``host:port/dbname`` of the team store the window grades into ("": this workstation's
+    own SQLite file): the window then follows the other workstations' saves."""
 
 
 class SessionController(QObject):

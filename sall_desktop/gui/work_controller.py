@@ -209,6 +209,13 @@ class WorkController(QObject):
             if not self._reload.isActive():
                 self._reload.start()
 
+    def others_saved(self, sha256s: frozenset[str]) -> None:
+        """Grades of these images were saved at other workstations of a team store: read their
+        routing and levels again, as after this workstation's own saves."""
+        self._saved.update(sha256s)
+        if not self._reload.isActive():
+            self._reload.start()
+
     def _records_added(self, sha256s: list[str]) -> None:
         # At once for the new images (their model output may be shown before the recount).
         rule = self.model.blind_rule
