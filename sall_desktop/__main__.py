@@ -452,9 +452,14 @@ def build_parser() -> argparse.ArgumentParser:
     ins.set_defaults(func=cmd_inspect)
     from sall_desktop.cli_programme import CliHelpers, add_parsers
     from sall_desktop.cli_store import add_parsers as add_store_parsers
+    from sall_desktop.cli_team import add_parsers as add_team_parsers
 
     helpers = CliHelpers(_db_path, _output, CommandError)
-    more = [*add_parsers(sub, helpers), *add_store_parsers(sub, helpers)]
+    more = [
+        *add_parsers(sub, helpers),
+        *add_store_parsers(sub, helpers),
+        *add_team_parsers(sub, helpers),
+    ]
     for p in (gui, scan, imp, exp, grade, ins, *more):
         p.add_argument("--db", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
