@@ -184,7 +184,8 @@ class MainWindow(QMainWindow):
         """On a team store: follow the other workstations' saves (``gui/team_controller.py``)."""
         if not services.team_store:
             return None
-        team = TeamController(services.grading, self.model, self.work, self.grading)
+        team = TeamController(services.grading, self.model, self.work, self.grading, self.navigator)
+        team.notice.connect(lambda text: self.statusBar().showMessage(text, 10_000))
         self.setWindowTitle(f"SALL Desktop — fundus grading — team store {services.team_store}")
         return team
 
@@ -408,6 +409,8 @@ class MainWindow(QMainWindow):
         self.settings.save_window_state(self.saveGeometry(), self.saveState())
         self.settings.sync()
         self.folders.close_folder()
+        if self.team is not None:  # leases are released before the store closes
+            self.team.stop()
         if self.model_windows is not None:  # a fine-tune in flight is stopped, not orphaned
             self.model_windows.shutdown()
         event.accept()

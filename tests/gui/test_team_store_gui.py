@@ -97,3 +97,44 @@ def test_a_grade_saved_at_one_workstation_shows_at_the_other_on_its_next_poll(
     # so it shows within two poll intervals (no timing is measured: the polls are counted).
     commit, news = events.index("commit"), events.index("news")
     assert events[commit:news].count("none") <= 1, events
+
+
+def test_an_image_one_grader_holds_leaves_the_other_graders_queue_until_released(
+    pg_url: str,
+    two_workstations: Callable[[str, str, Path, str], Any],
+    image_folder: Callable[..., Path],
+    qtbot: Any,
+) -> None:
+    from sall_desktop.domain.grades import Grading
+    from sall_desktop.services.image_entry import ImageEntry
+
+    s1, s2 = "Dr Second One", "Dr Second Two"
+    folder = image_folder(3)
+    with open_team_store(pg_url, app_version="test") as store:
+        store.set_programme_rules(RoutingRules(normal_fraction=0.0, seed=1), actor="QA Lead")
+        store.set_programme_role(P, ProgrammeRole.PRIMARY, actor="QA Lead")
+        for grader in (s1, s2):
+            store.set_programme_role(grader, ProgrammeRole.SECONDARY, actor="QA Lead")
+    one = two_workstations(pg_url, "one", folder, s1)
+    two = two_workstations(pg_url, "two", folder, s2)
+    routed: ImageEntry = one.window.model.entry_at(1)
+    with open_team_store(pg_url, app_version="test") as store:  # P grades at a third desk
+        store.add_grading(Grading(routed.sha256, P, dr_grade=3, amd_grade=0))
+    panels = one.window.work_panel, two.window.work_panel
+    for panel in panels:
+        qtbot.waitUntil(lambda p=panel: "Second grading — 1 to grade" in p.texts(), timeout=WAIT_MS)
+
+    one.window.navigator.go_to(one.window.model.entries_with_sha(routed.sha256)[0])
+    qtbot.waitUntil(
+        lambda: (
+            one.window.team.keeper.held is not None
+            and one.window.team.keeper.held.image_sha256 == routed.sha256
+        ),
+        timeout=WAIT_MS,
+    )
+    qtbot.waitUntil(lambda: "Second grading — 0 to grade" in panels[1].texts(), timeout=WAIT_MS)
+    assert "Second grading — 1 to grade" in panels[0].texts()  # it stays the holder's work
+
+    one.window._closing_confirmed = True
+    one.window.close()  # closing releases the lease
+    qtbot.waitUntil(lambda: "Second grading — 1 to grade" in panels[1].texts(), timeout=WAIT_MS)

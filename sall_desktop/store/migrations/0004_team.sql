@@ -1,5 +1,5 @@
 -- SALL Desktop label store, schema version 4: the columns and table the team store has, so one
--- set of queries serves both backends (docs/adr/0013-team-store.md).
+-- set of queries serves both backends (docs/adr/0013-team-store-one-query-set-two-connections.md).
 
 -- A workstation names each grading it makes (a UUID), so sending it again is harmless; NULL for
 -- gradings saved directly.
