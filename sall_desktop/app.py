@@ -156,7 +156,8 @@ def run_gui(db: str | None, folder: str | None) -> int:
     settings = AppSettings()
     app = qt_application("SALL Desktop", APP_VERSION, settings)
     try:
-        workstation = create_workstation(db, settings=settings)
+        # --db wins; else the team store chosen in Settings; else this workstation's own file.
+        workstation = create_workstation(db or settings.team_store or None, settings=settings)
     except (StoreError, OSError) as exc:
         show_startup_error(
             "SALL Desktop cannot start", f"The label database cannot be opened.\n\n{exc}"

@@ -44,6 +44,7 @@ from sall_desktop.gui.shortcuts import (
     effective_keys,
 )
 from sall_desktop.gui.theme import theme_named
+from sall_desktop.services.team_store import team_url_problem
 
 
 def key_text(command: Command, settings: AppSettings) -> list[str]:
@@ -255,10 +256,22 @@ class SettingsDialog(QDialog):
         self.auto_advance.setChecked(settings.auto_advance)
         self.show_pair = QCheckBox("Show the other eye of the patient beside the image")
         self.show_pair.setChecked(settings.show_pair)
+        self.team_store = QLineEdit(settings.team_store)
+        self.team_store.setPlaceholderText("empty: this workstation's own label database")
+        self.team_store.setToolTip(
+            "postgresql://grader@server/screening — grades go to the team's shared store from "
+            "the next start. No password here: ~/.pgpass or PGPASSWORD holds it."
+        )
+        self.team_problem = QLabel()
+        self.team_problem.setWordWrap(True)
+        self.team_problem.setObjectName("fieldError")
+        self.team_problem.setVisible(False)
         form.addRow("Theme", self.theme)
         form.addRow("Thumbnails", self.thumb)
         form.addRow("Grading", self.auto_advance)
         form.addRow("Viewer", self.show_pair)
+        form.addRow("Team store", self.team_store)
+        form.addRow("", self.team_problem)
 
         self.shortcuts = ShortcutsPage(settings)
         self.table = self.shortcuts.table
@@ -289,6 +302,14 @@ class SettingsDialog(QDialog):
         if self.shortcuts.check():
             self.tabs.setCurrentWidget(self.shortcuts)
             return
+        address = self.team_store.text().strip()
+        problem = team_url_problem(address) if address else ""
+        self.team_problem.setText(problem)
+        self.team_problem.setVisible(bool(problem))
+        if problem:
+            self.tabs.setCurrentIndex(0)
+            self.team_store.setFocus()
+            return
         super().accept()
 
     def apply(self) -> None:
@@ -298,6 +319,7 @@ class SettingsDialog(QDialog):
         s.thumbnail_size = int(self.thumb.currentData())
         s.auto_advance = self.auto_advance.isChecked()
         s.show_pair = self.show_pair.isChecked()
+        s.team_store = self.team_store.text()
         for command_id, keys in self.shortcuts.overrides().items():
             s.set_shortcut(command_id, keys)
         s.sync()

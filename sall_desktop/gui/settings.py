@@ -94,6 +94,16 @@ class AppSettings:
     def grader(self, value: str) -> None:
         self.qsettings.setValue("grading/grader", value.strip())
 
+    @property
+    def team_store(self) -> str:
+        """The team store's ``postgresql://`` address to grade into ("" : this workstation's own
+        database). Never with a password (``services.team_store.team_url_problem``)."""
+        return self._str("store/team_store").strip()
+
+    @team_store.setter
+    def team_store(self, value: str) -> None:
+        self.qsettings.setValue("store/team_store", value.strip())
+
     # ------------------------------------------------------------------ model
     @property
     def blind_first(self) -> bool:

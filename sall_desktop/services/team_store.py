@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sall_desktop.services.database import DatabaseError
 from sall_desktop.store import StoreError
-from sall_desktop.store.pg_connection import describe_url
+from sall_desktop.store.pg_connection import describe_url, team_url_problem
 from sall_desktop.store.store_copy import (
     CopyReport,
     Progress,
@@ -28,6 +28,7 @@ __all__ = [
     "create_team_store",
     "describe_url",
     "migrate_to_team_store",
+    "team_url_problem",
 ]
 
 

@@ -37,6 +37,28 @@ def describe_url(url: str) -> str:
     return f"{host}:{port}/{info.get('dbname') or info.get('user') or ''}"
 
 
+def team_url_problem(text: str) -> str:
+    """Why ``text`` cannot name a team store to remember in the settings ("" when it can).
+
+    The settings file is plain text on the workstation, so an address with a password in it is
+    refused: libpq finds the password in ``~/.pgpass`` or ``PGPASSWORD`` instead.
+    """
+    text = text.strip()
+    if not text.startswith(("postgresql://", "postgres://")):
+        return "A team store's address starts with postgresql:// (e.g. postgresql://grader@server/screening)."
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(text)
+    except psycopg.ProgrammingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "not readable"
+        return f"The team store's address cannot be read ({first})."
+    if info.get("password"):
+        return (
+            "Passwords are never kept in the settings: leave it out of the address and put it "
+            "in ~/.pgpass (or PGPASSWORD)."
+        )
+    return ""
+
+
 def _problem(err: BaseException) -> tuple[str, bool]:
     """A psycopg error as (grader-readable cause, retryable)."""
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -182,3 +182,25 @@ def test_reset_restore_defaults_and_the_filter(qtbot, qapp_themed, tmp_path) -> 
     assert [i for row, i in enumerate(ids) if not dialog.table.isRowHidden(row)] == ["next"]
     page.filter.clear()
     assert not any(dialog.table.isRowHidden(row) for row in range(len(ids)))
+
+
+def test_the_team_store_setting_keeps_an_address_but_never_a_password(
+    qtbot, qapp_themed, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    settings = AppSettings(tmp_path / "settings.ini")
+    dialog = SettingsDialog(settings)
+    qtbot.addWidget(dialog)
+    dialog.team_store.setText("postgresql://grader:secret@server/screening")
+    dialog.accept()
+    assert dialog.result() != dialog.DialogCode.Accepted and dialog.team_problem.isVisibleTo(dialog)
+    assert "~/.pgpass" in dialog.team_problem.text() and settings.team_store == ""
+    dialog.team_store.setText("mysql://server/screening")
+    dialog.accept()
+    assert "postgresql://" in dialog.team_problem.text()
+    dialog.team_store.setText(" postgresql://grader@server/screening?sslmode=require ")
+    dialog.accept()
+    assert dialog.result() == dialog.DialogCode.Accepted
+    dialog.apply()
+    again = AppSettings(tmp_path / "settings.ini")
+    assert again.team_store == "postgresql://grader@server/screening?sslmode=require"
+    assert "secret" not in (tmp_path / "settings.ini").read_text(encoding="utf-8")
