@@ -93,6 +93,7 @@ class PgStoreConnection:
     startup_check: str | None = None
     chain_report: ChainReport | None = None
     journal_mode = "server"
+    workstation = ""
 
     def __init__(
         self,

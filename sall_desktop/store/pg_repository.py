@@ -7,6 +7,7 @@ label_queries.LabelQueries`) over a psycopg connection pool. Open it with
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import psycopg
@@ -30,7 +31,23 @@ def is_team_url(db: object) -> bool:
 
 # As in sqlite_repository.py: mypy compares the two _write/_read declarations by name.
 class PgLabelStore(LabelQueries, PgStoreConnection):  # type: ignore[misc]
-    """The team store (see LabelRepository). Create it with ``open_team_store(url)``."""
+    """The team store (see LabelRepository). Create it with ``open_team_store(url)``.
+
+    Settings are the one place its behaviour differs from a workstation's own store: a window
+    setting (``gui.*``: the last folder and image) belongs to the workstation, so it is kept
+    under this workstation's name; ten workstations would otherwise reopen each other's image.
+    """
+
+    def _setting_key(self, key: str) -> str:
+        return f"{self.workstation}/{key}" if key.startswith("gui.") else key
+
+    def get_setting(self, key: str) -> str | None:
+        """A setting; a window setting (``gui.*``) of this workstation."""
+        return super().get_setting(self._setting_key(key))
+
+    def set_setting(self, key: str, value: str) -> None:
+        """Store a setting; a window setting (``gui.*``) for this workstation only."""
+        super().set_setting(self._setting_key(key), value)
 
 
 def open_team_store(
@@ -39,11 +56,16 @@ def open_team_store(
     app_version: str = "0.1.0",
     read_only: bool = False,
     pool_size: int = 4,
+    workstation: str = "",
 ) -> PgLabelStore:
     """Connect to a team store, bring its schema up to date, and return it.
 
     Credentials and TLS come from the URL and libpq's usual places (``PGPASSWORD``,
     ``~/.pgpass``, ``PGSERVICE``, ``sslmode=...``); nothing is written anywhere by the app.
+
+    Args:
+        workstation: this workstation's name for its own window settings (default: the host
+            name).
 
     Raises:
         StoreError: the server cannot be reached, refuses the login, or holds a schema this
@@ -78,6 +100,8 @@ def open_team_store(
         pool.close()
         raise
     reason = "opened read-only on request" if read_only else ""
-    return PgLabelStore(
+    store = PgLabelStore(
         url, pool, app_version=app_version, read_only=read_only, read_only_reason=reason
     )
+    store.workstation = workstation or socket.gethostname()
+    return store

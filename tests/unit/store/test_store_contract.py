@@ -335,3 +335,18 @@ def test_other_graders_saves_are_read_after_the_last_id_seen(store, grading, sha
     assert new[0].grading is not None and new[0].grading.dr_grade == 3
     assert store.gradings_since(seen, limit=1) == new[:1]
     assert store.gradings_since(store.last_grading_id()) == []
+
+
+def test_window_settings_belong_to_the_workstation_on_a_team_store(pg_url: str) -> None:
+    from sall_desktop.store import open_team_store
+
+    where = pg_url
+    one = open_team_store(where, app_version="t", workstation="desk-1")
+    two = open_team_store(where, app_version="t", workstation="desk-2")
+    one.set_setting("gui.last_image", "a")
+    two.set_setting("gui.last_image", "b")
+    one.set_setting("shared", "x")
+    assert one.get_setting("gui.last_image") == "a" and two.get_setting("gui.last_image") == "b"
+    assert two.get_setting("shared") == "x"
+    one.close()
+    two.close()
