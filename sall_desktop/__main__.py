@@ -1,8 +1,9 @@
 """Entry point: ``sall-desktop`` opens the workstation; sub-commands run the same services headless.
 
 Sub-commands: ``scan``, ``import``, ``export``, ``grade``, ``inspect``, the screening programme's
-``programme``, ``testset`` and ``report graders``, and ``verify``, ``backups`` and ``restore``
-(and ``gui``, the default).
+``programme``, ``testset`` and ``report graders``, ``verify``, ``backups`` and ``restore``, and
+``migrate-store`` for a team store (and ``gui``, the default). ``--db`` is a SQLite file or a
+team store's ``postgresql://`` address.
 Imports are deferred into each command so that starting the window never pays for the others.
 Anticipated failures (a missing, damaged or busy database, a missing folder or file, an output
 that cannot be written, a model that cannot be loaded) are one line on stderr and exit 1; usage
@@ -385,7 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Grading workstation for retinal fundus photographs."
     )
-    parser.add_argument("--db", help="label database file (default: in the user's data folder)")
+    parser.add_argument(
+        "--db",
+        help="label database file (default: in the user's data folder), or a team store's "
+        "postgresql://USER@HOST/DBNAME address (password from ~/.pgpass or PGPASSWORD)",
+    )
     parser.add_argument(
         "--self-test",
         action="store_true",
