@@ -243,6 +243,13 @@ class ProgrammeRepositoryMixin:
             reason = disagreement(primary, secondary, rules)
             if reason:
                 decisions.append((Stage.ARBITRATION, reason))
+        if Stage.ARBITRATION not in stages and not decisions:
+            # Two graders at one level (their leases crossed on a team store, or a QA lead
+            # gave the image twice): both grades stay, and a disagreement between them is
+            # arbitrated like one between levels, never settled by whoever saved first.
+            reason = _same_level_disagreement(conn, image_id, grading, rules)
+            if reason:
+                decisions.append((Stage.ARBITRATION, reason))
         rules_text = json.dumps(asdict(rules), sort_keys=True)
         for stage, reason in decisions:
             conn.execute(
@@ -301,6 +308,18 @@ def _current(conn: SqlConnection, image_id: int) -> Iterator[tuple[int, Grading]
     for first, retracted, grading in latest.values():
         if not retracted and grading is not None:
             yield first, grading
+
+
+def _same_level_disagreement(
+    conn: SqlConnection, image_id: int, grading: Grading, rules: RoutingRules
+) -> str:
+    """Why ``grading`` and another grader's current grading at its level must be arbitrated."""
+    for _, other in _current(conn, image_id):
+        if other.grader == grading.grader or other.role is not grading.role:
+            continue
+        if _at_level(other) and (why := disagreement(other, grading, rules)):
+            return f"two {grading.role.value} graders: {why}"
+    return ""
 
 
 def _levels(conn: SqlConnection, image_id: int) -> dict[GraderRole, Grading]:
