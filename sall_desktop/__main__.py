@@ -76,18 +76,14 @@ def _fail(message: str, code: int = EXIT_FAILED) -> int:
 
 
 def _db_path(args: argparse.Namespace) -> Path | str:
-    """``--db``: a team store's ``postgresql://`` URL as given, else the SQLite file's path."""
-    from sall_desktop.services.database import is_team_url
-    from sall_desktop.services.paths import default_db_path
+    """``--db``: a team store's ``postgresql://`` address as given, else the SQLite file."""
+    from sall_desktop.services.database import store_target
 
-    if is_team_url(args.db):
-        return str(args.db)
-    return Path(args.db) if args.db else default_db_path()
+    return store_target(args.db)
 
 
 def _db_file(db: Path | str) -> Path | None:
-    """The SQLite file ``--db`` names, or None for a team store (it has no file to protect)."""
-    return db if isinstance(db, Path) else None
+    return db if isinstance(db, Path) else None  # a team store has no file to protect
 
 
 def _input_file(value: str, what: str) -> Path:

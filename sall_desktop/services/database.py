@@ -46,6 +46,7 @@ __all__ = [
     "is_team_url",
     "readable_store",
     "restore_backup",
+    "store_target",
     "warn_on_stderr",
     "writable_store",
 ]
@@ -58,6 +59,16 @@ RESTORE_HINT = (
 
 StoreTarget = Path | str
 """What ``--db`` names: a SQLite file, or a team store's ``postgresql://`` URL."""
+
+
+def store_target(db: str | None) -> StoreTarget:
+    """What ``--db`` names: a team store's address as given, the path given, or the default
+    database in the user's data folder."""
+    from sall_desktop.services.paths import default_db_path
+
+    if is_team_url(db):
+        return str(db)
+    return Path(db) if db else default_db_path()
 
 
 def warn_on_stderr(message: str) -> None:
