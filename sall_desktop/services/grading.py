@@ -15,6 +15,8 @@ A write may instead be a grader's answer to a test item (``test_set``: the set's
 queue, order, retries and undo, but it is committed to the test answers
 (``store.add_test_answer`` / ``retract_test_answer``) and never to the gradings, so it is never
 routed and never becomes an image's grade.
+
+Offline on a team store: the outbox keeps each write until acknowledged (``services/outbox.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from sall_desktop.domain.grades import GraderRole, Grading, ImageRecord, utc_now
+from sall_desktop.services import outbox as offline
 from sall_desktop.services.store_executor import StoreExecutor
 from sall_desktop.store import LabelStore, StoreError, StoreWriteError
 
@@ -50,6 +53,8 @@ class SaveState(enum.StrEnum):
     """Queued or being written."""
     FAILED = "failed"
     """The store refused the write; it is kept and will be retried."""
+    OUTBOX = "outbox"
+    """The team store cannot be reached: kept on this workstation (the outbox); will be sent."""
 
 
 class ReadOnlyError(RuntimeError):
@@ -68,6 +73,7 @@ class GradeWrite:
         record: the image's catalogue record, upserted first so the grading has its image row.
         test_set: the test set the image is a test item of: the write is the grader's answer
             (or its retraction) in that set, never a grading ("" for a grading).
+        client_uuid / made_at: its own UUID and when it was made (UTC), kept on every retry.
     """
 
     sha256: str
@@ -77,6 +83,8 @@ class GradeWrite:
     record: ImageRecord | None = None
     test_set: str = ""
     write_id: int = field(default_factory=itertools.count(1).__next__)
+    client_uuid: str = field(default_factory=offline.new_uuid)
+    made_at: str = field(default_factory=utc_now)
 
     def __post_init__(self) -> None:
         if self.grading is not None and (
@@ -130,6 +138,8 @@ class GradingEvent:
         error: the grader-readable failure message when a write failed, else "".
         write: the write concerned.
         row_id: the committed row id, for a successful write.
+        online: False while the team store cannot be reached (the status bar says so).
+        outbox: writes kept in the outbox file, not acknowledged yet (0 without an outbox).
     """
 
     sha256: str
@@ -138,6 +148,8 @@ class GradingEvent:
     error: str = ""
     write: GradeWrite | None = None
     row_id: int | None = None
+    online: bool = True
+    outbox: int = 0
 
 
 Listener = Callable[[GradingEvent], None]
@@ -150,13 +162,16 @@ class _Queued:
     attempts: int = 0
 
 
-class GradingService:
-    """Ordered, acknowledged, retried grading writes on the store thread.
+class GradingService(offline.OfflineStatus):
+    """Ordered, acknowledged, retried grading writes on the store thread (``online``,
+    ``outbox_count``: see :class:`~sall_desktop.services.outbox.OfflineStatus`).
 
     Args:
         store: the store thread executor; all SQL runs there.
         retry_delays: seconds before each automatic retry after a failure; the last repeats.
         listener: called on the store thread with every :class:`GradingEvent`.
+        outbox: a team store's outbox; what an earlier session left there is queued first.
+        timer: starts the automatic retries (tests pass their own to drive ``retry``).
 
     Example:
         >>> service = GradingService(StoreThread(db_path))
@@ -170,6 +185,8 @@ class GradingService:
         *,
         retry_delays: Iterable[float] = RETRY_DELAYS_S,
         listener: Listener | None = None,
+        outbox: offline.Outbox | None = None,
+        timer: offline.TimerFactory = offline.start_timer,
     ) -> None:
         self._store = store
         self._retry_delays = tuple(retry_delays) or RETRY_DELAYS_S
@@ -181,9 +198,15 @@ class GradingService:
         self._drain_scheduled = False
         self._failures = 0
         self._last_error = ""
-        self._timer: threading.Timer | None = None
+        self._timer: offline.RetryTimer | None = None
+        self._start_timer = timer
         self._closed = False
         self._registered: set[str] = set()  # images whose record was upserted this session
+        self._link = offline.OutboxLink(outbox)
+        restored = [GradeWrite(**offline.entry_fields(e)) for e in self._link.restore()]
+        self._queue.extend(_Queued(w, Future()) for w in restored)  # first, with UUID and time
+        self._per_image.update(w.sha256 for w in restored)
+        self._kick()
 
     # ------------------------------------------------------------------ state
     @property
@@ -251,6 +274,7 @@ class GradingService:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the grading service is closed")
+            self._link.keep(write)  # on disk before the store sees it, in the queue's order
             self._queue.append(_Queued(write, future))
             self._per_image[write.sha256] += 1
             event = self._event_locked(write.sha256, write=write)
@@ -346,8 +370,8 @@ class GradingService:
     def close(self) -> list[GradeWrite]:
         """Stop retrying and refuse new writes; return the writes that never committed.
 
-        Their futures are cancelled. Call it after the user agreed to quit with pending items;
-        the store thread itself is closed by its owner afterwards.
+        Their futures are cancelled; an outbox keeps them for the next start. Call it after the
+        user agreed to quit with pending items; the store thread is closed by its owner after.
         """
         with self._lock:
             self._closed = True
@@ -364,6 +388,8 @@ class GradingService:
     def _state_locked(self, sha256: str) -> SaveState:
         if not self._per_image.get(sha256):
             return SaveState.SAVED
+        if self._link.holding:  # every queued write waits in the outbox, not just the head
+            return SaveState.OUTBOX
         if self._blocked and self._queue and self._queue[0].write.sha256 == sha256:
             return SaveState.FAILED
         return SaveState.PENDING
@@ -374,11 +400,19 @@ class GradingService:
             self._state_locked(sha256),
             len(self._queue),
             **extra,  # type: ignore[arg-type]
+            online=self._link.online,
+            outbox=self._link.count,
         )
 
-    def _notify(self, event: GradingEvent) -> None:
-        for listener in list(self._listeners):
-            listener(event)
+    def _events_locked(self, sha256: str, flip: bool, **extra: object) -> list[GradingEvent]:
+        """The image's event and, when online/offline just flipped, every queued image's."""
+        others = [self._event_locked(s) for s in self._per_image if s != sha256] if flip else []
+        return [self._event_locked(sha256, **extra), *others]
+
+    def _notify(self, *events: GradingEvent) -> None:
+        for event in events:
+            for listener in list(self._listeners):
+                listener(event)
 
     def _kick(self) -> None:
         with self._lock:
@@ -421,19 +455,15 @@ class GradingService:
             # The grading alone would register a bare SHA-256; the record adds path and eye.
             store.upsert_image(write.record)
             self._registered.add(write.sha256)
-        if write.test_set:  # a test answer: never a gradings row
-            if write.grading is None:
-                return store.retract_test_answer(write.test_set, write.sha256, write.grader)
-            return store.add_test_answer(write.test_set, write.grading)
-        if write.grading is None:
-            return store.retract_grading(write.sha256, write.grader, reason=write.reason)
-        return store.add_grading(write.grading, reason=write.reason)
+        return offline.send(store, write)  # with its UUID and time: a resend writes nothing
 
     def _finish(
         self, item: _Queued, *, row_id: int | None = None, error: Exception | None = None
     ) -> None:
         sha = item.write.sha256
+        self._link.sent(item.write)  # committed, or given up for good: never to be resent
         with self._lock:
+            flip = error is None and self._link.answered()
             if self._queue and self._queue[0] is item:
                 self._queue.popleft()
             self._per_image[sha] -= 1
@@ -443,12 +473,12 @@ class GradingService:
             message = "" if error is None else f"Could not save the grade: {error}"
             if error is None:
                 self._last_error = ""
-            event = self._event_locked(sha, error=message, write=item.write, row_id=row_id)
+            events = self._events_locked(sha, flip, error=message, write=item.write, row_id=row_id)
         if error is None:
             item.future.set_result(row_id if row_id is not None else -1)
         else:
             item.future.set_exception(error)
-        self._notify(event)
+        self._notify(*events)
 
     def _on_failure(self, item: _Queued, message: str, *, retryable: bool) -> None:
         with self._lock:
@@ -456,15 +486,13 @@ class GradingService:
             self._last_error = message
             delay = self._retry_delays[min(self._failures, len(self._retry_delays) - 1)]
             self._failures += 1
+            flip = self._link.failed(message)
             if retryable and not self._closed:
                 self._cancel_timer_locked()
-                self._timer = threading.Timer(delay, self.retry)
-                self._timer.name = "grading-retry"
-                self._timer.daemon = True
-                self._timer.start()
-            event = self._event_locked(item.write.sha256, error=message, write=item.write)
-        self._notify(event)
+                self._timer = self._start_timer(delay, self.retry)
+            events = self._events_locked(item.write.sha256, flip, error=message, write=item.write)
+        self._notify(*events)
 
     def _cancel_timer_locked(self) -> None:
-        if self._timer is not None and self._timer is not threading.current_thread():
+        if self._timer is not None:  # cancelling the running timer itself is harmless
             self._timer.cancel()
