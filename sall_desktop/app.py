@@ -28,10 +28,12 @@ from sall_desktop.services.demo import ensure_demo_folder
 from sall_desktop.services.grading import GradingService
 from sall_desktop.services.images import ImageService
 from sall_desktop.services.inference import InferenceService, active_model_dir
+from sall_desktop.services.outbox import Outbox, outbox_path
 from sall_desktop.services.paths import data_dir, default_db_path
 from sall_desktop.services.thumbnails import ThumbnailService
 from sall_desktop.store import StoreError, StoreThread, is_team_url
 from sall_desktop.store.input_cache import prune_inputs
+from sall_desktop.store.outbox import OutboxError
 
 APP_VERSION = "0.1.0"
 GIL_SWITCH_INTERVAL_S = 0.001
@@ -46,6 +48,7 @@ class Workstation:
     settings: AppSettings
     window: MainWindow
     inference: InferenceService
+    outbox: Outbox | None = None
 
     def shutdown(self) -> list[object]:
         """Stop every background thread and close the store (after the window closed).
@@ -62,6 +65,8 @@ class Workstation:
         self.services.decode.close()
         self.services.images.close()
         lost: list[object] = list(self.services.grading.close())
+        if self.outbox is not None:  # what it keeps is sent at the next start
+            self.outbox.close()
         self.services.jobs.shutdown(wait=True, cancel_futures=True)
         # Before the store: a batch-grading chunk in flight waits for its store commit.
         self.inference.shutdown(cancel_futures=True)
@@ -115,7 +120,11 @@ def create_workstation(
         store.close()
         raise
     settings = settings if settings is not None else AppSettings()
-    kwargs = {} if retry_delays is None else {"retry_delays": retry_delays}
+    kwargs: dict[str, object] = {} if retry_delays is None else {"retry_delays": retry_delays}
+    warnings = list(opened.warnings)
+    outbox = _team_outbox(home, db_path, warnings)
+    if outbox is not None:
+        kwargs["outbox"] = outbox
     decode = DecodePool(decode_workers)
     decode.start()  # the workers import numpy and OpenCV while the window is being built
     inputs_root = home / INPUTS_FOLDER if settings.input_cache_gb > 0 else None
@@ -138,7 +147,7 @@ def create_workstation(
         # Jobs (demo generation, ...) and the threads they start run below the GUI's priority.
         jobs=ThreadPoolExecutor(1, thread_name_prefix="sall-jobs", initializer=background_priority),
         read_only_reason=opened.read_only_reason if opened.read_only else "",
-        warnings=list(opened.warnings),
+        warnings=warnings,
         unclean_shutdown=bool(getattr(opened, "unclean_shutdown", False)),
         demo_folder=ensure_demo_folder,
         decode=decode,
@@ -148,7 +157,20 @@ def create_workstation(
     if inputs_root is not None:  # last session's folders may have left more than the cap
         services.jobs.submit(prune_inputs, inputs_root, int(settings.input_cache_gb * 1e9))
     window = MainWindow(services, settings, inference, store=store)
-    return Workstation(store, services, settings, window, inference)
+    return Workstation(store, services, settings, window, inference, outbox)
+
+
+def _team_outbox(home: Path, db: Path | str, warnings: list[str]) -> Outbox | None:
+    """On a team store, the file that keeps grades while the server cannot be reached."""
+    if not isinstance(db, str):
+        return None  # a workstation's own file is always there: nothing to keep aside
+    try:
+        outbox = Outbox(outbox_path(home, db))
+    except OutboxError as err:
+        warnings.append(f"{err} Grades cannot be kept on this workstation while offline.")
+        return None
+    warnings.extend(outbox.warnings)
+    return outbox
 
 
 def run_gui(db: str | None, folder: str | None) -> int:

@@ -41,6 +41,7 @@ STATE_TEXT = {
     SaveState.SAVED: "✓ Saved",
     SaveState.PENDING: "Saving…",
     SaveState.FAILED: "Not saved yet — will retry",
+    SaveState.OUTBOX: "Kept here — sent when the team store is back",
 }
 
 

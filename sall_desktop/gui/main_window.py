@@ -56,6 +56,7 @@ from sall_desktop.gui.work_controller import WorkController
 from sall_desktop.gui.work_panel import WorkPanel
 from sall_desktop.services.image_entry import ImageEntry
 from sall_desktop.services.inference import InferenceService
+from sall_desktop.services.outbox import is_unreachable
 
 if TYPE_CHECKING:
     from sall_desktop.gui.programme_dialog import ProgrammeDialog
@@ -186,6 +187,8 @@ class MainWindow(QMainWindow):
             return None
         team = TeamController(services.grading, self.model, self.work, self.grading, self.navigator)
         team.notice.connect(lambda text: self.statusBar().showMessage(text, 10_000))
+        team.unreachable.connect(self.status.show_offline)
+        team.news.connect(lambda _: self.status.server_answered())
         self.setWindowTitle(f"SALL Desktop — fundus grading — team store {services.team_store}")
         return team
 
@@ -308,7 +311,11 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ reactions
     def show_error(self, kind: str, message: str) -> None:
-        """Background errors always reach the user; a failing save keeps its own banner."""
+        """Background errors always reach the user; a failing save keeps its own banner; on a
+        team store, every read that fails because the server is away says so once."""
+        if self.services.team_store and is_unreachable(message):
+            self.status.show_offline(message)
+            return
         if self.banner.kind != "save":
             self.banner.show_message(kind, "error", message)
         self.statusBar().showMessage(message, 10000)
@@ -447,6 +454,8 @@ class MainWindow(QMainWindow):
             QApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
         if not service.pending_count:
             return True
+        if service.outbox_count >= service.pending_count:
+            return True  # every one is in the outbox file: sent at the next start
         box = quit_box(self, service.pending_count, service.last_error)
         self.quit_question = box
         answer = box.exec()

@@ -152,8 +152,28 @@ class StatusController(QObject):
             parts.append(f"{shown} shown by the filter")
         self.counts.setText("  ·  ".join(parts))
 
+    def show_offline(self, message: str) -> None:
+        """The team store cannot be reached (a read or a poll failed): say it once, calmly."""
+        if self.banner.kind == "save":
+            return
+        self.banner.show_message(
+            "offline",
+            "warning",
+            "The team store cannot be reached. Keep grading: your grades are kept on this "
+            "workstation and sent when it answers again.",
+        )
+        self.banner.setToolTip(message)
+
+    def server_answered(self) -> None:
+        """The team store answered: the offline notice goes once nothing waits to be sent."""
+        if self.service.online and not self.service.outbox_count:
+            self.banner.clear("offline")
+
     def _on_event(self, event: GradingEvent) -> None:
-        if event.error and self.service.failing:
+        if not self.service.online:  # nothing is at risk: say offline, not "not saved"
+            self.banner.clear("save")
+            self.show_offline(event.error)
+        elif event.error and self.service.failing:
             self.banner.show_message(
                 "save",
                 "error",
@@ -163,6 +183,7 @@ class StatusController(QObject):
             )
         elif not self.service.failing:
             self.banner.clear("save")
+            self.server_answered()
         self._show_save_state()
 
     def _discard(self) -> None:
@@ -172,6 +193,9 @@ class StatusController(QObject):
         pending = self.service.pending_count
         if self.read_only_reason:
             state, text = "failed", "Read-only — grades cannot be saved"
+        elif not self.service.online:
+            kept = self.service.outbox_count
+            state, text = "outbox", f"Offline — {kept} grade(s) kept here, sent when back"
         elif self.service.failing:
             state, text = "failed", f"{pending} not saved — retrying"
         elif pending:

@@ -94,6 +94,8 @@ QLabel#saveState[state="saved"] {{ color: {t.success}; }}
 QLabel#saveState[state="pending"] {{ color: {t.warning}; }}
 QLabel#saveState[state="failed"] {{ background: {t.danger}; color: #ffffff; padding: 3px 8px; }}
 QLabel#saveState[state="draft"] {{ color: {t.accent}; }}
+QLabel#saveState[state="outbox"] {{ color: {t.accent}; }}
+QLabel#fieldError {{ color: {t.danger}; }}
 QFrame#banner {{ border-radius: 0; padding: 2px; }}
 QFrame#banner[severity="error"] {{ background: {t.danger}; }}
 QFrame#banner[severity="warning"] {{ background: {t.warning}; }}

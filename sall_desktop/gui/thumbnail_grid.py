@@ -204,6 +204,7 @@ class ThumbnailDelegate(QStyledItemDelegate):
             SaveState.SAVED: self.theme.success,
             SaveState.PENDING: self.theme.warning,
             SaveState.FAILED: self.theme.danger,
+            SaveState.OUTBOX: self.theme.accent,  # safe on this disk, not yet on the server
         }[state]
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(QColor(colour))

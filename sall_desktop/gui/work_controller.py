@@ -31,6 +31,7 @@ from sall_desktop.gui.status import StatusController
 from sall_desktop.gui.work_panel import WorkPanel
 from sall_desktop.services.grading import GradingEvent, GradingService
 from sall_desktop.services.image_entry import ImageEntry
+from sall_desktop.services.outbox import is_unreachable
 from sall_desktop.services.programme import ProgrammeState
 from sall_desktop.services.test_queue import (
     TEST_BLIND,
@@ -76,6 +77,7 @@ class WorkController(QObject):
         self._reload.timeout.connect(self._reload_saved)
         self._saved: set[str] = set()  # images committed since the last read was asked for
         self._whole_wanted = False  # a whole read is out: a refresh must not replace it
+        self._missed = False  # a read failed while the team store was away
         self._refresh = QTimer(self, singleShot=True, interval=REFRESH_MS)
         self._refresh.timeout.connect(self.refresh)
         self.tasks.finished.connect(self._finished)
@@ -144,6 +146,11 @@ class WorkController(QObject):
             self.work.set_state(ProgrammeState(None))  # grade as without a programme
             self.refresh()
             self.grading.refresh()
+        if is_unreachable(failure.message):
+            # A team store away: the status bar says so once grades wait in the outbox; the
+            # queues keep their last read and are read whole again at the next commit.
+            self._missed = True
+            return
         self.error.emit(f"The screening programme could not be read: {failure.message}")
 
     # ------------------------------------------------------------------ showing
@@ -203,6 +210,10 @@ class WorkController(QObject):
         self.reload()
 
     def _on_event(self, event: GradingEvent) -> None:
+        if event.row_id is not None and self._missed:  # the team store is back
+            self._missed = False
+            self.reload()
+            return
         if event.row_id is not None:  # a grading committed: the routing it caused is read
             if event.sha256:
                 self._saved.add(event.sha256)

@@ -22,6 +22,10 @@ from sall_desktop.store.errors import StoreError, StoreWriteError
 from sall_desktop.store.sql import PgSql, SqlConnection
 from sall_desktop.store.verify import VerifyReport, chain_head, verify_store
 
+CONNECT_TIMEOUT_S = 10
+"""How long libpq tries to reach the server, and a save waits for the pool, before it says the
+team store cannot be reached (psycopg_pool's own default wait is 30 s)."""
+
 WRITE_LOCK = 0x5A11_0001
 """The advisory lock key every write transaction holds until it commits (one per database)."""
 
@@ -112,6 +116,7 @@ class PgStoreConnection:
         self.read_only_reason = read_only_reason
         self.warnings: list[str] = []
         self._closed = False
+        self._pool_failing = False
 
     @contextlib.contextmanager
     def _connection(self, what: str, *, write: bool) -> Iterator[psycopg.Connection[Any]]:
@@ -119,7 +124,26 @@ class PgStoreConnection:
             raise (StoreWriteError if write else StoreError)(
                 f"Could not {'save' if write else 'read'} {what}: the store is closed"
             )
-        with self._pool.connection() as conn:
+        with contextlib.ExitStack() as stack:
+            conn: psycopg.Connection[Any] | None = None
+            # After an outage the pool reconnects only on its own back-off (1, 2, 4 ... s, for
+            # up to its reconnect timeout), so saves would go on failing long after the server
+            # is back: until the pool holds a connection again, go to the server directly.
+            if not self._pool_failing or self._pool.get_stats().get("pool_available", 0):
+                try:
+                    conn = stack.enter_context(self._pool.connection(timeout=CONNECT_TIMEOUT_S))
+                    self._pool_failing = False
+                except PoolTimeout:
+                    self._pool_failing = True
+            if conn is None:
+                conn = stack.enter_context(
+                    psycopg.connect(
+                        self.url,
+                        autocommit=True,
+                        connect_timeout=CONNECT_TIMEOUT_S,
+                        application_name="sall-desktop",
+                    )
+                )
             yield conn
 
     @contextlib.contextmanager

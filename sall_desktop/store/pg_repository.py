@@ -15,11 +15,10 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from sall_desktop.store.errors import StoreError
 from sall_desktop.store.label_queries import LabelQueries
-from sall_desktop.store.pg_connection import PgStoreConnection, describe_url
+from sall_desktop.store.pg_connection import CONNECT_TIMEOUT_S, PgStoreConnection, describe_url
 from sall_desktop.store.pg_migrations import migrate_pg
 
-CONNECT_TIMEOUT_S = 10
-"""How long libpq tries to reach the server before the open (or a save) says it cannot."""
+__all__ = ["CONNECT_TIMEOUT_S", "PgLabelStore", "is_team_url", "open_team_store"]
 
 URL_PREFIXES = ("postgresql://", "postgres://")
 
@@ -83,6 +82,7 @@ def open_team_store(
             "application_name": "sall-desktop",
         },
         check=ConnectionPool.check_connection,
+        timeout=CONNECT_TIMEOUT_S,
         name=f"sall-{where}",
     )
     try:

@@ -138,3 +138,59 @@ def test_an_image_one_grader_holds_leaves_the_other_graders_queue_until_released
     one.window._closing_confirmed = True
     one.window.close()  # closing releases the lease
     qtbot.waitUntil(lambda: "Second grading — 1 to grade" in panels[1].texts(), timeout=WAIT_MS)
+
+
+def test_the_offline_indicator_shows_while_the_server_is_down_and_clears_after_sync(
+    qtbot: Any, qapp_themed: Any, tmp_path: Path, image_folder: Callable[..., Path]
+) -> None:
+    from sall_desktop.app import create_workstation
+    from sall_desktop.gui.settings import AppSettings
+    from sall_desktop.services.grading import SaveState
+    from tests.support.pg_server import PgServer
+
+    folder = image_folder(3)
+    with PgServer() as server:
+        url = server.create_database("offline")
+        settings = AppSettings(tmp_path / "desk" / "settings.ini")
+        settings.grader = "Dr Offline"
+        settings.auto_advance = False
+        # No automatic retries: the test says when to try again, so nothing waits on a clock.
+        ws = create_workstation(url, settings=settings, retry_delays=(3600.0,))
+        try:
+            window, service = ws.window, ws.services.grading
+            window.show()
+            window.start(str(folder))
+            qtbot.waitUntil(
+                lambda: window.navigator.current is not None and not window.grading.loading,
+                timeout=WAIT_MS,
+            )
+            save = window.status.save
+            first, second = window.model.entry_at(0), window.model.entry_at(1)
+            window.navigator.go_to(first)
+            QTest.keyClick(window, "1")
+            QTest.keyClick(window, AMD_Q)
+            qtbot.waitUntil(lambda: save.text() == "✓ All grades saved", timeout=WAIT_MS)
+
+            server.kill()
+            window.navigator.go_to(second)
+            QTest.keyClick(window, "2")
+            QTest.keyClick(window, AMD_Q)
+            qtbot.waitUntil(lambda: save.text().startswith("Offline — 1 grade"), timeout=WAIT_MS)
+            assert save.property("state") == "outbox"
+            assert window.banner.isVisible() and window.banner.kind == "offline"
+            assert service.state_of(second.sha256) is SaveState.OUTBOX
+
+            server.restart()
+            service.retry()
+            qtbot.waitUntil(lambda: save.text() == "✓ All grades saved", timeout=WAIT_MS)
+            assert service.online and service.outbox_count == 0
+            qtbot.waitUntil(lambda: not window.banner.isVisible(), timeout=WAIT_MS)
+            rows = ws.store.submit(lambda s: s.current_gradings(grader="Dr Offline")).result()
+            assert {g.image_sha256: g.dr_grade for g in rows} == {
+                first.sha256: 1,
+                second.sha256: 2,
+            }
+        finally:
+            ws.window._closing_confirmed = True
+            ws.window.close()
+            ws.shutdown()
