@@ -107,9 +107,14 @@ def test_refused_write_stays_pending_blocks_later_writes_and_retry_commits_in_or
     service, store_thread, recorder, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     disk = DiskFull(monkeypatch)
+    # The store thread waits until all three are queued, so the first failure meets them all
+    # whatever the machine's load (no race between this thread and the store's).
+    gate = threading.Event()
+    store_thread.submit(lambda _store: gate.wait(HANG_GUARD_S))
     first = service.grade(grading(1, dr=1))
     second = service.grade(grading(1, dr=4))
     other = service.grade(grading(2, dr=2))
+    gate.set()
     wait_for(lambda: service.failing, "the first write failing")
     assert service.failing and "disk is full" in service.last_error
     assert service.pending_count == 3 and not first.done()
