@@ -101,11 +101,13 @@ class WriteLike(Protocol):
 
 def send(store: LabelStore, write: WriteLike) -> int:
     """Commit ``write`` as it was made; the row id. Its UUID makes a resend write nothing."""
-    if write.test_set:  # a test answer: never a gradings row (the store takes no UUID there)
-        if write.grading is None:
-            return store.retract_test_answer(write.test_set, write.sha256, write.grader)
-        return store.add_test_answer(write.test_set, write.grading)
     uuid, at = write.client_uuid, write.made_at
+    if write.test_set:  # a test answer: never a gradings row
+        if write.grading is None:
+            return store.retract_test_answer(
+                write.test_set, write.sha256, write.grader, client_uuid=uuid
+            )
+        return store.add_test_answer(write.test_set, write.grading, client_uuid=uuid)
     if write.grading is None:
         return store.retract_grading(
             write.sha256, write.grader, reason=write.reason, client_uuid=uuid, client_at_utc=at

@@ -182,40 +182,55 @@ class TestSetsRepositoryMixin:
             ).fetchall()
         return {str(r[0]): _grading(str(r[0]), f"test:{name}", r[1:]) for r in rows}
 
-    def add_test_answer(self: Transactions, name: str, grading: Grading) -> int:
-        """Append ``grading`` as the grader's answer to a test item; audited.
+    def add_test_answer(
+        self: Transactions, name: str, grading: Grading, *, client_uuid: str | None = None
+    ) -> int:
+        """Append ``grading`` as the grader's answer to a test item; audited. A ``client_uuid``
+        already stored writes nothing and returns that row's id (an outbox resending).
 
         Raises:
             StoreWriteError: no such set, the image is not in it, or it is not assigned to the
                 grader.
         """
         with self._write("the test answer") as conn:
+            if (sent := _sent(conn, client_uuid)) is not None:
+                return sent
             set_id, image_id, grader_id = _assigned_item(
                 conn, name, grading.image_sha256, grading.grader
             )
             cur = conn.execute(
-                "INSERT INTO test_answers (test_set_id, image_id, grader_id, "
-                f"{_VALUES}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (set_id, image_id, grader_id, *_values(grading), grading.created_at),
+                "INSERT INTO test_answers (test_set_id, image_id, grader_id, client_uuid, "
+                f"{_VALUES}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (set_id, image_id, grader_id, client_uuid, *_values(grading), grading.created_at),
             )
             _audit(conn, self.app_version, grading.grader, "programme.test_answer",
                    {"set": name, "values": list(_values(grading))},
                    image_sha256=grading.image_sha256)  # fmt: skip
             return int(cur.fetchone()[0])
 
-    def retract_test_answer(self: Transactions, name: str, image_sha256: str, grader: str) -> int:
+    def retract_test_answer(
+        self: Transactions,
+        name: str,
+        image_sha256: str,
+        grader: str,
+        *,
+        client_uuid: str | None = None,
+    ) -> int:
         """Append a "no answer" row: the grader's answer to the item is withdrawn (the undo of a
-        first answer); audited. Earlier answers stay in the table.
+        first answer); audited. Earlier answers stay in the table. ``client_uuid``: as for
+        :meth:`add_test_answer`.
 
         Raises:
             StoreWriteError: as :meth:`add_test_answer`.
         """
         with self._write("the test answer") as conn:
+            if (sent := _sent(conn, client_uuid)) is not None:
+                return sent
             set_id, image_id, grader_id = _assigned_item(conn, name, image_sha256, grader)
             cur = conn.execute(
                 "INSERT INTO test_answers (test_set_id, image_id, grader_id, retracted, "
-                "created_at) VALUES (?, ?, ?, 1, ?) RETURNING id",
-                (set_id, image_id, grader_id, utc_now()),
+                "client_uuid, created_at) VALUES (?, ?, ?, 1, ?, ?) RETURNING id",
+                (set_id, image_id, grader_id, client_uuid, utc_now()),
             )
             _audit(conn, self.app_version, grader, "programme.test_answer_retracted",
                    {"set": name}, image_sha256=image_sha256)  # fmt: skip
@@ -242,6 +257,16 @@ class TestSetsRepositoryMixin:
             answer = _grading(str(sha), str(grader), values, str(at))
             out.append((str(set_name), _as_answer(answer)))
         return out
+
+
+def _sent(conn: SqlConnection, client_uuid: str | None) -> int | None:
+    """The test answer already stored under ``client_uuid`` (None: none, or no UUID)."""
+    if client_uuid is None:
+        return None
+    row = conn.execute(
+        "SELECT id FROM test_answers WHERE client_uuid = ?", (client_uuid,)
+    ).fetchone()
+    return None if row is None else int(row[0])
 
 
 def _assigned_item(

@@ -6,6 +6,11 @@
 ALTER TABLE gradings ADD COLUMN client_uuid TEXT;
 CREATE UNIQUE INDEX gradings_client_uuid ON gradings (client_uuid) WHERE client_uuid IS NOT NULL;
 
+-- A test answer made at a workstation is named the same way.
+ALTER TABLE test_answers ADD COLUMN client_uuid TEXT;
+CREATE UNIQUE INDEX test_answers_client_uuid ON test_answers (client_uuid)
+    WHERE client_uuid IS NOT NULL;
+
 -- On a team store, the workstation's own clock (at_utc is the server's); NULL here, where the
 -- workstation's clock is at_utc.
 ALTER TABLE audit_log ADD COLUMN client_at_utc TEXT;

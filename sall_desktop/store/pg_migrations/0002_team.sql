@@ -7,6 +7,8 @@
 -- SQLite store's partial unique index (its 0004_team.sql); being total, it also serves an
 -- ON CONFLICT (client_uuid) WHERE client_uuid IS NOT NULL written for that partial index.
 ALTER TABLE gradings ADD COLUMN client_uuid UUID CONSTRAINT gradings_client_uuid UNIQUE;
+ALTER TABLE test_answers ADD COLUMN client_uuid UUID;
+ALTER TABLE test_answers ADD CONSTRAINT test_answers_client_uuid UNIQUE (client_uuid);
 
 -- The workstation's own clock when a grading was made offline; at_utc stays the server's time of
 -- arrival, so the trail's order is the server's and the grader's moment is kept as well.

@@ -47,9 +47,13 @@ APPEND_ONLY = (
 # required, beside it.
 PG_ONLY_TABLES = {"schema_version"}
 TEAM_TABLES = {"leases"}
-TEAM_COLUMNS = {"gradings": ["client_uuid"], "audit_log": ["client_at_utc"]}
+TEAM_COLUMNS = {
+    "gradings": ["client_uuid"],
+    "test_answers": ["client_uuid"],
+    "audit_log": ["client_at_utc"],
+}
 # Where PostgreSQL has a stricter type than SQLite offers.
-TYPE_EXCEPTIONS = {("gradings", "client_uuid"): "uuid"}
+TYPE_EXCEPTIONS = {("gradings", "client_uuid"): "uuid", ("test_answers", "client_uuid"): "uuid"}
 # SQLite declared type -> the PostgreSQL types it may become.
 TYPE_MAP = {
     "INTEGER": {"integer", "bigint"},

@@ -350,3 +350,21 @@ def test_window_settings_belong_to_the_workstation_on_a_team_store(pg_url: str) 
     assert two.get_setting("shared") == "x"
     one.close()
     two.close()
+
+
+def test_a_test_answer_resent_with_its_client_uuid_is_stored_once(store, sha) -> None:
+    from sall_desktop.domain.grades import Grading
+
+    store.upsert_image(ImageRecord(sha256=sha(5), path="/d/5.jpg"))
+    reference = Grading(sha(5), "QA", dr_grade=2, amd_grade=0)
+    store.create_test_set("induction", [reference], actor="QA", source="reference")
+    store.assign_test_set("induction", "Dr New", actor="QA")
+    answer = Grading(sha(5), "Dr New", dr_grade=1, amd_grade=0)
+    uuid = "0b4e28ba-2fa1-11d2-883f-0016d3cca427"
+    first = store.add_test_answer("induction", answer, client_uuid=uuid)
+    assert store.add_test_answer("induction", answer, client_uuid=uuid) == first
+    undo = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+    gone = store.retract_test_answer("induction", sha(5), "Dr New", client_uuid=undo)
+    assert store.retract_test_answer("induction", sha(5), "Dr New", client_uuid=undo) == gone
+    assert store.test_answers("induction") == []  # withdrawn once, not twice or never
+    assert store.verify_chain().ok
