@@ -188,6 +188,7 @@ class MainWindow(QMainWindow):
         team = TeamController(services.grading, self.model, self.work, self.grading, self.navigator)
         team.notice.connect(lambda text: self.statusBar().showMessage(text, 10_000))
         team.unreachable.connect(self.status.show_offline)
+        self.status.set_team_store(services.team_store)
         team.news.connect(lambda _: self.status.server_answered())
         self.setWindowTitle(f"SALL Desktop — fundus grading — team store {services.team_store}")
         return team

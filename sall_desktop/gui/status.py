@@ -96,6 +96,10 @@ class StatusController(QObject):
         self.withheld.setVisible(False)
         status_bar.addWidget(self.folder)
         status_bar.addWidget(self.counts, 1)
+        self.team = QLabel()
+        self.team.setObjectName("teamStore")
+        self.team.setVisible(False)
+        status_bar.addPermanentWidget(self.team)
         status_bar.addPermanentWidget(self.withheld)
         status_bar.addPermanentWidget(self.blind)
         status_bar.addPermanentWidget(self.save)
@@ -117,6 +121,15 @@ class StatusController(QObject):
         """Say why a screening programme hides the model ("" says nothing)."""
         self.withheld.setText(text)
         self.withheld.setVisible(bool(text))
+
+    def set_team_store(self, where: str) -> None:
+        """Name the team store the grades go to ("" : this workstation's own database)."""
+        self.team.setText(f"Team store {where}" if where else "")
+        self.team.setToolTip(
+            "Grades go to the team's shared store; other workstations' grades appear here "
+            "within seconds."
+        )
+        self.team.setVisible(bool(where))
 
     def set_read_only(self, reason: str) -> None:
         self.read_only_reason = reason

@@ -96,6 +96,7 @@ QLabel#saveState[state="failed"] {{ background: {t.danger}; color: #ffffff; padd
 QLabel#saveState[state="draft"] {{ color: {t.accent}; }}
 QLabel#saveState[state="outbox"] {{ color: {t.accent}; }}
 QLabel#fieldError {{ color: {t.danger}; }}
+QLabel#teamStore {{ color: {t.accent}; padding: 0 8px; }}
 QFrame#banner {{ border-radius: 0; padding: 2px; }}
 QFrame#banner[severity="error"] {{ background: {t.danger}; }}
 QFrame#banner[severity="warning"] {{ background: {t.warning}; }}

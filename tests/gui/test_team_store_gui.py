@@ -77,6 +77,10 @@ def test_a_grade_saved_at_one_workstation_shows_at_the_other_on_its_next_poll(
     assert one.window.team is not None and two.window.team is not None
     assert two.window.team.timer.interval() <= POLL_MS <= 1000  # a poll a second at least
     assert "team store" in two.window.windowTitle()
+    assert (
+        two.window.status.team.isVisible()
+        and "Team store 127.0.0.1:" in two.window.status.team.text()
+    )
     panel = two.window.work_panel
     qtbot.waitUntil(lambda: "Second grading — 0 to grade" in panel.texts(), timeout=WAIT_MS)
     events: list[str] = []  # in the order the GUI thread heard them
