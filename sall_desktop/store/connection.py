@@ -21,7 +21,6 @@ from sall_desktop.store.errors import (
     read_error,
     write_error,
 )
-from sall_desktop.store.verify import VerifyReport, chain_head, verify_store
 
 
 class StoreConnection:
@@ -131,16 +130,6 @@ class StoreConnection:
             return integrity(self._conn, quick=quick)
         except sqlite3.Error as err:
             return str(err)
-
-    def verify(self) -> VerifyReport:
-        """Check the audit chain and every grading against it (``store/verify.py``)."""
-        with self._read("the audit trail") as conn:
-            return verify_store(conn)
-
-    def chain_head(self) -> str:
-        """The last audit row's hash ("" for an empty trail): what an export records."""
-        with self._read("the audit trail") as conn:
-            return chain_head(conn)
 
     def connection_settings(self) -> dict[str, str]:
         """The R1 PRAGMA values of this store's connection (journal_mode, synchronous, ...)."""

@@ -39,6 +39,7 @@ from sall_desktop.store.rows import (
 )
 from sall_desktop.store.sql import SqlConnection
 from sall_desktop.store.test_sets_repository import TestSetsRepositoryMixin
+from sall_desktop.store.verify import VerifyReport, chain_head, verify_store
 
 
 class LabelQueries(
@@ -410,6 +411,16 @@ class LabelQueries(
         """The audit trail in id order (only the rows of ``image_sha256`` if given)."""
         with self._read("the audit trail") as conn:
             return [AuditEntry(*row) for row in self._audit_rows(conn, image_sha256)]
+
+    def verify(self) -> VerifyReport:
+        """Check the audit chain and every grading against it (``store/verify.py``)."""
+        with self._read("the audit trail") as conn:
+            return verify_store(conn)
+
+    def chain_head(self) -> str:
+        """The last audit row's hash ("" for an empty trail): what an export records."""
+        with self._read("the audit trail") as conn:
+            return chain_head(conn)
 
     def verify_chain(self) -> ChainReport:
         """Check the whole hash chain, streaming rows (memory does not grow with the trail)."""

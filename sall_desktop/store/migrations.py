@@ -27,13 +27,14 @@ class Migration:
     sql: str
 
 
-def load_migrations() -> list[Migration]:
-    """Read the bundled migration files in version order.
+def load_migrations(folder_name: str = "migrations") -> list[Migration]:
+    """Read the bundled migration files of ``folder_name`` in version order (``migrations``:
+    SQLite's; ``pg_migrations``: the team store's).
 
     Raises:
         RuntimeError: versions are not exactly 1, 2, ..., N (a packaging or naming mistake).
     """
-    folder = resources.files("sall_desktop.store").joinpath("migrations")
+    folder = resources.files("sall_desktop.store").joinpath(folder_name)
     found = [
         Migration(int(match.group(1)), entry.name, entry.read_text(encoding="utf-8"))
         for entry in folder.iterdir()

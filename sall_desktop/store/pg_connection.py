@@ -20,7 +20,6 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from sall_desktop.store.audit import ChainReport
 from sall_desktop.store.errors import StoreError, StoreWriteError
 from sall_desktop.store.sql import PgSql, SqlConnection
-from sall_desktop.store.verify import VerifyReport, chain_head, verify_store
 
 CONNECT_TIMEOUT_S = 10
 """How long libpq tries to reach the server, and a save waits for the pool, before it says the
@@ -144,6 +143,9 @@ class PgStoreConnection:
                         application_name="sall-desktop",
                     )
                 )
+                # The server answers again: after a long outage the pool has given up and
+                # shrunk to nothing; this makes it refill, so the next call uses it again.
+                self._pool.check()
             yield conn
 
     @contextlib.contextmanager
@@ -184,16 +186,6 @@ class PgStoreConnection:
         except StoreError as err:
             return str(err)
         return "ok"
-
-    def verify(self) -> VerifyReport:
-        """Check the audit chain and every grading against it (``store/verify.py``)."""
-        with self._read("the audit trail") as conn:
-            return verify_store(conn)
-
-    def chain_head(self) -> str:
-        """The last audit row's hash ("" for an empty trail): what an export records."""
-        with self._read("the audit trail") as conn:
-            return chain_head(conn)
 
     def connection_settings(self) -> dict[str, str]:
         """The server's durability settings that matter for acknowledged grades."""

@@ -12,8 +12,6 @@ The files are package data read through ``importlib.resources``, like the SQLite
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import psycopg
@@ -22,6 +20,7 @@ from psycopg.rows import TupleRow, tuple_row
 
 from sall_desktop.domain.grades import utc_now
 from sall_desktop.store.errors import StoreError
+from sall_desktop.store.migrations import Migration, load_migrations
 
 _NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 
@@ -39,32 +38,17 @@ _ADMIN_HINT = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class PgMigration:
-    """One schema step: ``version`` is the schema version after it is applied."""
-
-    version: int
-    name: str
-    sql: str
+PgMigration = Migration
+"""One schema step of the team store (the same shape as SQLite's)."""
 
 
-def load_pg_migrations() -> list[PgMigration]:
+def load_pg_migrations() -> list[Migration]:
     """Read the bundled PostgreSQL migration files in version order.
 
     Raises:
         RuntimeError: versions are not exactly 1, 2, ..., N (a packaging or naming mistake).
     """
-    folder = resources.files("sall_desktop.store").joinpath("pg_migrations")
-    found = [
-        PgMigration(int(match.group(1)), entry.name, entry.read_text(encoding="utf-8"))
-        for entry in folder.iterdir()
-        if (match := _NAME.fullmatch(entry.name))
-    ]
-    found.sort(key=lambda m: m.version)
-    versions = [m.version for m in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise RuntimeError(f"migration files must be numbered 0001, 0002, ...; found {versions}")
-    return found
+    return load_migrations("pg_migrations")
 
 
 def pg_latest_version() -> int:
