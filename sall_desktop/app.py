@@ -173,16 +173,41 @@ def _team_outbox(home: Path, db: Path | str, warnings: list[str]) -> Outbox | No
     return outbox
 
 
+def _kept_note(target: str | None) -> str:
+    """For a team store that cannot be reached: how many grades this workstation keeps for it."""
+    if target is None or not is_team_url(target):
+        return ""
+    path = outbox_path(data_dir(), target)
+    if not path.exists():
+        return ""
+    try:
+        outbox = Outbox(path)
+    except OutboxError:
+        return ""
+    try:
+        kept = outbox.count()
+    finally:
+        outbox.close()
+    if not kept:
+        return ""
+    return (
+        f"\n\n{kept} grade(s) from your last session are kept safely on this workstation; "
+        "they are sent when the team store can be reached and SALL Desktop opens again."
+    )
+
+
 def run_gui(db: str | None, folder: str | None) -> int:
     """Run the workstation until its window closes; return the process exit code."""
     settings = AppSettings()
     app = qt_application("SALL Desktop", APP_VERSION, settings)
+    # --db wins; else the team store chosen in Settings; else this workstation's own file.
+    target = db or settings.team_store or None
     try:
-        # --db wins; else the team store chosen in Settings; else this workstation's own file.
-        workstation = create_workstation(db or settings.team_store or None, settings=settings)
+        workstation = create_workstation(target, settings=settings)
     except (StoreError, OSError) as exc:
         show_startup_error(
-            "SALL Desktop cannot start", f"The label database cannot be opened.\n\n{exc}"
+            "SALL Desktop cannot start",
+            f"The label database cannot be opened.\n\n{exc}{_kept_note(target)}",
         )
         return 1
     return run_window(app, workstation.window, folder, workstation.shutdown)

@@ -461,3 +461,22 @@ def test_grades_made_while_the_server_is_down_are_sent_once_when_it_is_back(
             ).fetchall()
         assert list(dict.fromkeys(r[0] for r in sent)) == list(made)  # committed in order
         assert all(client == made[uuid] and server >= client for uuid, client, server in sent)
+
+
+def test_a_start_that_cannot_reach_the_team_store_says_its_kept_grades_are_safe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sall_desktop.app import _kept_note
+    from sall_desktop.services.outbox import outbox_path
+    from sall_desktop.store.outbox import Outbox as OutboxFile
+    from sall_desktop.store.outbox import OutboxEntry
+
+    monkeypatch.setenv("SALL_DESKTOP_HOME", str(tmp_path))
+    url = "postgresql://grader@server.invalid/screening"
+    assert _kept_note(url) == "" and _kept_note(None) == ""  # nothing kept: nothing to say
+    kept = OutboxFile(outbox_path(tmp_path, url))
+    grading = Grading("a" * 64, "Dr K", dr_grade=2, amd_grade=0)
+    kept.put(OutboxEntry("u-1", grading.created_at, grading.image_sha256, "Dr K", grading))
+    kept.close()
+    assert "1 grade(s) from your last session are kept safely" in _kept_note(url)
+    assert _kept_note(str(tmp_path / "labels.sqlite")) == ""  # a file is always there
