@@ -69,9 +69,11 @@ class GatedAnswers:
         self.gate = threading.Event()
         original = SqliteLabelStore.add_test_answer
 
-        def add_test_answer(store: SqliteLabelStore, name: str, grading: Grading) -> int:
+        def add_test_answer(
+            store: SqliteLabelStore, name: str, grading: Grading, **kwargs: Any
+        ) -> int:
             assert self.gate.wait(WAIT_S), "the gate was never opened"
-            return original(store, name, grading)
+            return original(store, name, grading, **kwargs)
 
         monkeypatch.setattr(SqliteLabelStore, "add_test_answer", add_test_answer)
 
