@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from model_zoo.architectures.tasks import DEFAULT_TASKS
 from model_zoo.cards import ModelCard, Provenance, card_to_json
+from sall_desktop.services.grading import GradingEvent, SaveState
 
 HANG_GUARD_S = 120.0
 """The longest any wait on real work (a thread, a process, a decode) may take before the test
@@ -60,3 +62,27 @@ def write_fake_model(
 def fake_model_writer() -> Callable[..., str]:
     """``write(folder, seed, *, parent=None, intended_use="research") -> card id``."""
     return write_fake_model
+
+
+class Recorder:
+    """A grading-service listener that keeps every event (events arrive on the store thread)."""
+
+    def __init__(self) -> None:
+        self.events: list[GradingEvent] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, event: GradingEvent) -> None:
+        with self.lock:
+            self.events.append(event)
+
+    def states(self, sha256: str) -> list[SaveState]:
+        with self.lock:
+            return [e.state for e in self.events if e.sha256 == sha256]
+
+    def shas_in(self, state: SaveState) -> set[str]:
+        with self.lock:
+            return {e.sha256 for e in self.events if e.state is state}
+
+    def last(self) -> GradingEvent:
+        with self.lock:
+            return self.events[-1]

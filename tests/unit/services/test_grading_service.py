@@ -12,13 +12,12 @@ import pytest
 from sall_desktop.domain.grades import Grading, ImageRecord
 from sall_desktop.services.grading import (
     GradeCommand,
-    GradingEvent,
     GradingService,
     ReadOnlyError,
     SaveState,
 )
 from sall_desktop.store import SqliteLabelStore, StoreThread, StoreWriteError
-from tests.unit.services.conftest import HANG_GUARD_S, wait_for
+from tests.unit.services.conftest import HANG_GUARD_S, Recorder, wait_for
 
 
 def sha(n: int) -> str:
@@ -27,20 +26,6 @@ def sha(n: int) -> str:
 
 def grading(n: int, dr: int = 1, amd: int = 0, grader: str = "Dr A") -> Grading:
     return Grading(sha(n), grader, dr_grade=dr, amd_grade=amd)
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[GradingEvent] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, event: GradingEvent) -> None:
-        with self.lock:
-            self.events.append(event)
-
-    def states(self, sha256: str) -> list[SaveState]:
-        with self.lock:
-            return [e.state for e in self.events if e.sha256 == sha256]
 
 
 @pytest.fixture

@@ -30,7 +30,6 @@ from sall_desktop.domain.grades import (
 from sall_desktop.services.grading import (
     GradeCommand,
     GradeWrite,
-    GradingEvent,
     GradingService,
     SaveState,
 )
@@ -44,7 +43,7 @@ from sall_desktop.store.outbox import (
     entry_to_json,
 )
 from tests.support.pg_server import PgServer
-from tests.unit.services.conftest import HANG_GUARD_S, wait_for
+from tests.unit.services.conftest import HANG_GUARD_S, Recorder, wait_for
 
 UNREACHABLE = (
     "Could not save the grade: the team store cannot be reached (connection refused). "
@@ -75,24 +74,6 @@ class NeverFires:
 
     def join(self) -> None:
         pass
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[GradingEvent] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, event: GradingEvent) -> None:
-        with self.lock:
-            self.events.append(event)
-
-    def shas_in(self, state: SaveState) -> set[str]:
-        with self.lock:
-            return {e.sha256 for e in self.events if e.state is state}
-
-    def last(self) -> GradingEvent:
-        with self.lock:
-            return self.events[-1]
 
 
 class Flaky:
